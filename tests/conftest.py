@@ -1,0 +1,19 @@
+"""Shared test set-up: GPU-marked tests skip cleanly on machines without CUDA."""
+
+import pytest
+import torch
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def generator():
+    """A seeded CPU generator: every random test draw goes through it."""
+    return torch.Generator().manual_seed(0)
