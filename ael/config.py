@@ -69,10 +69,6 @@ def _field(default: Any, **bounds: float) -> Any:
     return field(default=default, metadata=_bounds(**bounds))
 
 
-def _section(cls: type) -> Any:
-    return field(default_factory=cls)
-
-
 # --------------------------------------------------------------------------------------------
 # core: the AEL method (ael/core)
 # --------------------------------------------------------------------------------------------
@@ -180,13 +176,13 @@ class OhemConfig:
 class CoreConfig:
     """Every AEL strategy; each one switchable on its own (the paper's ablations)."""
 
-    bank: BankConfig = _section(BankConfig)
-    copy_paste: CopyPasteConfig = _section(CopyPasteConfig)
-    cutmix: CutMixConfig = _section(CutMixConfig)
-    sampling: SamplingConfig = _section(SamplingConfig)
-    reweight: ReweightConfig = _section(ReweightConfig)
-    unsup: UnsupConfig = _section(UnsupConfig)
-    ohem: OhemConfig = _section(OhemConfig)
+    bank: BankConfig = field(default_factory=BankConfig)
+    copy_paste: CopyPasteConfig = field(default_factory=CopyPasteConfig)
+    cutmix: CutMixConfig = field(default_factory=CutMixConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    reweight: ReweightConfig = field(default_factory=ReweightConfig)
+    unsup: UnsupConfig = field(default_factory=UnsupConfig)
+    ohem: OhemConfig = field(default_factory=OhemConfig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,8 +252,8 @@ class DataConfig:
 
     dataset: Literal["synthetic", "voc", "cityscapes", "ade20k", "camvid", "folder"] = "synthetic"
     root: str | None = None
-    synthetic: SyntheticConfig = _section(SyntheticConfig)
-    split: SplitConfig = _section(SplitConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
     crop_size: int = _field(96, ge=8)
     scale_range: tuple[float, float] = (0.5, 2.0)
     # Release: "piecewise" (half the time uniform in [lo, 1), half in [1, hi]).
@@ -334,8 +330,8 @@ class TrainConfig:
     seed: int = 0
     # Release: True (every loss divided by world_size on top of DDP's gradient averaging).
     loss_div_world_size: bool = False
-    ema: EmaConfig = _section(EmaConfig)
-    eval: EvalConfig = _section(EvalConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     log_every: int = _field(1, ge=1)  # scalars
     classes_every: int = _field(10, ge=1)  # per-class vectors
     media_every: int = _field(100, ge=0)  # image samples; 0: none
@@ -369,11 +365,11 @@ class RunConfig:
 class Config:
     """The whole resolved configuration of a run."""
 
-    core: CoreConfig = _section(CoreConfig)
-    model: ModelConfig = _section(ModelConfig)
-    data: DataConfig = _section(DataConfig)
-    train: TrainConfig = _section(TrainConfig)
-    run: RunConfig = _section(RunConfig)
+    core: CoreConfig = field(default_factory=CoreConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -413,7 +409,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config file ({err.strerror or err})") from err
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
@@ -579,7 +575,7 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"command line: override {text!r} has an empty key")
     try:
-        value = yaml.load(raw, Loader=_StrictLoader) if raw.strip() else ""  # noqa: S506
+        value = yaml.load(raw, Loader=_StrictLoader) if raw.strip() else ""
     except (yaml.YAMLError, ConfigError) as err:
         raise ConfigError(f"command line: cannot parse the value of {key}: {err}") from None
     return key.split("."), value
