@@ -1,0 +1,178 @@
+"""JSON-lines plumbing of the run store: compact encoding, torn-tail repair, incremental tailing.
+
+Only whole lines count: a writer appends ``line + "\\n"`` in one write, so a line without its
+newline is one being written (or torn by a crash) and is left for later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DamagedRunWarning", "JsonlTail", "RawJson", "drop_torn_tail", "encode_record", "format_vector"]
+
+logger = logging.getLogger(__name__)
+
+_NONFINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+class DamagedRunWarning(UserWarning):
+    """Some lines of a run file could not be parsed and were skipped (the count is in the message)."""
+
+
+class RawJson(str):
+    """Text that is already valid JSON and is embedded verbatim by :func:`encode_record`."""
+
+
+def format_vector(values: np.ndarray) -> RawJson:
+    """A 1-d float array as a JSON list with 7 significant digits (float32-faithful, compact).
+
+    Non-finite values are written as ``NaN``/``Infinity``, which Python's ``json`` reads back.
+    """
+    text = ",".join(map("{:.7g}".format, values.tolist()))
+    if "n" in text:  # "nan", "inf": the only formatted values containing an "n"
+        text = ",".join(_NONFINITE.get(t, t) for t in text.split(","))
+    return RawJson("[" + text + "]")
+
+
+def _encode_value(value: Any) -> str:
+    if isinstance(value, RawJson):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def encode_record(record: Mapping[str, Any]) -> bytes:
+    """One record as a single UTF-8 JSON line ending in ``\\n`` (keys in insertion order)."""
+    body = ",".join(f"{json.dumps(k)}:{_encode_value(v)}" for k, v in record.items())
+    return ("{" + body + "}\n").encode("utf-8")
+
+
+def drop_torn_tail(path: Path) -> int:
+    """Truncate ``path`` after its last newline (a line torn by a crash); return the bytes dropped."""
+    if not path.exists():
+        return 0
+    with open(path, "r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        end = size
+        block = 65536
+        keep = 0
+        while end > 0:
+            start = max(0, end - block)
+            f.seek(start)
+            chunk = f.read(end - start)
+            idx = chunk.rfind(b"\n")
+            if idx >= 0:
+                keep = start + idx + 1
+                break
+            end = start
+        if keep < size:
+            f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())
+            logger.warning("%s: dropped a torn last line (%d bytes)", path, size - keep)
+        return size - keep
+
+
+class JsonlTail:
+    """Reads the records appended to one ``.jsonl`` file since the previous poll.
+
+    Keeps a byte offset, reads only new bytes, leaves a line without its newline for the next
+    poll, and starts over when the file was replaced (new inode) or shrank below the offset.
+    Lines that are not JSON objects are skipped, counted in :attr:`damaged` and warned about.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.offset = 0
+        self.lines = 0  # complete lines consumed, for line numbers in warnings
+        self.damaged = 0
+        self._inode: tuple[int, int] | None = None
+
+    def _reset(self) -> None:
+        self.offset = 0
+        self.lines = 0
+        self.damaged = 0
+
+    def poll(self) -> tuple[list[dict[str, Any]], bool]:
+        """Read what was appended.
+
+        Returns:
+            ``(records, reset)``: the new records in file order, and True when the file was
+            replaced or truncated so the caller must drop what it built from earlier polls
+            (``records`` then holds the whole file again).
+        """
+        reset = False
+        try:
+            f = open(self.path, "rb")  # noqa: SIM115 - closed below, after fstat
+        except FileNotFoundError:
+            if self._inode is not None:
+                self._inode = None
+                self._reset()
+                return [], True
+            return [], False
+        with f:
+            st = os.fstat(f.fileno())
+            inode = (st.st_dev, st.st_ino)
+            if self._inode is not None and (inode != self._inode or st.st_size < self.offset):
+                self._reset()
+                reset = True
+            self._inode = inode
+            if st.st_size <= self.offset:
+                return [], reset
+            f.seek(self.offset)
+            data = f.read(st.st_size - self.offset)
+        end = data.rfind(b"\n")
+        if end < 0:
+            return [], reset
+        self.offset += end + 1
+        return self._parse(data[: end + 1]), reset
+
+    def _parse(self, chunk: bytes) -> list[dict[str, Any]]:
+        lines = chunk.split(b"\n")[:-1]
+        first_line = self.lines + 1
+        self.lines += len(lines)
+        nonblank = [line for line in lines if line.strip()]
+        if not nonblank:
+            return []
+        try:
+            records = json.loads(b"[" + b",".join(nonblank) + b"]")
+            if len(records) == len(nonblank) and all(type(r) is dict for r in records):
+                return records
+        except ValueError:
+            pass
+        # Slow path: some line is damaged; keep every readable one and say which were not.
+        records, bad = [], []
+        for number, line in enumerate(lines, start=first_line):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if type(record) is dict:
+                records.append(record)
+            else:
+                bad.append(number)
+        if bad:
+            self.damaged += len(bad)
+            shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+            warnings.warn(
+                f"{self.path}: skipped {len(bad)} damaged line(s) (line {shown}); "
+                f"{self.damaged} damaged in this file so far",
+                DamagedRunWarning,
+                stacklevel=3,
+            )
+        return records
+
+
+def is_finite_number(value: Any) -> bool:
+    """True for an int or float that is finite (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
