@@ -121,7 +121,7 @@ def _palette_bytes(palette: Sequence[Sequence[int]] | np.ndarray | None) -> list
 def encode_part(array: np.ndarray, part_type: str, f: Any, palette: Any = None) -> None:
     """Write a prepared uint8 part to the open binary file ``f`` in its format."""
     if part_type == "rgb":
-        Image.fromarray(array).save(f, format="JPEG", quality=JPEG_QUALITY)
+        Image.fromarray(array).save(f, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
     elif part_type == "label":
         image = Image.frombytes("P", (array.shape[1], array.shape[0]), array.tobytes())
         image.putpalette(_palette_bytes(palette))

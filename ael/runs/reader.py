@@ -278,6 +278,10 @@ def list_runs(
 # ------------------------------------------------------------------------------------ the run
 
 
+def _numeric_row(row: list[Any]) -> bool:
+    return all((type(v) is float or type(v) is int) for v in row)
+
+
 class Run:
     """An open run that reads incrementally. Create it with :func:`open_run`.
 
@@ -423,8 +427,13 @@ class Run:
                 try:
                     values = np.asarray(rows, dtype=np.float64)
                 except (TypeError, ValueError):
-                    wrong += len(rows)
-                    continue
+                    # Some row holds a non-number: keep the others, one by one.
+                    good = [i for i, row in enumerate(rows) if _numeric_row(row)]
+                    wrong += len(rows) - len(good)
+                    if not good:
+                        continue
+                    steps = [steps[i] for i in good]
+                    values = np.asarray([rows[i] for i in good], dtype=np.float64)
                 if column is None:
                     column = self._classes[name] = Column(width=width, capacity=max(256, len(rows)))
                 column.extend(np.asarray(steps, dtype=np.int64), values)
