@@ -1,0 +1,131 @@
+"""8-connected components of a batch of binary maps, computed on the tensors' own device.
+
+Adaptive CutMix needs the connected components of one class in the teacher's prediction of an
+unlabeled image. The authors' release moves the map to the host for skimage; here it is pure
+torch, so the map never leaves the training device.
+
+Algorithm: every foreground pixel starts with its own flat index ``y * W + x`` as label; each
+iteration (1) takes the minimum label of the 3x3 neighbourhood (a separable min filter),
+(2) *hooks*: the pixel a label points to adopts the smallest neighbourhood label seen by any
+pixel pointing at it (``scatter_reduce(amin)``), and (3) follows labels twice (pointer jumping:
+``label <- label[label]``). Labels only ever decrease and always name a pixel of the same
+component, so the fixed point gives every pixel the smallest flat index of its component.
+Hooking plus jumping converges in a handful of iterations on natural maps (5-7 at 769x769).
+
+Convergence is data dependent, so it needs one host read of a "did anything change" flag.
+That read happens once after a first block of ``first_check`` iterations (enough for the
+common case: one read per call) and then once per ``check_every`` iterations for adversarial
+maps such as long spirals. Nothing else in the call synchronises with the host.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import Tensor
+
+__all__ = ["connected_components", "mask_boxes"]
+
+logger = logging.getLogger(__name__)
+
+
+def _neighbourhood_min(labels: Tensor, padded: Tensor, height: int, width: int) -> Tensor:
+    """3x3 minimum of ``labels`` ``(B, H*W)``, as int32.
+
+    ``padded`` is a ``(B, H+2, W+2)`` int32 scratch buffer whose border holds the background
+    sentinel. int32 because CPU kernels of ``minimum`` on strided int64 views are ~7x slower.
+    """
+    b = labels.shape[0]
+    padded[:, 1:-1, 1:-1] = labels.view(b, height, width)
+    rows = torch.minimum(torch.minimum(padded[:, :, :-2], padded[:, :, 1:-1]), padded[:, :, 2:])
+    out = torch.minimum(torch.minimum(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])  # (B, H, W)
+    return out
+
+
+def _iterate(state: Tensor, background_fill: Tensor, padded: Tensor, height: int, width: int) -> Tensor:
+    """One hook-and-jump iteration on ``state`` ``(B, N+1)`` (last column: the sentinel N).
+
+    ``background_fill`` ``(B, N)`` int32 is N on background pixels and 0 elsewhere: a maximum
+    with it puts background back to the sentinel (cheaper than a masked fill).
+    """
+    n = height * width
+    labels = state[:, :n]
+    nearest = _neighbourhood_min(labels, padded, height, width).view(-1, n)
+    nearest = torch.maximum(nearest, background_fill).long()  # (B, N)
+    # Hook: the pixel each label points to takes the smallest label any of its members sees.
+    state = state.scatter_reduce(1, labels, nearest, reduce="amin")
+    state[:, :n] = torch.minimum(state[:, :n], nearest)
+    for _ in range(2):  # pointer jumping
+        state[:, :n] = state.gather(1, state[:, :n])
+    return state
+
+
+def connected_components(mask: Tensor, *, first_check: int = 8, check_every: int = 24) -> Tensor:
+    """Label the 8-connected components of each map of a batch.
+
+    Args:
+        mask: ``(B, H, W)`` boolean foreground maps.
+        first_check: iterations before the first convergence check (one host read).
+        check_every: iterations between later checks (one host read each).
+
+    Returns:
+        ``(B, H, W)`` int64 labels: -1 on background; on the foreground, the smallest flat
+        index ``y * W + x`` of the pixel's component (so the label also locates the component's
+        first pixel in raster order).
+    """
+    if mask.dim() != 3:
+        raise ValueError(f"mask must have shape (B, H, W), got {tuple(mask.shape)}")
+    if first_check < 1 or check_every < 1:
+        raise ValueError(f"first_check and check_every must be >= 1, got {first_check}, {check_every}")
+    b, h, w = mask.shape
+    n = h * w
+    if n >= 2**31 - 1:
+        raise ValueError(f"maps of {h}x{w} pixels are too large for int32 labels")
+    device = mask.device
+    background = ~mask.reshape(b, n).bool()  # (B, N)
+    state = torch.full((b, n + 1), n, dtype=torch.long, device=device)
+    state[:, :n] = torch.arange(n, device=device).expand(b, n)
+    state[:, :n].masked_fill_(background, n)
+    padded = torch.full((b, h + 2, w + 2), n, dtype=torch.int32, device=device)
+    background_fill = background.to(torch.int32) * n  # (B, N)
+
+    done, budget = 0, first_check
+    while True:
+        for _ in range(budget - 1):
+            state = _iterate(state, background_fill, padded, h, w)
+        previous = state
+        state = _iterate(state, background_fill, padded, h, w)
+        done += budget
+        if torch.equal(previous, state):  # the one host read per block
+            break
+        if done > n + 1:  # labels strictly decrease until the fixed point: cannot happen
+            raise RuntimeError(f"connected_components did not converge after {done} iterations")
+        budget = check_every
+    if done > first_check:
+        logger.debug("connected_components needed %d iterations on a %dx%d map", done, h, w)
+    labels = state[:, :n].masked_fill(background, -1)
+    return labels.view(b, h, w)
+
+
+def mask_boxes(mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Tightest bounding box of each map's foreground.
+
+    Args:
+        mask: ``(B, H, W)`` boolean maps.
+
+    Returns:
+        ``(boxes, nonempty)``: ``(B, 4)`` int64 ``(top, left, bottom, right)`` with exclusive
+        bottom/right (skimage ``regionprops.bbox`` order), meaningless where ``nonempty``
+        ``(B,)`` is False.
+    """
+    if mask.dim() != 3:
+        raise ValueError(f"mask must have shape (B, H, W), got {tuple(mask.shape)}")
+    _, h, w = mask.shape
+    rows = mask.any(dim=2).to(torch.uint8)  # (B, H)
+    cols = mask.any(dim=1).to(torch.uint8)  # (B, W)
+    top = rows.argmax(dim=1)  # first True (argmax returns the first maximum)
+    bottom = h - rows.flip(1).argmax(dim=1)
+    left = cols.argmax(dim=1)
+    right = w - cols.flip(1).argmax(dim=1)
+    return torch.stack([top, left, bottom, right], dim=1), rows.amax(dim=1).bool()

@@ -1,0 +1,189 @@
+"""Losses of AEL: OHEM cross-entropy, equalization sampling and the re-weighted unsupervised loss.
+
+All are batched, device-agnostic and free of data-dependent shapes or host synchronisation;
+random draws only come from the passed generator. Losses are computed in float32 whatever the
+dtype of the logits.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["equalization_mask", "ohem_cross_entropy", "pseudo_labels", "unsup_loss"]
+
+logger = logging.getLogger(__name__)
+
+_NORMALIZE = ("valid", "all")
+
+
+def _check_logits_labels(logits: Tensor, labels: Tensor, what: str) -> None:
+    if logits.dim() != 4:
+        raise ValueError(f"{what}: logits must have shape (B, C, H, W), got {tuple(logits.shape)}")
+    expected = (logits.shape[0], *logits.shape[2:])
+    if labels.shape != expected:
+        raise ValueError(f"{what}: labels must have shape {expected}, got {tuple(labels.shape)}")
+
+
+def _valid_target(labels: Tensor, num_classes: int, ignore_index: int) -> tuple[Tensor, Tensor]:
+    valid = (labels >= 0) & (labels < num_classes) & (labels != ignore_index)
+    return valid, torch.where(valid, labels.long(), ignore_index)
+
+
+def ohem_cross_entropy(
+    logits: Tensor,
+    labels: Tensor,
+    *,
+    thresh: float = 0.7,
+    min_kept: int = 100_000,
+    ignore_index: int = 255,
+) -> Tensor:
+    """Online hard example mining cross-entropy.
+
+    A valid pixel is kept when its ground-truth-class probability is
+    ``<= max(thresh, p_k)``, ``p_k`` the ``min_kept``-th smallest such probability among the
+    valid pixels (so at least ``min_kept`` pixels are kept). With fewer than ``min_kept`` valid
+    pixels every valid pixel is kept; ``min_kept = 0`` keeps those at or below ``thresh``.
+    The loss is the mean cross-entropy over the kept pixels (0 when none).
+
+    Args:
+        logits: ``(B, C, H, W)``.
+        labels: ``(B, H, W)`` integer labels; ``ignore_index`` and labels outside [0, C) are
+            invalid.
+        thresh: probability threshold.
+        min_kept: minimum number of kept pixels (per call: pass ``min_kept // world_size``
+            to count it over the global batch).
+        ignore_index: label of unlabeled pixels.
+
+    Returns:
+        Scalar loss.
+    """
+    _check_logits_labels(logits, labels, "ohem_cross_entropy")
+    if min_kept < 0:
+        raise ValueError(f"min_kept must be >= 0, got {min_kept}")
+    valid, target = _valid_target(labels, logits.shape[1], ignore_index)
+    ce = F.cross_entropy(logits.float(), target, reduction="none", ignore_index=ignore_index)  # (B, H, W)
+    prob = torch.exp(-ce.detach()).flatten()
+    valid_flat = valid.flatten()
+    threshold = torch.tensor(thresh, dtype=prob.dtype, device=prob.device)
+    k = min(min_kept, prob.numel())
+    if k > 0:
+        # Invalid pixels sort last, so the k-th smallest is a valid one whenever k <= #valid.
+        kth = prob.masked_fill(~valid_flat, 2.0).kthvalue(k).values
+        threshold = torch.maximum(threshold, kth)
+        enough = valid_flat.sum() >= min_kept
+        threshold = torch.where(enough, threshold, 2.0)  # fewer than min_kept valid: keep all
+    kept = (valid_flat & (prob <= threshold)).view_as(ce)
+    return (ce * kept).sum() / kept.sum().clamp_min(1)
+
+
+def pseudo_labels(teacher_logits: Tensor) -> tuple[Tensor, Tensor]:
+    """Teacher argmax and its softmax probability.
+
+    Mixing commutes with this (both are per pixel), so the pseudo-labels of a CutMix-mixed
+    prediction equal the mix of the pseudo-labels of i and j.
+
+    Args:
+        teacher_logits: ``(B, C, H, W)``.
+
+    Returns:
+        ``(labels, confidence)``: ``(B, H, W)`` int64 argmax and ``(B, H, W)`` float32 max
+        softmax probability.
+    """
+    if teacher_logits.dim() != 4:
+        raise ValueError(f"teacher_logits must have shape (B, C, H, W), got {tuple(teacher_logits.shape)}")
+    logits = teacher_logits.detach().float()
+    top, labels = logits.max(dim=1)
+    confidence = (logits - top.unsqueeze(1)).exp_().sum(dim=1).reciprocal_()
+    return labels, confidence
+
+
+def equalization_mask(
+    pred: Tensor,
+    ratio: Tensor,
+    *,
+    shared_field: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Adaptive equalization sampling: keep a pixel predicted as class c with probability r_c.
+
+    Args:
+        pred: ``(B, H, W)`` int64 student-predicted classes (argmax), in [0, C).
+        ratio: ``(C,)`` rates r_c (:func:`ael.core.bank.equalization_ratio`).
+        shared_field: False (paper): one uniform per pixel. True (release): one uniform field
+            ``(H, W)`` per class, shared by the images of the batch.
+        generator: random source on ``pred.device`` (``B*H*W`` or ``C*H*W`` uniforms).
+
+    Returns:
+        ``(B, H, W)`` float32 mask of 0 and 1.
+    """
+    if pred.dim() != 3 or ratio.dim() != 1:
+        raise ValueError(f"pred must be (B, H, W) and ratio (C,), got {tuple(pred.shape)}, {tuple(ratio.shape)}")
+    b, h, w = pred.shape
+    c = ratio.shape[0]
+    index = pred.long().clamp(0, c - 1)
+    rate = ratio.float().to(pred.device)[index]  # (B, H, W)
+    if shared_field:
+        fields = torch.rand(c, h * w, generator=generator, device=pred.device)
+        u = fields.gather(0, index.view(b, h * w)).view(b, h, w)
+    else:
+        u = torch.rand(b, h, w, generator=generator, device=pred.device)
+    # Kept when u > 1 - r (as the release), i.e. with probability r; r = 1 always keeps.
+    return (u > 1.0 - rate).float()
+
+
+def unsup_loss(
+    student_logits: Tensor,
+    labels: Tensor,
+    confidence: Tensor,
+    *,
+    conf_thresh: float = 0.0,
+    gamma: float = 2.0,
+    reweight: bool = True,
+    sample_mask: Tensor | None = None,
+    normalize: Literal["valid", "all"] = "valid",
+    ignore_index: int = 255,
+) -> Tensor:
+    """Re-weighted, sampled cross-entropy against teacher pseudo-labels.
+
+    Pixel weight ``w = confidence ** gamma * sample_mask`` (``reweight=False``: uniform
+    weights; ``sample_mask=None``: a mask of ones). Pixels whose label is invalid or whose
+    confidence is below ``conf_thresh`` contribute no cross-entropy. The loss is
+    ``sum(w * CE) / sum(w)``, the denominator summing over the valid pixels (``"valid"``,
+    paper) or over all pixels (``"all"``, release); 0 when the denominator is 0.
+
+    Args:
+        student_logits: ``(B, C, H, W)``.
+        labels: ``(B, H, W)`` int64 pseudo-labels (may hold ``ignore_index``).
+        confidence: ``(B, H, W)`` teacher max softmax probability.
+        conf_thresh: pixels with confidence below it are excluded (0.7 VOC, 0 Cityscapes).
+        gamma: re-weighting exponent.
+        reweight: False gives uniform weights (the non-adaptive counterpart).
+        sample_mask: ``(B, H, W)`` equalization mask (:func:`equalization_mask`) or None.
+        normalize: ``"valid"`` or ``"all"``.
+        ignore_index: label value of ignored pixels.
+
+    Returns:
+        Scalar loss.
+    """
+    _check_logits_labels(student_logits, labels, "unsup_loss")
+    if normalize not in _NORMALIZE:
+        raise ValueError(f"normalize must be one of {_NORMALIZE}, got {normalize!r}")
+    if confidence.shape != labels.shape:
+        raise ValueError(f"confidence must have shape {tuple(labels.shape)}, got {tuple(confidence.shape)}")
+    valid, target = _valid_target(labels, student_logits.shape[1], ignore_index)
+    confidence = confidence.detach().float()
+    valid = valid & (confidence >= conf_thresh)
+    target = torch.where(valid, target, ignore_index)
+    ce = F.cross_entropy(student_logits.float(), target, reduction="none", ignore_index=ignore_index)
+    weight = confidence.pow(gamma) if reweight else torch.ones_like(confidence)
+    if sample_mask is not None:
+        if sample_mask.shape != labels.shape:
+            raise ValueError(f"sample_mask must have shape {tuple(labels.shape)}, got {tuple(sample_mask.shape)}")
+        weight = weight * sample_mask.detach().float()
+    denominator = (weight * valid).sum() if normalize == "valid" else weight.sum()
+    return (weight * ce).sum() / denominator.clamp_min(1e-12)
