@@ -3,14 +3,16 @@
 Layout of a checkpoint folder::
 
     checkpoints/
-      ckpt_00000500.pt     one file per saved iteration; the newest is the latest
-      ckpt_00001000.pt
-      latest               the latest file's name (a hint; the files themselves are the truth)
+      ckpt_00000500.pt     one file per saved iteration
+      ckpt_00001000.pt     the highest iteration is the latest
 
 Writes are atomic: the state is written to a temp file in the same folder, fsynced, renamed
 over the final name with ``os.replace`` and the folder fsynced, so a kill at any moment leaves
 every previously completed checkpoint intact (at worst a stray ``.tmp`` file, removed by the next
-save). After a save, only the latest plus ``keep`` older checkpoints are kept.
+save), and a file with a final name is always complete. There is no separate "latest" pointer
+that could lag behind the files: the latest checkpoint is the highest iteration. After a save,
+only the latest plus ``keep`` older checkpoints are kept, and checkpoints of higher iterations
+(left by a run that was resumed from an earlier point) are removed.
 
 Files are read with ``torch.load(weights_only=True)``: a checkpoint holds only tensors and
 plain containers (dict, list, tuple, str, int, float, bool, None). :func:`save_checkpoint`
@@ -59,7 +61,6 @@ logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 _NAME = re.compile(r"^ckpt_(\d{8,})\.pt$")
 _TMP_PREFIX = ".tmp-"
-_LATEST = "latest"
 
 
 class CheckpointError(RuntimeError):
@@ -205,7 +206,7 @@ def list_checkpoints(directory: str | os.PathLike[str]) -> list[Path]:
 
 def save_checkpoint(directory: str | os.PathLike[str], state: Mapping[str, Any], *, iteration: int,
                     metadata: Mapping[str, Any], keep: int = 1) -> Path:
-    """Write ``state`` atomically as ``ckpt_<iteration>.pt``, point ``latest`` at it, prune old ones.
+    """Write ``state`` atomically as ``ckpt_<iteration>.pt``, then prune older and abandoned ones.
 
     Call on rank 0 only. The stored dict is ``state`` plus ``"iteration"`` and ``"metadata"``.
 
@@ -215,7 +216,9 @@ def save_checkpoint(directory: str | os.PathLike[str], state: Mapping[str, Any],
             states from :func:`capture_rng_state`, the config as a plain dict or YAML text).
         iteration: Completed iterations; orders the files.
         metadata: From :func:`checkpoint_metadata`.
-        keep: Older checkpoints kept besides the latest.
+        keep: Older checkpoints kept besides the latest. Checkpoints of higher iterations than
+            ``iteration`` belong to an abandoned continuation (the run was resumed from an earlier
+            checkpoint) and are removed.
 
     Returns:
         The written file.
@@ -244,11 +247,15 @@ def save_checkpoint(directory: str | os.PathLike[str], state: Mapping[str, Any],
             logger.warning("removed %s, left by an interrupted save", stale)
     path = directory / f"ckpt_{iteration:08d}.pt"
     _atomic_write(path, lambda f: torch.save(payload, f))
-    _atomic_write(directory / _LATEST, lambda f: f.write(path.name.encode() + b"\n"))
-    for old in list_checkpoints(directory)[: -(keep + 1)]:
-        if old != path:
-            with contextlib.suppress(OSError):
-                old.unlink()
+    files = list_checkpoints(directory)
+    position = files.index(path)
+    for abandoned in files[position + 1:]:
+        logger.warning("removing %s: saved after the iteration this run resumed from", abandoned)
+        with contextlib.suppress(OSError):
+            abandoned.unlink()
+    for old in files[: max(0, position - keep)]:
+        with contextlib.suppress(OSError):
+            old.unlink()
     logger.info("saved checkpoint %s", path)
     return path
 
@@ -296,27 +303,14 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: torch.device 
     return data
 
 
-def _latest_hint(directory: Path) -> Path | None:
-    pointer = directory / _LATEST
-    try:
-        name = pointer.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    # The hint may only name a checkpoint file inside this folder.
-    if not _NAME.match(name):
-        logger.warning("%s: ignoring invalid content %r", pointer, name[:80])
-        return None
-    return directory / name
-
-
 def load_latest_valid(directory: str | os.PathLike[str], *, map_location: torch.device | str = "cpu",
                       expected_metadata: Mapping[str, Any] | None = None
                       ) -> tuple[Path, dict[str, Any]] | None:
     """Load the newest readable checkpoint of a folder, falling back past corrupted ones.
 
-    Candidates are tried newest first (the ``latest`` hint, then files by iteration). A
-    truncated or corrupted file is logged and skipped; a mismatched one (other model, class
-    count or schema) raises, as no older file of the same run would fit either.
+    Candidates are tried from the highest iteration down. A truncated or corrupted file is
+    logged and skipped; a mismatched one (other model, class count or schema) raises, as no
+    older file of the same run would fit either.
 
     Returns:
         ``(path, data)``, or None when the folder holds no checkpoint file.
@@ -326,12 +320,7 @@ def load_latest_valid(directory: str | os.PathLike[str], *, map_location: torch.
         CheckpointMismatchError: The newest readable checkpoint does not match.
     """
     directory = Path(directory)
-    files = list_checkpoints(directory)
-    hint = _latest_hint(directory)
-    candidates = list(reversed(files))
-    if hint is not None and hint in candidates:
-        candidates.remove(hint)
-        candidates.insert(0, hint)
+    candidates = list(reversed(list_checkpoints(directory)))
     if not candidates:
         return None
     failures = []
