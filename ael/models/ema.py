@@ -83,8 +83,12 @@ class EmaTeacher:
             teacher = copy.deepcopy(student)
         else:
             teacher = unwrap_model(teacher)
-            device = next(student.parameters()).device
-            teacher.to(device)
+            reference = next(student.parameters())
+            teacher.to(reference.device)
+            if any(p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last)
+                   and not p.is_contiguous() for p in student.parameters()):
+                # Same memory format as the student keeps the fused update on its fast path.
+                teacher.to(memory_format=torch.channels_last)
         self.module: nn.Module = teacher
         self.decay = decay
         self.average_buffers = average_buffers
@@ -114,7 +118,7 @@ class EmaTeacher:
         """
         student = unwrap_model(student)
         d = ema_decay(step, self.decay)
-        s_params = [p.detach() for p in student.parameters()]
+        s_params = list(student.parameters())
         if len(s_params) != len(self._params):
             raise ValueError(f"student has {len(s_params)} parameters, the teacher {len(self._params)}")
         # lerp_(end, w) = self + w * (end - self) = (1 - w) * self + w * end

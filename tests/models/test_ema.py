@@ -163,3 +163,14 @@ def test_works_with_ddp_wrapped_student(single_process_group, generator):
     before = copy.deepcopy(ema.module.state_dict())
     ema.update(wrapped, step=3)
     assert torch.equal(ema.module[0].weight, 0.75 * before["0.weight"] + 0.25 * student[0].weight)
+
+
+def test_independent_teacher_follows_student_memory_format():
+    def build():
+        return nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3))
+
+    student = build().to(memory_format=torch.channels_last)
+    ema = EmaTeacher(student, teacher=build_independent_teacher(build, seed=5))
+    assert ema.module[0].weight.is_contiguous(memory_format=torch.channels_last)
+    ema.update(student, step=0)
+    assert torch.equal(ema.module[0].weight, student[0].weight)
