@@ -1,0 +1,201 @@
+"""Open any dataset by name, and the thin adapters that read ``DataConfig``.
+
+``open_dataset`` takes explicit arguments; ``build_dataset`` and ``build_split_datasets`` are
+the only functions here that read a config section.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ael.config import DataConfig
+from ael.data.ade20k import open_ade20k
+from ael.data.base import DatasetError, SegmentationDataset
+from ael.data.camvid import open_camvid
+from ael.data.cityscapes import open_cityscapes
+from ael.data.folder import open_folder
+from ael.data.info import DatasetInfo
+from ael.data.splits import Protocol, Split, check_split, draw_split, read_split, resolve_protocol
+from ael.data.synthetic import SyntheticSegmentation
+from ael.data.voc import open_voc
+
+__all__ = [
+    "DATASETS",
+    "SplitDatasets",
+    "build_dataset",
+    "build_split_datasets",
+    "labelable_ids",
+    "open_dataset",
+    "protocol_split",
+]
+
+logger = logging.getLogger(__name__)
+
+_OPENERS: dict[str, Callable[..., SegmentationDataset]] = {
+    "voc": open_voc,
+    "cityscapes": open_cityscapes,
+    "ade20k": open_ade20k,
+    "camvid": open_camvid,
+    "folder": open_folder,
+}
+DATASETS = ("synthetic", *_OPENERS)
+
+
+def open_dataset(name: str, *, split: str, root: str | Path | None = None, cache_dir: str | Path | None = None,
+                 validate: bool = True, **synthetic: int | float) -> SegmentationDataset:
+    """Open split ``split`` of dataset ``name``.
+
+    Args:
+        name: one of :data:`DATASETS`.
+        split: "train" / "val" (every format), "train_aug" (voc), "test" where a format has one,
+            "labeled" / "unlabeled" (synthetic).
+        root: the dataset folder (not used by the synthetic set).
+        cache_dir: statistics cache when ``root`` is read-only.
+        validate: run the validation pass at open (see :mod:`ael.data.disk`).
+        **synthetic: keyword arguments of :class:`~ael.data.synthetic.SyntheticSegmentation`.
+    """
+    if name == "synthetic":
+        return SyntheticSegmentation(split, **synthetic)
+    if name not in _OPENERS:
+        raise DatasetError(f"unknown dataset {name!r} (expected one of {DATASETS})")
+    if root is None:
+        raise DatasetError(f"dataset {name!r} needs its folder (data.root)")
+    if not Path(root).is_dir():
+        raise DatasetError(f"{root}: {name} dataset folder not found")
+    return _OPENERS[name](root, split, cache_dir=cache_dir, validate=validate)
+
+
+def labelable_ids(dataset: SegmentationDataset) -> list[str]:
+    """Ids that have a mask (a folder dataset's train split may hold unlabeled images)."""
+    mask = getattr(dataset, "labeled_mask", None)
+    if mask is None:
+        return list(dataset.ids)
+    return [i for i, has in zip(dataset.ids, mask) if has]
+
+
+def _open_training_pool(name: str, *, root: str | Path, protocol: Protocol, cache_dir: str | Path | None,
+                        validate: bool) -> SegmentationDataset:
+    try:
+        return open_dataset(name, root=root, split=protocol.unlabeled_pool, cache_dir=cache_dir,
+                            validate=validate)
+    except DatasetError as err:
+        if protocol.fallback_pool is None:
+            raise
+        logger.warning("%s; unlabeled images come from %s instead", err, protocol.fallback_pool)
+        return open_dataset(name, root=root, split=protocol.fallback_pool, cache_dir=cache_dir,
+                            validate=validate)
+
+
+def protocol_split(name: str, *, root: str | Path, protocol: Protocol, seed: int,
+                   cache_dir: str | Path | None = None, validate: bool = True
+                   ) -> tuple[Split, SegmentationDataset]:
+    """Draw ``protocol``'s split for an on-disk dataset.
+
+    Returns:
+        The split, and the training dataset that holds both its labeled and unlabeled ids.
+    """
+    train = _open_training_pool(name, root=root, protocol=protocol, cache_dir=cache_dir, validate=validate)
+    if protocol.labeled_pool == getattr(train, "split", None):
+        labeled_pool = train
+    else:
+        labeled_pool = open_dataset(name, root=root, split=protocol.labeled_pool, cache_dir=cache_dir,
+                                    validate=False)
+    pool_ids = labelable_ids(labeled_pool)
+    if not pool_ids:
+        raise DatasetError(f"{name} {protocol.labeled_pool}: no image has a mask, nothing can be labeled")
+    split = draw_split(pool_ids, protocol.labeled_count(len(pool_ids)), seed=seed, unlabeled_pool=train.ids)
+    check_split(split.labeled, split.unlabeled, train)
+    return split, train
+
+
+@dataclass(frozen=True)
+class SplitDatasets:
+    """Everything the trainer reads.
+
+    Attributes:
+        info: the label space.
+        labeled: labeled training images (index i = position in ``split.labeled``).
+        unlabeled: unlabeled training images, without labels unless asked for (index i =
+            position in ``split.unlabeled``: the CutMix bank's column).
+        val: validation images with labels.
+        split: the ids (record them with the run: :func:`ael.data.splits.write_split`).
+
+    ``labeled.pixel_frequencies()`` gives the (C,) class pixel shares of the training pool.
+    """
+
+    info: DatasetInfo
+    labeled: SegmentationDataset
+    unlabeled: SegmentationDataset
+    val: SegmentationDataset
+    split: Split
+
+
+def _synthetic_kwargs(cfg: DataConfig) -> dict[str, int | float]:
+    s = cfg.synthetic
+    return {"num_labeled": s.num_labeled, "num_unlabeled": s.num_unlabeled, "num_val": s.num_val,
+            "num_classes": s.num_classes, "image_size": s.image_size, "tail_power": s.tail_power,
+            "seed": s.seed}
+
+
+def build_dataset(data_cfg: DataConfig, split: str, *, cache_dir: str | Path | None = None,
+                  validate: bool = True) -> SegmentationDataset:
+    """Open split ``split`` of the dataset ``data_cfg`` names (thin adapter over :func:`open_dataset`)."""
+    return open_dataset(data_cfg.dataset, split=split, root=data_cfg.root, cache_dir=cache_dir,
+                        validate=validate, **(_synthetic_kwargs(data_cfg) if data_cfg.dataset == "synthetic"
+                                              else {}))
+
+
+def build_split_datasets(data_cfg: DataConfig, *, cache_dir: str | Path | None = None, validate: bool = True,
+                         unlabeled_labels: bool = False) -> SplitDatasets:
+    """The labeled, unlabeled and validation datasets of a run, with its split.
+
+    The split comes from ``data_cfg.split``: list files when given (ours or ``img_path
+    mask_path`` lists), else the named protocol drawn with ``split.seed``. The synthetic set
+    uses its own labeled/unlabeled streams unless list files are given.
+
+    Args:
+        data_cfg: the data section of the config.
+        cache_dir: statistics cache when the dataset folder is read-only.
+        validate: run the validation pass at open (False: skip it, e.g. for a quick look).
+        unlabeled_labels: keep labels on unlabeled images (only for diagnostics such as
+            pseudo-label accuracy; training never needs them).
+    """
+    name = data_cfg.dataset
+    split_cfg = data_cfg.split
+    if name == "synthetic":
+        train = build_dataset(data_cfg, "train")
+        if split_cfg.labeled_list is not None:
+            split = read_split(train, split_cfg.labeled_list, split_cfg.unlabeled_list)
+        else:
+            split = Split(
+                labeled=tuple(i for i in train.ids if i.startswith("labeled/")),
+                unlabeled=tuple(i for i in train.ids if i.startswith("unlabeled/")),
+            )
+    else:
+        assert data_cfg.root is not None
+        protocol = resolve_protocol(name, split_cfg.labeled)
+        if split_cfg.labeled_list is not None:
+            train = _open_training_pool(name, root=data_cfg.root, protocol=protocol, cache_dir=cache_dir,
+                                        validate=validate)
+            split = read_split(train, split_cfg.labeled_list, split_cfg.unlabeled_list)
+            unlabeled_only = set(train.ids) - set(labelable_ids(train))
+            missing_mask = [i for i in split.labeled if i in unlabeled_only]
+            if missing_mask:
+                raise DatasetError(f"{split_cfg.labeled_list}: labeled ids without a mask: {missing_mask[:5]}")
+        else:
+            split, train = protocol_split(name, root=data_cfg.root, protocol=protocol, seed=split_cfg.seed,
+                                          cache_dir=cache_dir, validate=validate)
+    val = build_dataset(data_cfg, "val", cache_dir=cache_dir, validate=validate)
+    logger.info("%s: %d labeled, %d unlabeled, %d val images", name, len(split.labeled), len(split.unlabeled),
+                len(val))
+    return SplitDatasets(
+        info=train.info,
+        labeled=train.subset(split.labeled),
+        unlabeled=train.subset(split.unlabeled, with_labels=unlabeled_labels),
+        val=val,
+        split=split,
+    )
+
