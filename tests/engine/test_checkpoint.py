@@ -228,3 +228,16 @@ def test_kill_9_during_saves_leaves_only_complete_checkpoints(tmp_path):
             assert torch.equal(data["w"], torch.full((1_000_000,), float(data["iteration"])))
         path, data = C.load_latest_valid(folder)
         assert path == files[-1]
+
+
+@pytest.mark.gpu
+def test_cuda_rng_states_are_captured_and_restored():
+    torch.cuda.manual_seed_all(0)
+    torch.rand(1, device="cuda")
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    state = C.capture_rng_state({"cuda_gen": gen})
+    assert len(state["cuda"]) == torch.cuda.device_count()
+    expected = (torch.rand(3, device="cuda"), torch.rand(3, device="cuda", generator=gen))
+    C.restore_rng_state(state, {"cuda_gen": gen})
+    again = (torch.rand(3, device="cuda"), torch.rand(3, device="cuda", generator=gen))
+    assert all(torch.equal(a, b) for a, b in zip(expected, again))

@@ -170,3 +170,13 @@ def test_evaluate_rejects_bad_batches():
                  num_classes=3, device="cpu")
     with pytest.raises(ValueError, match="outputs 3 classes, expected 4"):
         evaluate(model, _coded_batches(), num_classes=4, device="cpu")
+
+
+@pytest.mark.gpu
+def test_cuda_evaluation_matches_cpu():
+    model = ClassCoder(3)
+    cpu = evaluate(model, _coded_batches(), num_classes=3, device="cpu", mode="sliding", crop_size=2)
+    gpu = evaluate(model.to("cuda"), _coded_batches(), num_classes=3, device="cuda", mode="sliding", crop_size=2,
+                   amp_dtype=torch.float16)
+    assert torch.equal(cpu.confusion, gpu.confusion)
+    assert gpu.miou == cpu.miou
