@@ -1,0 +1,137 @@
+"""Exact values for OHEM, equalization sampling and the re-weighted unsupervised loss."""
+
+import math
+
+import pytest
+import torch
+
+from ael.core import equalization_mask, ohem_cross_entropy, pseudo_labels, unsup_loss
+
+
+def _logits_from_gt_probs(gt_probs):
+    """Two-class logits (1, 2, 1, W) whose class-1 probability is each given value."""
+    p = torch.tensor(gt_probs, dtype=torch.float64)
+    return torch.stack([(1 - p).log(), p.log()]).float().view(1, 2, 1, -1)
+
+
+GT = [0.9, 0.8, 0.6, 0.5, 0.3, 0.95, 0.4]
+LABELS = torch.tensor([[[1, 1, 1, 1, 1, 1, 255]]])  # the last pixel is ignored
+
+
+def _mean_nll(probs):
+    return sum(-math.log(p) for p in probs) / len(probs)
+
+
+@pytest.mark.parametrize(
+    ("min_kept", "kept"),
+    [
+        (2, [0.6, 0.5, 0.3]),  # 2nd smallest 0.5 < thresh: threshold 0.7
+        (5, [0.9, 0.8, 0.6, 0.5, 0.3]),  # 5th smallest 0.9 > thresh: threshold 0.9
+        (6, GT[:6]),  # exactly as many valid pixels as min_kept: all kept
+        (7, GT[:6]),  # fewer valid pixels than min_kept: all valid kept
+        (0, [0.6, 0.5, 0.3]),  # no minimum: the threshold alone
+    ],
+)
+def test_ohem_keep_rule(min_kept, kept):
+    loss = ohem_cross_entropy(_logits_from_gt_probs(GT), LABELS, thresh=0.7, min_kept=min_kept)
+    assert loss.item() == pytest.approx(_mean_nll(kept), rel=1e-5)
+
+
+def test_ohem_no_valid_pixel_is_zero_and_differentiable():
+    logits = _logits_from_gt_probs(GT).requires_grad_()
+    loss = ohem_cross_entropy(logits, torch.full((1, 1, 7), 255), min_kept=3)
+    loss.backward()
+    assert loss.item() == 0.0 and logits.grad is not None
+
+
+def test_ohem_errors():
+    with pytest.raises(ValueError, match="labels"):
+        ohem_cross_entropy(torch.zeros(1, 2, 3, 3), torch.zeros(1, 3, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="min_kept"):
+        ohem_cross_entropy(torch.zeros(1, 2, 3, 3), torch.zeros(1, 3, 3, dtype=torch.long), min_kept=-1)
+
+
+def test_pseudo_labels_match_softmax(generator):
+    logits = torch.randn(2, 5, 4, 3, generator=generator) * 4
+    labels, conf = pseudo_labels(logits)
+    top = logits.softmax(1).max(1)
+    assert torch.equal(labels, top.indices)
+    torch.testing.assert_close(conf, top.values)
+
+
+# unsupervised loss: 4 pixels, pseudo-labels 0, 1, ignore, 0; confidences .9 .6 .8 .5
+CE0, CE1 = -math.log(0.7), -math.log(0.4)
+
+
+def _unsup_inputs():
+    # student probability of the pseudo-label: .7, .4 (class 1), -, .2
+    student_class0 = torch.tensor([0.7, 0.6, 0.5, 0.2], dtype=torch.float64)
+    logits = torch.stack([student_class0.log(), (1 - student_class0).log()]).float().view(1, 2, 1, 4)
+    labels = torch.tensor([[[0, 1, 255, 0]]])
+    conf = torch.tensor([[[0.9, 0.6, 0.8, 0.5]]])
+    return logits, labels, conf
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, (0.81 * CE0 + 0.36 * CE1) / (0.81 + 0.36)),
+        ({"normalize": "all"}, (0.81 * CE0 + 0.36 * CE1) / (0.81 + 0.36 + 0.64 + 0.25)),
+        ({"sample_mask": [1.0, 0.0, 1.0, 1.0]}, CE0),
+        ({"sample_mask": [1.0, 0.0, 1.0, 1.0], "normalize": "all"}, 0.81 * CE0 / (0.81 + 0.64 + 0.25)),
+        ({"reweight": False}, (CE0 + CE1) / 2),
+        ({"reweight": False, "normalize": "all"}, (CE0 + CE1) / 4),
+        ({"gamma": 1.0}, (0.9 * CE0 + 0.6 * CE1) / 1.5),
+    ],
+)
+def test_unsup_loss_exact(kwargs, expected):
+    logits, labels, conf = _unsup_inputs()
+    if "sample_mask" in kwargs:
+        kwargs = {**kwargs, "sample_mask": torch.tensor(kwargs["sample_mask"]).view(1, 1, 4)}
+    # conf_thresh 0.55 drops the last pixel (0.5); the third is ignored
+    loss = unsup_loss(logits, labels, conf, conf_thresh=0.55, **kwargs)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_unsup_loss_threshold_zero_keeps_everything_valid():
+    logits, labels, conf = _unsup_inputs()
+    ce3 = -math.log(0.2)
+    loss = unsup_loss(logits, labels, conf, conf_thresh=0.0)
+    expected = (0.81 * CE0 + 0.36 * CE1 + 0.25 * ce3) / (0.81 + 0.36 + 0.25)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_unsup_loss_empty_is_zero_with_gradient():
+    logits, labels, conf = _unsup_inputs()
+    logits.requires_grad_()
+    loss = unsup_loss(logits, labels, conf, sample_mask=torch.zeros(1, 1, 4))
+    loss.backward()
+    assert loss.item() == 0.0
+
+
+def test_unsup_loss_errors():
+    logits, labels, conf = _unsup_inputs()
+    with pytest.raises(ValueError, match="normalize"):
+        unsup_loss(logits, labels, conf, normalize="mean")
+    with pytest.raises(ValueError, match="confidence"):
+        unsup_loss(logits, labels, conf[..., :2])
+
+
+def test_equalization_mask_rates(generator):
+    pred = torch.randint(0, 3, (4, 64, 64), generator=generator)
+    ratio = torch.tensor([1.0, 0.0, 0.3])
+    mask = equalization_mask(pred, ratio, generator=generator)
+    assert (mask[pred == 0] == 1).all() and (mask[pred == 1] == 0).all()
+    assert mask[pred == 2].mean().item() == pytest.approx(0.3, abs=0.03)
+
+
+def test_equalization_mask_shared_field_exact():
+    pred = torch.randint(0, 3, (1, 8, 8), generator=torch.Generator().manual_seed(1)).expand(2, 8, 8)
+    ratio = torch.tensor([0.2, 0.5, 0.9])
+    mask = equalization_mask(pred, ratio, shared_field=True, generator=torch.Generator().manual_seed(5))
+    fields = torch.rand(3, 64, generator=torch.Generator().manual_seed(5))
+    u = fields.gather(0, pred[:1].reshape(1, 64)).view(1, 8, 8)
+    expected = (u > 1 - ratio[pred[:1]]).float()
+    assert torch.equal(mask, expected.expand(2, 8, 8))  # same field for both images
+    independent = equalization_mask(pred, ratio, generator=torch.Generator().manual_seed(5))
+    assert not torch.equal(independent[0], independent[1])
