@@ -14,9 +14,9 @@ are drawn from the confidence bank and CutMix bank as they stand during step ``t
 older than the method's draw. With the bank momentum of 0.999 the confidence moves by about
 0.1 % a step, so the class distribution of the draw is the same to three decimals.
 
-Randomness of the partner's augmentation comes from a per-step seed (``seed``, ``step``), not
-from a shared generator, so it does not depend on thread timing and a resumed run redraws
-exactly the same partner crops.
+Randomness of the partner's augmentation is a function of (run seed, step, index) (the loader's
+``fetch_unlabeled``), not of a shared generator, so it does not depend on thread timing and a
+resumed run redraws exactly the same partner crops.
 """
 
 from __future__ import annotations
@@ -29,18 +29,12 @@ from typing import Any
 
 import torch
 
-__all__ = ["PartnerBatch", "PartnerFetcher", "partner_seed"]
+__all__ = ["PartnerBatch", "PartnerFetcher"]
 
 logger = logging.getLogger(__name__)
 
-# (indices of the unlabeled dataset, augmentation seed) -> (M, 3, H, W) float images on the CPU.
-LoadFn = Callable[[Sequence[int], int], torch.Tensor]
-
-
-def partner_seed(seed: int, rank: int, step: int) -> int:
-    """The augmentation seed of the partner images of ``step`` on ``rank`` (a 63-bit mix)."""
-    mixed = (int(seed) * 1_000_003 + int(rank)) * 2_654_435_761 + int(step) * 40_503
-    return mixed % (2**63 - 1)
+# (indices of the unlabeled dataset, step) -> {"image": (M, 3, H, W), ...} CPU tensors.
+LoadFn = Callable[[Sequence[int], int], dict[str, torch.Tensor]]
 
 
 @dataclass
@@ -50,6 +44,7 @@ class PartnerBatch:
     Attributes:
         step: the training step they belong to.
         images: ``(M, 3, H, W)`` float images on the training device.
+        strong: ``(M, 3, H, W)`` strong views when the loader makes them, else None.
         indices: ``(M,)`` int64 positions in the unlabeled dataset, on the training device.
         classes: ``(M,)`` int64 class ``c`` each partner was drawn for (-1: drawn uniformly).
     """
@@ -58,29 +53,26 @@ class PartnerBatch:
     images: torch.Tensor
     indices: torch.Tensor
     classes: torch.Tensor
+    strong: torch.Tensor | None = None
 
 
 class PartnerFetcher:
     """Loads CutMix partner images of the next step while the current one runs.
 
     Args:
-        load: ``load(indices, seed) -> (M, 3, H, W)`` CPU float tensor: reads unlabeled images
-            ``indices`` and applies the unlabeled stream's weak augmentation with ``seed``.
+        load: ``load(indices, step) -> {"image": (M, 3, H, W), ...}`` CPU tensors: reads unlabeled
+            images ``indices`` with the unlabeled stream's weak augmentation seeded by the step
+            (``ael.data.loaders.TrainLoaders.fetch_unlabeled``).
         device: the training device.
-        seed: the run's seed (mixed with ``rank`` and the step for each load).
-        rank: this process's rank.
         pin_memory: pin the loaded batch (CUDA only) so the copy to the device is asynchronous.
     """
 
-    def __init__(self, load: LoadFn, *, device: torch.device, seed: int = 0, rank: int = 0,
-                 pin_memory: bool = True) -> None:
+    def __init__(self, load: LoadFn, *, device: torch.device, pin_memory: bool = True) -> None:
         self._load = load
         self.device = torch.device(device)
-        self.seed = int(seed)
-        self.rank = int(rank)
         self.pin_memory = bool(pin_memory) and self.device.type == "cuda"
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ael-partners")
-        self._pending: tuple[int, torch.Tensor, torch.Tensor, Future[torch.Tensor]] | None = None
+        self._pending: tuple[int, torch.Tensor, torch.Tensor, Future[dict[str, torch.Tensor]]] | None = None
 
     def request(self, step: int, indices: torch.Tensor, classes: torch.Tensor) -> None:
         """Start loading the partners of ``step`` (drawn on the device; no host sync here).
@@ -100,17 +92,16 @@ class PartnerFetcher:
         if indices.device.type == "cuda":
             event = torch.cuda.Event()
             event.record()
-        seed = partner_seed(self.seed, self.rank, step)
-        future = self._pool.submit(self._work, host, event, seed)
+        future = self._pool.submit(self._work, host, event, int(step))
         self._pending = (int(step), indices, classes, future)
 
-    def _work(self, host: torch.Tensor, event: Any, seed: int) -> torch.Tensor:
+    def _work(self, host: torch.Tensor, event: Any, step: int) -> dict[str, torch.Tensor]:
         if event is not None:
             event.synchronize()  # waits on this worker thread only
-        images = self._load(host.tolist(), seed)
+        batch = self._load(host.tolist(), step)
         if self.pin_memory:
-            images = images.pin_memory()
-        return images
+            batch = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        return batch
 
     @property
     def pending_step(self) -> int | None:
@@ -129,8 +120,12 @@ class PartnerFetcher:
         if pending_step != step:
             raise RuntimeError(f"partners were requested for step {pending_step}, not {step}")
         self._pending = None
-        images = future.result().to(self.device, non_blocking=True)
-        return PartnerBatch(step=pending_step, images=images, indices=indices, classes=classes)
+        batch = future.result()
+        images = batch["image"].to(self.device, non_blocking=True)
+        strong = batch.get("image_strong")
+        if strong is not None:
+            strong = strong.to(self.device, non_blocking=True)
+        return PartnerBatch(step=pending_step, images=images, indices=indices, classes=classes, strong=strong)
 
     def state_dict(self) -> dict[str, Any]:
         """The pending request (host copies; a sync, for checkpoints only)."""
