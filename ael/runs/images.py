@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-__all__ = ["EXTENSIONS", "decode_part", "encode_part", "to_host_array", "write_atomic"]
+__all__ = ["EXTENSIONS", "decode_part", "encode_part", "prepare_part", "to_host_array", "to_uint8", "write_atomic"]
 
 EXTENSIONS = {"rgb": "jpg", "label": "png", "map": "png"}
 JPEG_QUALITY = 90
@@ -57,57 +57,71 @@ def to_host_array(value: Any, what: str) -> np.ndarray:
     return array
 
 
-def _rgb_uint8(array: np.ndarray, what: str) -> np.ndarray:
+def _check_rgb(array: np.ndarray, what: str) -> np.ndarray:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
         raise ValueError(f"{what}: an rgb part must be (H, W, 3) or (H, W), got shape {array.shape}")
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype.kind == "f":
-        return (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    if array.dtype.kind in "iu" and array.size and (array.min() < 0 or array.max() > 255):
+    if array.dtype.kind not in "fiub":
+        raise ValueError(f"{what}: an rgb part must be numeric, got dtype {array.dtype}")
+    if array.dtype.kind in "iu" and array.dtype != np.uint8 and array.size and (
+        array.min() < 0 or array.max() > 255
+    ):
         raise ValueError(f"{what}: integer rgb values must lie in [0, 255]")
-    return array.astype(np.uint8)
+    return array
 
 
-def _label_uint8(array: np.ndarray, what: str) -> np.ndarray:
+def _check_label(array: np.ndarray, what: str) -> np.ndarray:
     if array.ndim != 2:
         raise ValueError(f"{what}: a label part must be (H, W) class indices, got shape {array.shape}")
     if array.dtype.kind not in "iub":
         raise ValueError(f"{what}: a label part must hold integers, got dtype {array.dtype}")
-    if array.size and (array.min() < 0 or array.max() > 255):
+    if array.dtype != np.uint8 and array.size and (array.min() < 0 or array.max() > 255):
         raise ValueError(
             f"{what}: label indices must lie in [0, 255] to fit a palette PNG, "
             f"got [{array.min()}, {array.max()}]"
         )
-    return array.astype(np.uint8)
+    return array
 
 
-def _map_uint8(array: np.ndarray, what: str) -> np.ndarray:
+def _check_map(array: np.ndarray, what: str) -> np.ndarray:
     if array.ndim != 2:
         raise ValueError(f"{what}: a map part must be (H, W), got shape {array.shape}")
     if array.dtype.kind not in "fiub":
         raise ValueError(f"{what}: a map part must be numeric, got dtype {array.dtype}")
-    return (np.clip(np.nan_to_num(array.astype(np.float32)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return array
+
+
+_CHECKS = {"rgb": _check_rgb, "label": _check_label, "map": _check_map}
 
 
 def prepare_part(value: Any, part_type: str, what: str) -> np.ndarray:
-    """Check and convert one part on the caller's thread to a compact uint8 copy it may not mutate.
+    """Check one part on the caller's thread and return a private copy (the caller may reuse its buffer).
+
+    Only cheap checks and one copy happen here; conversion to uint8 and encoding are left to
+    the writer thread (:func:`encode_part`).
 
     Raises:
         ValueError / TypeError: naming ``what`` for a bad shape, dtype or value range.
     """
-    array = to_host_array(value, what)
-    if part_type == "rgb":
-        out = _rgb_uint8(array, what)
-    elif part_type == "label":
-        out = _label_uint8(array, what)
-    elif part_type == "map":
-        out = _map_uint8(array, what)
-    else:
+    check = _CHECKS.get(part_type)
+    if check is None:
         raise ValueError(f"{what}: unknown part type {part_type!r}")
-    return np.array(out, dtype=np.uint8, copy=True, order="C") if out is array else np.ascontiguousarray(out)
+    array = check(to_host_array(value, what), what)
+    if array.dtype == np.uint8 or part_type == "label":
+        return np.array(array, dtype=np.uint8, copy=True, order="C")  # labels: range checked above
+    if array.dtype.kind in "iub":
+        return np.array(array, copy=True, order="C")
+    return np.array(array, dtype=np.float32, copy=True, order="C")  # halves what a float64 copy costs
+
+
+def to_uint8(array: np.ndarray, part_type: str) -> np.ndarray:
+    """A prepared part as the uint8 array its file stores (floats: [0, 1] -> [0, 255])."""
+    if array.dtype == np.uint8:
+        return array
+    if part_type == "label" or array.dtype.kind in "iub":
+        return array.astype(np.uint8)
+    return (np.clip(np.nan_to_num(array), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _palette_bytes(palette: Sequence[Sequence[int]] | np.ndarray | None) -> list[int]:
@@ -119,7 +133,8 @@ def _palette_bytes(palette: Sequence[Sequence[int]] | np.ndarray | None) -> list
 
 
 def encode_part(array: np.ndarray, part_type: str, f: Any, palette: Any = None) -> None:
-    """Write a prepared uint8 part to the open binary file ``f`` in its format."""
+    """Write a prepared part (:func:`prepare_part`) to the open binary file ``f`` in its format."""
+    array = to_uint8(array, part_type)
     if part_type == "rgb":
         Image.fromarray(array).save(f, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
     elif part_type == "label":

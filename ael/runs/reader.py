@@ -17,6 +17,7 @@ written with another schema version raises :class:`~ael.runs.schema.SchemaVersio
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ael.runs.images import decode_part
-from ael.runs.jsonl import DamagedRunWarning, JsonlTail
+from ael.runs.jsonl import DamagedRunWarning, JsonlTail, decode_array
 from ael.runs.schema import (
     MANIFEST_FILE,
     PART_TYPES,
@@ -83,15 +84,20 @@ class ClassSeries:
 
 @dataclass(frozen=True)
 class EvalRecord:
-    """One evaluation of one model."""
+    """One evaluation of one model; ``confusion`` is decoded on first access."""
 
     step: int
     time: float
     model: str
     miou: float
     iou: np.ndarray  # (C,) float64, NaN where a class is absent
-    confusion: np.ndarray | None  # (C, C) int64, rows = truth, columns = prediction
     extra: dict[str, Any] = field(default_factory=dict)
+    stored_confusion: Any = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def confusion(self) -> np.ndarray | None:
+        """``(C, C)`` int64 confusion matrix, rows = truth, columns = prediction; None if not logged."""
+        return _decode_confusion(self.stored_confusion, len(self.iou))
 
 
 @dataclass(frozen=True)
@@ -278,8 +284,45 @@ def list_runs(
 # ------------------------------------------------------------------------------------ the run
 
 
-def _numeric_row(row: list[Any]) -> bool:
-    return all((type(v) is float or type(v) is int) for v in row)
+def _vector_width(value: Any) -> int:
+    """C of a stored class vector (base64 float32 text or a JSON list); 0 if it is neither."""
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, str):
+        return (len(value) // 4 * 3 - value[-2:].count("=")) // 4
+    return 0
+
+
+def _decode_vector(value: Any, width: int) -> np.ndarray | None:
+    """A stored class vector as ``(width,)`` floats, or None when it is not one."""
+    if isinstance(value, str):
+        return decode_array(value, "<f4", width)
+    if isinstance(value, list) and len(value) == width and all(type(v) is float or type(v) is int for v in value):
+        return np.asarray(value, dtype=np.float64)
+    return None
+
+
+def _plausible_confusion(value: Any, num_classes: int) -> bool:
+    """A cheap check at poll time; decoding waits until someone asks for the matrix."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return len(value) == 4 * -(-num_classes * num_classes * 8 // 3)
+    return isinstance(value, list) and len(value) == num_classes
+
+
+def _decode_confusion(value: Any, num_classes: int) -> np.ndarray | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        flat = decode_array(value, "<i8", num_classes * num_classes)
+        if flat is None:
+            raise ValueError("confusion is not C x C int64")
+        return flat.reshape(num_classes, num_classes)
+    matrix = np.asarray(value, dtype=np.int64)
+    if matrix.shape != (num_classes, num_classes):
+        raise ValueError("confusion is not C x C")
+    return matrix
 
 
 class Run:
@@ -371,28 +414,57 @@ class Run:
         step = record.get("resume")
         return step if type(step) is int else None
 
+    def _scalar_column(self, name: str, size: int) -> Column:
+        column = self._scalars.get(name)
+        if column is None:
+            column = self._scalars[name] = Column(capacity=max(1024, size))
+        return column
+
     def _add_scalars(self, records: list[dict[str, Any]]) -> None:
         bad = 0
-        pending: dict[str, tuple[list[int], list[float]]] = {}
-
-        def flush() -> None:
-            for name, (steps, values) in pending.items():
-                column = self._scalars.get(name)
-                if column is None:
-                    column = self._scalars[name] = Column(capacity=max(1024, len(steps)))
-                column.extend(np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64))
-            pending.clear()
-
-        for record in records:
-            step = record.get("step")
-            if type(step) is not int:
+        i, n = 0, len(records)
+        while i < n:
+            record = records[i]
+            if type(record.get("step")) is not int:
                 resume = self._resume_step(record)
                 if resume is None:
                     bad += 1
+                else:
+                    for column in self._scalars.values():
+                        column.cut_after(resume)
+                i += 1
+                continue
+            # Consecutive records with the same keys (the usual case) become one table at once.
+            keys = tuple(record)
+            j = i + 1
+            while j < n and tuple(records[j]) == keys:
+                j += 1
+            group = records[i:j]
+            i = j
+            table = None
+            if all(type(v) is float or type(v) is int for v in record.values()):
+                try:
+                    table = np.array([tuple(r.values()) for r in group], dtype=np.float64)
+                except (TypeError, ValueError):
+                    table = None
+            if table is not None:
+                step_col = keys.index("step")
+                steps = table[:, step_col].astype(np.int64)
+                if np.array_equal(steps, table[:, step_col]) and not np.isnan(table).any(axis=0)[step_col]:
+                    for col, name in enumerate(keys):
+                        if col != step_col:
+                            self._scalar_column(name, len(group)).extend(steps, table[:, col])
                     continue
-                flush()
-                for column in self._scalars.values():
-                    column.cut_after(resume)
+            bad += self._add_scalars_slowly(group)
+        self._warn_invalid("scalars", bad, "no integer step, or a value that is not a number")
+
+    def _add_scalars_slowly(self, records: list[dict[str, Any]]) -> int:
+        """Record by record, skipping what is not a number; returns how many were skipped."""
+        bad = 0
+        for record in records:
+            step = record.get("step")
+            if type(step) is not int:
+                bad += 1
                 continue
             for name, value in record.items():
                 if name == "step":
@@ -400,43 +472,32 @@ class Run:
                 if type(value) is not float and type(value) is not int:
                     bad += 1
                     continue
-                entry = pending.get(name)
-                if entry is None:
-                    entry = pending[name] = ([], [])
-                entry[0].append(step)
-                entry[1].append(value)
-        flush()
-        self._warn_invalid("scalars", bad, "no integer step, or a value that is not a number")
+                self._scalar_column(name, 1).extend(np.array([step]), np.array([float(value)]))
+        return bad
 
     def _add_classes(self, records: list[dict[str, Any]]) -> None:
         bad = 0
-        pending: dict[str, tuple[list[int], list[list[float]]]] = {}
+        pending: dict[str, tuple[list[int], list[Any]]] = {}
+        manifest_width = len(self.manifest.get("class_names") or ())
 
         def flush() -> int:
             wrong = 0
-            for name, (steps, rows) in pending.items():
+            for name, (steps, raw) in pending.items():
                 column = self._classes.get(name)
-                width = column.width if column is not None else len(rows[0])
-                keep = [i for i, row in enumerate(rows) if len(row) == width]
-                wrong += len(rows) - len(keep)
-                if len(keep) != len(rows):
-                    steps = [steps[i] for i in keep]
-                    rows = [rows[i] for i in keep]
+                width = column.width if column is not None else manifest_width or _vector_width(raw[0])
+                rows, kept = [], []
+                for step, value in zip(steps, raw):
+                    row = _decode_vector(value, width) if width else None
+                    if row is None:
+                        wrong += 1
+                    else:
+                        rows.append(row)
+                        kept.append(step)
                 if not rows:
                     continue
-                try:
-                    values = np.asarray(rows, dtype=np.float64)
-                except (TypeError, ValueError):
-                    # Some row holds a non-number: keep the others, one by one.
-                    good = [i for i, row in enumerate(rows) if _numeric_row(row)]
-                    wrong += len(rows) - len(good)
-                    if not good:
-                        continue
-                    steps = [steps[i] for i in good]
-                    values = np.asarray([rows[i] for i in good], dtype=np.float64)
                 if column is None:
                     column = self._classes[name] = Column(width=width, capacity=max(256, len(rows)))
-                column.extend(np.asarray(steps, dtype=np.int64), values)
+                column.extend(np.asarray(kept, dtype=np.int64), np.stack(rows))
             pending.clear()
             return wrong
 
@@ -453,9 +514,6 @@ class Run:
                 continue
             for name, value in record.items():
                 if name in ("step", "time"):
-                    continue
-                if type(value) is not list or not value:
-                    bad += 1
                     continue
                 entry = pending.get(name)
                 if entry is None:
@@ -477,7 +535,10 @@ class Run:
                     self._evals = [e for e in self._evals if e.step <= resume]
                 continue
             try:
+                iou = np.asarray(record["iou"], dtype=np.float64)
                 confusion = record.get("confusion")
+                if not _plausible_confusion(confusion, len(iou)):
+                    raise ValueError("confusion")
                 extra = {k: v for k, v in record.items()
                          if k not in ("step", "time", "model", "miou", "iou", "confusion")}
                 self._evals.append(EvalRecord(
@@ -485,9 +546,9 @@ class Run:
                     time=float(record.get("time", math.nan)),
                     model=str(record.get("model", "teacher")),
                     miou=float(record["miou"]),
-                    iou=np.asarray(record["iou"], dtype=np.float64),
-                    confusion=None if confusion is None else np.asarray(confusion, dtype=np.int64),
+                    iou=iou,
                     extra=extra,
+                    stored_confusion=confusion,
                 ))
             except (KeyError, TypeError, ValueError):
                 bad += 1

@@ -4,9 +4,10 @@ A run folder (``<runs_dir>/<run_id>/``) holds::
 
     manifest.json   replaced atomically; schema version, identity, classes, config, status, heartbeat
     scalars.jsonl   {"step": int, "time": float, <name>: float, ...}
-    classes.jsonl   {"step": int, "time": float, <name>: [C floats], ...}
-    evals.jsonl     {"step": int, "time": float, "model": str, "miou": float, "iou": [C],
-                     "confusion": [[C x C ints]] | null, <extra name>: float, ...}
+    classes.jsonl   {"step": int, "time": float, <name>: "<base64 of C little-endian float32>", ...}
+    evals.jsonl     {"step": int, "time": float, "model": str, "miou": float, "iou": [C floats],
+                     "confusion": "<base64 of C*C little-endian int64, row-major>" | null,
+                     <extra name>: float, ...}
     media.jsonl     {"step": int, "time": float, "kind": str, "index": int,
                      "files": {<part>: "media/<file>"}, "parts": {<part>: "rgb" | "label" | "map"},
                      "meta": {...}}
@@ -16,6 +17,10 @@ A run folder (``<runs_dir>/<run_id>/``) holds::
 Every ``.jsonl`` file may also hold resume markers ``{"resume": step, "time": float}``: records
 written before a marker with a step above ``step`` are superseded (the run went back to a
 checkpoint). Within one file the latest record for a step wins.
+
+Big arrays are base64 inside the JSON (parsing JSON numbers would dominate loading a long
+run); the reader also accepts plain JSON number lists for class vectors and confusion matrices.
+Non-finite floats are written as ``NaN``/``Infinity`` (what Python's ``json`` reads).
 
 This module is the one place that knows the names; the writer and the reader both import it.
 """

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ael.runs.images import EXTENSIONS, encode_part, prepare_part, to_host_array, write_atomic
-from ael.runs.jsonl import RawJson, drop_torn_tail, encode_record, format_vector
+from ael.runs.jsonl import drop_torn_tail, encode_array, encode_record, format_vector
 from ael.runs.schema import (
     CHECKPOINTS_DIR,
     MANIFEST_FILE,
@@ -350,7 +350,7 @@ class RunWriter:
             vectors: name -> length-C host vector (numpy, list, 1-d CPU tensor). Suggested
                 names are in :data:`ael.runs.schema.KNOWN_CLASS_VECTORS` (``bank``,
                 ``copy_paste_prob``, ``cutmix_prob``, ``sampling_ratio``, ``freq_labeled``,
-                ``freq_pseudo``). Stored with 7 significant digits.
+                ``freq_pseudo``). Stored as float32.
 
         Raises:
             ValueError / TypeError: naming the vector at fault (wrong length, not 1-d, ...).
@@ -360,7 +360,7 @@ class RunWriter:
         record: dict[str, Any] = {"step": step, "time": time.time()}
         for name, value in vectors.items():
             self._check_name(name, _SCALAR_NAME, "class vector")
-            record[name] = self._vector(value, f"class vector {name!r} at step {step}")
+            record[name] = encode_array(self._vector(value, f"class vector {name!r} at step {step}"), "<f4")
         self._append("classes", record)
         self._after_record(step)
 
@@ -392,8 +392,8 @@ class RunWriter:
         record: dict[str, Any] = {
             "step": step, "time": now, "model": model, "miou": _as_float(miou, f"{what}: miou"),
         }
-        iou_text = self._vector(iou, f"{what}: iou")
-        record["iou"] = iou_text
+        iou_array = self._vector(iou, f"{what}: iou")
+        record["iou"] = format_vector(iou_array)
         if confusion is not None:
             matrix = to_host_array(confusion, f"{what}: confusion")
             if matrix.shape != (self.num_classes, self.num_classes):
@@ -404,14 +404,14 @@ class RunWriter:
                 not np.all(np.isfinite(matrix)) or np.any(matrix != np.round(matrix))
             ):
                 raise ValueError(f"{what}: confusion must hold whole counts")
-            record["confusion"] = RawJson(json.dumps(matrix.astype(np.int64).tolist(), separators=(",", ":")))
+            record["confusion"] = encode_array(matrix.astype(np.int64), "<i8")
         else:
             record["confusion"] = None
         for name, value in (extra or {}).items():
             self._check_name(name, _SCALAR_NAME, "eval extra")
             record[name] = _as_float(value, f"{what}: {name}")
         self._append("evals", record)
-        self._append("classes", {"step": step, "time": now, f"iou_{model}": iou_text})
+        self._append("classes", {"step": step, "time": now, f"iou_{model}": encode_array(iou_array, "<f4")})
         summary = self._manifest["evals"].get(model, {})
         value = record["miou"]
         best = summary.get("best_miou")
@@ -509,13 +509,13 @@ class RunWriter:
                 f"invalid {what} name {name!r}: use {pattern.pattern}, not one of {sorted(_RESERVED_KEYS)}"
             )
 
-    def _vector(self, value: Any, what: str) -> RawJson:
+    def _vector(self, value: Any, what: str) -> np.ndarray:
         array = to_host_array(value, what)
         if array.ndim != 1 or array.shape[0] != self.num_classes:
             raise ValueError(f"{what}: expected shape ({self.num_classes},), got {array.shape}")
         if array.dtype.kind not in "fiub":
             raise ValueError(f"{what}: expected numbers, got dtype {array.dtype}")
-        return format_vector(array.astype(np.float64, copy=False))
+        return array.astype(np.float64, copy=False)
 
     # ---------------------------------------------------------------------------- media thread
 

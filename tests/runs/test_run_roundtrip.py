@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 
@@ -75,9 +76,9 @@ def test_class_vectors_round_trip(make_writer, runs_dir):
     assert series.class_names == CLASS_NAMES
     np.testing.assert_array_equal(series.steps, [0, 10, 20, 30, 40, 50])
     assert series.values.shape == (6, 4)
-    np.testing.assert_allclose(series.values[:5], bank, rtol=1e-6)  # 7 significant digits
+    np.testing.assert_array_equal(series.values[:5], bank.astype(np.float32))  # stored as float32
     assert series.values[5, 0] == 0.0 and math.isnan(series.values[5, 1])
-    assert series.values[5, 2] == math.inf and series.values[5, 3] == -1e-30
+    assert series.values[5, 2] == math.inf and series.values[5, 3] == np.float32(-1e-30)
     probs = run.class_vectors("cutmix_prob").values
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
 
@@ -105,7 +106,7 @@ def test_evals_round_trip_and_manifest_summary(make_writer, runs_dir):
     # The per-class IoU of each evaluation is also a class vector.
     series = run.class_vectors("iou_teacher")
     np.testing.assert_array_equal(series.steps, [100, 200])
-    np.testing.assert_array_equal(series.values[1], iou)
+    np.testing.assert_array_equal(series.values[1], iou.astype(np.float32))
     summary = run.manifest["evals"]["teacher"]
     assert summary == {"best_miou": 0.55, "best_step": 100, "last_miou": 0.5, "last_step": 200}
     [row] = list_runs(runs_dir)
@@ -199,8 +200,25 @@ def test_lines_are_plain_json(make_writer, runs_dir):
     writer = make_writer()
     writer.log_scalars(0, {"loss": 0.5})
     writer.log_classes(0, {"bank": np.array([0.5, 0.25, 1.0, 0.125])})
+    writer.log_eval(0, miou=0.5, iou=np.array([0.5, 0.25, 1.0, 0.125]), confusion=np.arange(16).reshape(4, 4))
     writer.finish()
     assert json.loads((runs_dir / "run1" / "scalars.jsonl").read_text())["loss"] == 0.5
-    line = (runs_dir / "run1" / "classes.jsonl").read_text()
-    assert json.loads(line)["bank"] == [0.5, 0.25, 1.0, 0.125]
-    assert line.endswith("}\n") and line.count("\n") == 1
+    line = (runs_dir / "run1" / "classes.jsonl").read_text().splitlines()[0]
+    raw = base64.b64decode(json.loads(line)["bank"])  # big arrays: base64 of little-endian float32
+    assert np.frombuffer(raw, "<f4").tolist() == [0.5, 0.25, 1.0, 0.125]
+    evaluation = json.loads((runs_dir / "run1" / "evals.jsonl").read_text())
+    assert evaluation["iou"] == [0.5, 0.25, 1.0, 0.125]
+    assert np.frombuffer(base64.b64decode(evaluation["confusion"]), "<i8").tolist() == list(range(16))
+
+
+def test_reader_accepts_plain_number_lists(runs_dir, make_writer):
+    make_writer().finish()
+    with open(runs_dir / "run1" / "classes.jsonl", "a") as f:
+        f.write('{"step": 2, "time": 0, "bank": [0.5, 1, NaN, 0.25]}\n')
+    with open(runs_dir / "run1" / "evals.jsonl", "a") as f:
+        f.write('{"step": 2, "time": 0, "model": "teacher", "miou": 0.5, "iou": [1, 0, 0, 1], '
+                '"confusion": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}\n')
+    run = open_run(runs_dir, "run1")
+    values = run.class_vectors("bank").values
+    assert values[0, :2].tolist() == [0.5, 1.0] and math.isnan(values[0, 2])
+    np.testing.assert_array_equal(run.evals()[0].confusion, np.eye(4, dtype=np.int64))
