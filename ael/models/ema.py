@@ -134,7 +134,13 @@ class EmaTeacher:
         return d
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Teacher predictions, without autograd."""
+        """Teacher predictions, without autograd, in the configured mode.
+
+        The mode is restored first when something (an evaluator calling ``.eval()`` on
+        ``module``) changed it, so a release-mode teacher keeps using batch statistics.
+        """
+        if self.module.training != self.train_mode:
+            self.module.train(self.train_mode)
         with torch.no_grad():
             return self.module(*args, **kwargs)
 

@@ -88,7 +88,11 @@ def test_teacher_holds_no_grads_and_mode():
     assert all(p.requires_grad for p in student.parameters())
     out = ema(torch.randn(2, 2, 3, 3))
     assert not out.requires_grad
-    assert EmaTeacher(student, train_mode=True).module.training
+    release = EmaTeacher(student, train_mode=True)
+    assert release.module.training
+    release.module.eval()  # e.g. an evaluator; the next teacher prediction restores the mode
+    release(torch.randn(2, 2, 3, 3))
+    assert release.module.training and release.module[1].training
 
 
 def test_copy_init_is_independent_storage():
