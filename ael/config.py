@@ -128,6 +128,9 @@ class CutMixConfig:
     bank_sync: bool = True
     # Release: True (2 unlabeled images per GPU, one discarded: one mixed image per GPU).
     one_mix_per_batch: bool = False
+    # Height fraction of the random half-area box: the release draws 0.5 ** u ("log_uniform");
+    # "uniform" draws it uniformly in [0.5, 1].
+    fallback_height: Literal["log_uniform", "uniform"] = "log_uniform"
 
 
 @dataclass(frozen=True)
