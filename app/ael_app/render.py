@@ -1,0 +1,77 @@
+"""Small drawing helpers shared by the pages: the step chooser, the class legend, class-vector rows."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import numpy as np
+import streamlit as st
+
+from ael.runs import ClassSeries, Run
+from ael.viz.figures import rgb_css
+
+# Chart toolbar: no logo, no "edit in chart studio"; WebGL traces keep working.
+PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": False}
+
+
+def chart(fig, *, key: str) -> None:
+    """Draw a plotly figure full width (keyed, so a live redraw updates it in place)."""
+    st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG, width="stretch")
+
+
+def row_at(series: ClassSeries, step: int) -> tuple[int, np.ndarray] | None:
+    """The latest row of ``series`` at or before ``step``: ``(its step, (C,) values)``; None if none."""
+    if len(series.steps) == 0:
+        return None
+    i = int(np.searchsorted(series.steps, step, side="right")) - 1
+    if i < 0:
+        i = 0
+    return int(series.steps[i]), np.asarray(series.values[i])
+
+
+def choose_step(run: Run, *, key: str, label: str = "Step", latest: int | None = None) -> int | None:
+    """A step chosen by the user, or the latest one while "Follow latest" is on.
+
+    The slider spans ``[0, total_steps]`` of the run (fixed while it trains, so a live redraw
+    never resets it); without a planned total a number box is used.
+    """
+    latest = run.last_step if latest is None else latest
+    if latest is None:
+        return None
+    state_key = f"{key}_{run.run_id}"
+    follow = st.toggle("Follow latest step", value=True, key=f"{state_key}_follow")
+    if follow:
+        st.caption(f"{label}: {latest} (latest)")
+        return int(latest)
+    total = run.total_steps
+    if isinstance(total, int) and total > 0 and latest <= total:
+        return int(st.slider(label, 0, int(total), value=int(latest), key=f"{state_key}_slider"))
+    return int(st.number_input(label, min_value=0, value=int(latest), step=1, key=f"{state_key}_number"))
+
+
+def class_legend(class_names: Sequence[str], palette: np.ndarray | None, only: Sequence[int] | None = None) -> None:
+    """A coloured legend of the classes (a swatch and the name for each)."""
+    indices = range(len(class_names)) if only is None else only
+    items = []
+    for c in indices:
+        colour = rgb_css(palette[c]) if palette is not None and c < len(palette) else "rgb(128,128,128)"
+        items.append(
+            f'<span style="display:inline-block;margin:0 10px 4px 0;white-space:nowrap">'
+            f'<span style="display:inline-block;width:12px;height:12px;background:{colour};'
+            f'border:1px solid #888;vertical-align:middle;margin-right:4px"></span>'
+            f"{c}: {html.escape(str(class_names[c]))}</span>"
+        )
+    st.markdown('<div class="ael-legend">' + "".join(items) + "</div>", unsafe_allow_html=True)
+
+
+def tail_classes(run: Run, count: int) -> list[int]:
+    """The ``count`` rarest classes by labeled pixel frequency, else the lowest latest bank values."""
+    from ael.viz.figures import lowest_classes
+
+    for name in ("freq_labeled", "bank"):
+        if name in run.class_vector_names():
+            series = run.class_vectors(name)
+            if len(series.steps):
+                return lowest_classes(series.values[-1], count)
+    return []

@@ -1,0 +1,209 @@
+"""The dashboard's frame: where runs live, the run picker, the live settings and one cached tailer per run.
+
+Pages read runs only through :mod:`ael.runs` (``list_runs``, ``open_run``, ``Run``); a run id
+reaches ``open_run`` only if it is one of the ids ``list_runs`` found in the runs folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from ael.runs import (
+    DamagedRunWarning,
+    Run,
+    RunStoreError,
+    RunSummary,
+    SchemaVersionError,
+    list_runs,
+    open_run,
+)
+
+logger = logging.getLogger(__name__)
+
+RUNS_ENV = "AEL_RUNS_DIR"
+REFRESH_CHOICES = (1, 2, 5, 10, 30, 60)
+# Material icons ship with Streamlit's frontend (emoji need a font the machine may lack).
+STATUS_ICONS = {"running": ":green[:material/play_circle:]", "finished": ":blue[:material/check_circle:]",
+                "crashed": ":red[:material/error:]", "stalled": ":orange[:material/pause_circle:]",
+                "damaged": ":orange[:material/warning:]", "unsupported": ":gray[:material/help:]"}
+
+# warnings.catch_warnings swaps process-wide state: one reader at a time records them.
+_WARNINGS_LOCK = threading.Lock()
+
+
+def runs_dir_from_args(argv: list[str]) -> Path:
+    """The runs folder: ``--runs DIR`` after ``streamlit run app/dashboard.py --``, else
+    ``$AEL_RUNS_DIR``, else ``./runs``. Unknown arguments are ignored."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--runs", default=None)
+    args, _ = parser.parse_known_args(argv)
+    return Path(args.runs or os.environ.get(RUNS_ENV) or "runs").resolve()
+
+
+class RunTailer:
+    """One open run shared by every session looking at it; polls at most every ``min_interval_s``.
+
+    Damaged-line warnings of the reader are kept (the last few) to show on the page instead of
+    going to the server log only.
+    """
+
+    def __init__(self, runs_dir: Path, run_id: str, min_interval_s: float = 0.5) -> None:
+        self.min_interval_s = min_interval_s
+        self.notes: deque[str] = deque(maxlen=8)
+        self._lock = threading.Lock()
+        self.run: Run = self._capture(lambda: open_run(runs_dir, run_id))
+        self._polled = time.monotonic()
+
+    def _capture(self, fn: Callable[[], Run]) -> Run:
+        with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DamagedRunWarning)
+            result = fn()
+        for w in caught:
+            if issubclass(w.category, DamagedRunWarning):
+                self.notes.append(str(w.message))
+        return result
+
+    def refresh(self) -> Run:
+        """Read what was appended since the last poll (shared by all sessions) and return the run."""
+        with self._lock:
+            if time.monotonic() - self._polled >= self.min_interval_s:
+                self._capture(lambda: (self.run.poll(), self.run)[1])
+                self._polled = time.monotonic()
+        return self.run
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _tailer(runs_dir: str, run_id: str) -> RunTailer:
+    return RunTailer(Path(runs_dir), run_id)
+
+
+@st.cache_data(ttl=2.0, max_entries=8, show_spinner=False)
+def _summaries(runs_dir: str) -> list[RunSummary]:
+    return list_runs(runs_dir)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the frame's sidebar chose."""
+
+    runs_dir: Path
+    summaries: list[RunSummary]
+    run_id: str | None
+    compare: list[str]
+    live: bool
+    refresh_s: float
+    error: str | None = None
+
+    def summary(self, run_id: str | None = None) -> RunSummary | None:
+        wanted = run_id or self.run_id
+        return next((s for s in self.summaries if s.run_id == wanted), None)
+
+
+def _label(summary: RunSummary | None, run_id: str) -> str:
+    if summary is None:
+        return run_id
+    return f"{run_id} ({summary.status})"
+
+
+def sidebar(runs_dir: Path) -> Selection:
+    """Draw the run picker and the live settings in the sidebar; remember them in the session."""
+    state = st.session_state
+    st.sidebar.caption(f"Runs folder: `{runs_dir}`")
+    error = None
+    try:
+        summaries = _summaries(str(runs_dir))
+    except RunStoreError as err:
+        summaries, error = [], str(err)
+    ids = [s.run_id for s in summaries]
+    by_id = {s.run_id: s for s in summaries}
+    if state.get("run") not in ids:
+        wanted = st.query_params.get("run")
+        running = [s.run_id for s in summaries if s.status == "running"]
+        state["run"] = wanted if wanted in ids else (running[0] if running else (ids[0] if ids else None))
+    if ids:
+        run_id = st.sidebar.selectbox("Run", ids, key="run", format_func=lambda i: _label(by_id.get(i), i))
+        state["compare"] = [r for r in state.get("compare", []) if r in ids and r != run_id]
+        compare = st.sidebar.multiselect("Compare with", [i for i in ids if i != run_id], key="compare",
+                                         format_func=lambda i: _label(by_id.get(i), i))
+        if run_id and st.query_params.get("run") != run_id:
+            st.query_params["run"] = run_id
+    else:
+        run_id, compare = None, []
+    st.sidebar.divider()
+    state.setdefault("live", True)
+    state.setdefault("refresh_s", 2)
+    live = st.sidebar.toggle("Live", key="live", help="Refresh the page's panel on its own while runs are written")
+    refresh_s = st.sidebar.select_slider("Refresh every (s)", REFRESH_CHOICES, key="refresh_s", disabled=not live)
+    return Selection(runs_dir, summaries, run_id, list(compare), bool(live), float(refresh_s), error)
+
+
+def selection() -> Selection:
+    """The selection the frame stored for this run of the script."""
+    return st.session_state["_ael_selection"]
+
+
+def open_tailer(sel: Selection, run_id: str | None = None) -> RunTailer | None:
+    """The cached tailer of the selected run, or None after drawing why there is none."""
+    run_id = run_id or sel.run_id
+    if sel.error:
+        st.error(f"Cannot list runs: {sel.error}")
+        return None
+    if run_id is None:
+        st.info(f"No runs in `{sel.runs_dir}` yet. Start one with `ael train` (runs appear here on their own).")
+        return None
+    summary = sel.summary(run_id)
+    if summary is None:  # only listed ids are opened
+        st.error(f"Run {run_id!r} is not in {sel.runs_dir}.")
+        return None
+    if summary.status == "unsupported":
+        st.error(f"Run `{run_id}` was written with another run-store schema: {summary.error}")
+        return None
+    try:
+        tailer = _tailer(str(sel.runs_dir), run_id)
+    except SchemaVersionError as err:
+        st.error(f"Run `{run_id}` was written with another run-store schema: {err}")
+        return None
+    except (RunStoreError, OSError) as err:
+        st.error(f"Run `{run_id}` cannot be opened: {err}")
+        return None
+    if summary.status == "damaged":
+        st.warning(f"Run `{run_id}` is damaged: {summary.error}. Showing what can be read.")
+    return tailer
+
+
+def show_notes(tailer: RunTailer) -> None:
+    """Damaged-record notes of the reader, folded away."""
+    if tailer.notes:
+        with st.expander(f"{len(tailer.notes)} note(s) about damaged records", icon=":material/warning:",
+                         expanded=False):
+            for note in list(tailer.notes):
+                st.caption(note)
+
+
+def live_panel(body: Callable[[], None], *, key: str) -> None:
+    """Run ``body`` as the page's one fragment; it reruns every ``refresh_s`` while Live is on."""
+    sel = selection()
+    every = sel.refresh_s if sel.live else None
+    st.fragment(body, run_every=every, key=key)()
+
+
+@contextlib.contextmanager
+def guard(what: str) -> Iterator[None]:
+    """Turn an unexpected error while drawing ``what`` into a message on the page (logged in full)."""
+    try:
+        yield
+    except Exception as err:
+        logger.exception("dashboard: %s failed", what)
+        st.error(f"Could not draw {what}: {type(err).__name__}: {err}")

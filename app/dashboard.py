@@ -1,0 +1,32 @@
+"""The AEL dashboard: ``ael dashboard --runs DIR`` or ``streamlit run app/dashboard.py -- --runs DIR``.
+
+The frame (this file) draws the run picker and the live settings in the sidebar and hands the
+chosen page to ``st.navigation``; every page reads runs through :mod:`ael.runs` only.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+if str(_HERE) not in sys.path:  # `streamlit run` adds it; AppTest and other hosts may not
+    sys.path.insert(0, str(_HERE))
+
+import streamlit as st  # noqa: E402
+from ael_app import state  # noqa: E402
+
+st.set_page_config(page_title="AEL dashboard", page_icon=":material/monitoring:", layout="wide")
+
+PAGES = [
+    st.Page(str(_HERE / "views" / "runs.py"), title="Runs", icon=":material/table_rows:", url_path="runs", default=True),
+    st.Page(str(_HERE / "views" / "training.py"), title="Training", icon=":material/show_chart:", url_path="training"),
+    st.Page(str(_HERE / "views" / "confidence.py"), title="Confidence bank", icon=":material/account_balance:", url_path="confidence"),
+    st.Page(str(_HERE / "views" / "pseudo_labels.py"), title="Pseudo-labels", icon=":material/image:", url_path="pseudo-labels"),
+    st.Page(str(_HERE / "views" / "lab.py"), title="Augmentation lab", icon=":material/science:", url_path="lab"),
+    st.Page(str(_HERE / "views" / "compare.py"), title="Compare runs", icon=":material/compare:", url_path="compare"),
+]
+
+page = st.navigation(PAGES)
+st.session_state["_ael_selection"] = state.sidebar(state.runs_dir_from_args(sys.argv[1:]))
+page.run()

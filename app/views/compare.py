@@ -1,0 +1,81 @@
+"""Compare runs: per-class curves side by side, mIoU over evaluations, final per-class IoU."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+from ael_app import state
+from ael_app.render import chart, tail_classes
+
+from ael.viz.figures import class_lines_figure, grouped_bars_figure, scalar_lines_figure
+
+st.title("Compare runs")
+sel = state.selection()
+run_ids = [r for r in [sel.run_id, *sel.compare] if r]
+if len(run_ids) < 2:
+    st.info("Pick a run and at least one more under **Compare with** in the sidebar "
+            "(for example AEL against a mean-teacher baseline).")
+    st.stop()
+tailers = {}
+for run_id in run_ids:
+    tailer = state.open_tailer(sel, run_id)
+    if tailer is not None:
+        tailers[run_id] = tailer
+if len(tailers) < 2:
+    st.stop()
+
+
+def _panel() -> None:
+    with state.guard("the comparison"):
+        runs = {run_id: t.refresh() for run_id, t in tailers.items()}
+        common = sorted(set.intersection(*(set(r.class_vector_names()) for r in runs.values())))
+        st.subheader("mIoU over evaluations (%)")
+        series = {}
+        for run_id, run in runs.items():
+            evals = run.evals("teacher") or run.evals()
+            if evals:
+                series[run_id] = (np.array([e.step for e in evals]), np.array([100 * e.miou for e in evals]))
+        if series:
+            chart(scalar_lines_figure(series, markers=True, mode="mean", uirevision="compare/miou"), key="cmp_miou")
+        else:
+            st.info("None of these runs has an evaluation yet.")
+
+        st.subheader("Per-class curves")
+        if not common:
+            st.info("These runs have no per-class series in common.")
+        else:
+            default = "bank" if "bank" in common else common[0]
+            name = st.selectbox("Series", common, index=common.index(default), key="cmp_series")
+            if name not in common:
+                name = default
+            cols = st.columns(min(len(runs), 3))
+            for i, (run_id, run) in enumerate(runs.items()):
+                series_c = run.class_vectors(name)
+                with cols[i % len(cols)]:
+                    st.markdown(f"**{run_id}**")
+                    chart(class_lines_figure(series_c.steps, series_c.values, series_c.class_names,
+                                             palette=run.palette, highlight=tail_classes(run, 3),
+                                             markers=name.startswith("iou_") and len(series_c.steps) < 60,
+                                             uirevision=f"compare/{run_id}/{name}", height=360),
+                          key=f"cmp_lines_{i}")
+
+        st.subheader("Final per-class IoU")
+        finals, class_names = {}, None
+        for run_id, run in runs.items():
+            evals = run.evals("teacher") or run.evals()
+            if not evals:
+                continue
+            names = run.class_names
+            if class_names is None:
+                class_names = names
+            elif names != class_names:
+                st.warning(f"{run_id} has other classes than {next(iter(finals), '')}; left out of the IoU bars.")
+                continue
+            finals[f"{run_id} (step {evals[-1].step}, mIoU {100 * evals[-1].miou:.2f})"] = 100 * evals[-1].iou
+        if finals and class_names:
+            chart(grouped_bars_figure(finals, class_names, y_title="IoU (%)"), key="cmp_final_iou")
+        else:
+            st.info("No evaluations to compare yet.")
+
+
+state.live_panel(_panel, key="compare_panel")

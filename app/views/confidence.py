@@ -1,0 +1,96 @@
+"""Confidence bank: per-class confidence over steps, the classes x steps heatmap, the bank next to the
+Copy-Paste and CutMix distributions and r_c at a chosen step, per-class IoU, and class pixel frequencies."""
+
+from __future__ import annotations
+
+import streamlit as st
+from ael_app import state
+from ael_app.render import chart, choose_step, row_at, tail_classes
+
+from ael.runs import KNOWN_CLASS_VECTORS
+from ael.viz.figures import class_bars_figure, class_heatmap_figure, class_lines_figure, grouped_bars_figure
+
+st.title("Confidence bank")
+sel = state.selection()
+tailer = state.open_tailer(sel)
+if tailer is None:
+    st.stop()
+
+AT_STEP = (("bank", "confidence bank Conf"), ("copy_paste_prob", "Copy-Paste distribution"),
+           ("cutmix_prob", "CutMix distribution"), ("sampling_ratio", "sampling ratio r_c"))
+
+with st.expander("Options", expanded=False):
+    c1, c2, c3 = st.columns(3)
+    tail_count = c1.number_input("Tail classes highlighted", min_value=0, max_value=50, value=3, key="conf_tail")
+    c2.toggle("Logarithmic frequency axis", value=True, key="conf_log_freq")
+    c3.caption("Tail = rarest classes in the labeled pixels (else lowest confidence). "
+               "Click a legend entry to hide a class, double-click to show it alone.")
+
+
+def _panel() -> None:
+    with state.guard("the confidence bank"):
+        run = tailer.refresh()
+        state.show_notes(tailer)
+        names = run.class_vector_names()
+        if "bank" not in names:
+            st.info("No confidence bank logged yet (class vectors are written every `train.classes_every` steps).")
+            return
+        palette = run.palette
+        highlight = tail_classes(run, int(st.session_state.get("conf_tail", 3)))
+        bank = run.class_vectors("bank")
+        uirev = run.run_id
+        st.subheader("Per-class confidence over steps")
+        chart(class_lines_figure(bank.steps, bank.values, bank.class_names, palette=palette, highlight=highlight,
+                                 y_title="Conf_c", uirevision=f"{uirev}/bank"), key="conf_lines")
+        if highlight:
+            st.caption("Highlighted tail classes: " + ", ".join(bank.class_names[c] for c in highlight))
+        st.subheader("Classes x steps")
+        chart(class_heatmap_figure(bank.steps, bank.values, bank.class_names, colorbar_title="Conf",
+                                   uirevision=f"{uirev}/heat"), key="conf_heatmap")
+
+        st.subheader("At one step")
+        step = choose_step(run, key="conf_step", latest=int(bank.steps[-1]))
+        vectors = {}
+        for name, title in AT_STEP:
+            if name in names:
+                found = row_at(run.class_vectors(name), step)
+                if found is not None:
+                    vectors[f"{title} (step {found[0]})"] = found[1]
+        chart(class_bars_figure(vectors, bank.class_names, palette=palette, highlight=highlight),
+              key="conf_bars")
+
+        left, right = st.columns(2)
+        with left:
+            st.subheader("Per-class IoU over evaluations")
+            iou_names = [n for n in names if n.startswith("iou_")]
+            if iou_names:
+                model = st.radio("Model", iou_names, horizontal=True, key="conf_iou_model",
+                                 format_func=lambda n: n.removeprefix("iou_"))
+                iou = run.class_vectors(model if model in iou_names else iou_names[0])
+                chart(class_lines_figure(iou.steps, iou.values, iou.class_names, palette=palette,
+                                         highlight=highlight, y_title="IoU", markers=len(iou.steps) < 60,
+                                         uirevision=f"{uirev}/iou", height=380), key="conf_iou")
+            else:
+                st.info("No evaluation yet.")
+        with right:
+            st.subheader("Class pixel frequency")
+            groups = {}
+            for name, label in (("freq_labeled", "labels"), ("freq_pseudo", "pseudo-labels")):
+                if name in names:
+                    found = row_at(run.class_vectors(name), step)
+                    if found is not None:
+                        groups[f"{label} (step {found[0]})"] = found[1]
+            if groups:
+                chart(grouped_bars_figure(groups, bank.class_names, y_title="share of pixels",
+                                          log_y=bool(st.session_state.get("conf_log_freq", True))),
+                      key="conf_freq")
+            else:
+                st.info("No pixel frequencies logged (`freq_labeled`, `freq_pseudo`).")
+        extra = [n for n in names if n not in dict(AT_STEP) and not n.startswith("iou_")
+                 and n not in ("freq_labeled", "freq_pseudo")]
+        if extra:
+            st.caption("Other class vectors in this run: " + ", ".join(
+                f"{n} ({KNOWN_CLASS_VECTORS.get(n, 'custom')})" for n in extra))
+
+
+state.live_panel(_panel, key="confidence_panel")

@@ -1,0 +1,101 @@
+"""Training: losses, learning rate, throughput and mIoU over evaluations, live while the run trains."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import streamlit as st
+from ael_app import state
+from ael_app.render import chart
+
+from ael.viz.figures import scalar_lines_figure
+
+st.title("Training")
+sel = state.selection()
+tailer = state.open_tailer(sel)
+if tailer is None:
+    st.stop()
+
+# Scalar groups by name: the trainer writes loss/*, lr*, throughput_img_s, time/*, memory_mb, and
+# AEL diagnostics (unsup/*, cutmix/*, copy_paste/*). Anything else lands in "other".
+GROUPS = (
+    ("Losses", lambda n: n.startswith("loss") or n.endswith("loss")),
+    ("Learning rate", lambda n: n == "lr" or n.startswith("lr_") or n.startswith("lr/")),
+    ("Throughput (images / s)", lambda n: "throughput" in n or n.endswith("per_s")),
+    ("Step time (s)", lambda n: n.startswith("time/")),
+    ("AEL diagnostics", lambda n: n.split("/")[0] in ("unsup", "cutmix", "copy_paste")),
+    ("Memory (MB)", lambda n: n.startswith("memory")),
+)
+
+
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{scale * value:.{digits}f}"
+
+
+def _panel() -> None:
+    with state.guard("the training panel"):
+        run = tailer.refresh()
+        summary_status = run.status()
+        names = run.scalar_names()
+        teacher = run.evals("teacher") or run.evals()
+        last = run.last_step
+        cols = st.columns(5)
+        cols[0].metric("Status", summary_status)
+        total = run.total_steps
+        cols[1].metric("Step", "–" if last is None else (f"{last} / {total}" if total else str(last)))
+        if "throughput_img_s" in names:
+            cols[2].metric("Throughput", f"{_fmt(float(run.scalar('throughput_img_s')[1][-1]), digits=1)} img/s")
+        else:
+            cols[2].metric("Throughput", "–")
+        cols[3].metric("Last mIoU", _fmt(teacher[-1].miou, 100) if teacher else "–")
+        cols[4].metric("Best mIoU", _fmt(max((e.miou for e in teacher if math.isfinite(e.miou)), default=None), 100)
+                       if teacher else "–")
+        if run.error:
+            st.error(f"The run crashed: {run.error.get('type')}: {run.error.get('message')}")
+        state.show_notes(tailer)
+        if not names and not teacher:
+            st.info("Nothing logged yet: the first records appear here as soon as the trainer writes them.")
+            return
+        log_losses = st.session_state.get("training_log_losses", False)
+        used: set[str] = set()
+        left, right = st.columns(2)
+        slots = [left, right]
+        drawn = 0
+        for title, match in GROUPS:
+            group = [n for n in names if n not in used and match(n)]
+            if not group:
+                continue
+            used.update(group)
+            with slots[drawn % 2]:
+                fig = scalar_lines_figure({n: run.scalar(n) for n in group}, title=title,
+                                          log_y=log_losses and title == "Losses",
+                                          uirevision=f"{run.run_id}/{title}")
+                chart(fig, key=f"training_{title}")
+            drawn += 1
+        if teacher or run.evals():
+            series = {}
+            for model in sorted({e.model for e in run.evals()}):
+                evals = run.evals(model)
+                series[f"{model} mIoU"] = (np.array([e.step for e in evals]), np.array([100 * e.miou for e in evals]))
+            with slots[drawn % 2]:
+                chart(scalar_lines_figure(series, title="mIoU over evaluations (%)", markers=True, mode="mean",
+                                          uirevision=f"{run.run_id}/miou"), key="training_miou")
+            drawn += 1
+        others = [n for n in names if n not in used]
+        if others:
+            with slots[drawn % 2]:
+                previous = st.session_state.get("training_other", others[:4])
+                st.session_state["training_other"] = [n for n in previous if n in others]
+                picked = st.multiselect("Other scalars", others, key="training_other")
+                if picked:
+                    chart(scalar_lines_figure({n: run.scalar(n) for n in picked}, title="Other scalars",
+                                              uirevision=f"{run.run_id}/other"), key="training_other_chart")
+        st.caption(f"Updated {time.strftime('%H:%M:%S')} · {len(names)} scalar series")
+
+
+with st.expander("Chart options"):
+    st.toggle("Logarithmic loss axis", key="training_log_losses")
+    st.caption("Click a legend entry to hide a series; double-click to show it alone. Zoom survives refreshes.")
+state.live_panel(_panel, key="training_panel")
