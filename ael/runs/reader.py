@@ -17,14 +17,17 @@ written with another schema version raises :class:`~ael.runs.schema.SchemaVersio
 from __future__ import annotations
 
 import argparse
+import binascii
 import functools
 import json
 import logging
 import math
 import os
 import sys
+import threading
 import time
 import warnings
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +84,12 @@ class ClassSeries:
     values: np.ndarray  # (T, C) float64
     class_names: list[str]
 
+    def frame(self) -> pd.DataFrame:
+        """The series as a DataFrame: index ``step``, one column per class name."""
+        import pandas as pd
+
+        return pd.DataFrame(self.values, index=pd.Index(self.steps, name="step"), columns=self.class_names)
+
 
 @dataclass(frozen=True)
 class EvalRecord:
@@ -96,7 +105,11 @@ class EvalRecord:
 
     @functools.cached_property
     def confusion(self) -> np.ndarray | None:
-        """``(C, C)`` int64 confusion matrix, rows = truth, columns = prediction; None if not logged."""
+        """``(C, C)`` int64 confusion matrix, rows = truth, columns = prediction; None if not logged.
+
+        Raises:
+            RunStoreError: if the stored matrix is damaged.
+        """
         return _decode_confusion(self.stored_confusion, len(self.iou))
 
 
@@ -307,18 +320,38 @@ def _plausible_confusion(value: Any, num_classes: int) -> bool:
     if value is None:
         return True
     if isinstance(value, str):
-        return len(value) == 4 * -(-num_classes * num_classes * 8 // 3)
+        return True
     return isinstance(value, list) and len(value) == num_classes
+
+
+def _decode_vector_block(values: list[Any], width: int) -> np.ndarray | None:
+    """Many base64 float32 vectors at once, ``(N, width)``; None unless all are whole and unpadded."""
+    size = width * 4
+    if size % 3:
+        return None  # padded base64 does not concatenate
+    length = size // 3 * 4
+    if not all(type(v) is str and len(v) == length for v in values):
+        return None
+    try:
+        raw = binascii.a2b_base64("".join(values))
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != size * len(values):
+        return None
+    return np.frombuffer(raw, dtype="<f4").reshape(len(values), width)
 
 
 def _decode_confusion(value: Any, num_classes: int) -> np.ndarray | None:
     if value is None:
         return None
     if isinstance(value, str):
-        flat = decode_array(value, "<i8", num_classes * num_classes)
-        if flat is None:
-            raise ValueError("confusion is not C x C int64")
-        return flat.reshape(num_classes, num_classes)
+        try:
+            raw = zlib.decompress(binascii.a2b_base64(value))
+        except (binascii.Error, zlib.error, ValueError) as err:
+            raise RunStoreError(f"damaged confusion matrix ({err})") from None
+        if len(raw) != num_classes * num_classes * 8:
+            raise RunStoreError(f"damaged confusion matrix ({len(raw)} bytes for {num_classes} classes)")
+        return np.frombuffer(raw, dtype="<i8").reshape(num_classes, num_classes)
     matrix = np.asarray(value, dtype=np.int64)
     if matrix.shape != (num_classes, num_classes):
         raise ValueError("confusion is not C x C")
@@ -329,6 +362,8 @@ class Run:
     """An open run that reads incrementally. Create it with :func:`open_run`.
 
     Every accessor reflects what the latest :meth:`poll` read; call ``poll()`` to see more.
+    One Run may be shared by several threads (e.g. a cached dashboard tailer): polls and
+    accessors take a lock. Returned arrays are read-only and stay valid after later polls.
     """
 
     def __init__(self, run_dir: Path, *, stalled_after_s: float | None = None,
@@ -342,6 +377,7 @@ class Run:
         self._manifest_warned = False
         self._tails = {name: JsonlTail(self.run_dir / fname) for name, fname in STREAMS.items()}
         self._invalid = dict.fromkeys(STREAMS, 0)
+        self._lock = threading.RLock()
         self._clear()
 
     def _clear(self, streams: Iterable[str] = tuple(STREAMS)) -> None:
@@ -364,16 +400,17 @@ class Run:
         Raises:
             SchemaVersionError: if the manifest has another schema version.
         """
-        manifest_changed = self._poll_manifest()
-        new: dict[str, int] = {}
-        reset: set[str] = set()
-        for stream, tail in self._tails.items():
-            records, was_reset = tail.poll()
-            if was_reset:
-                self._clear([stream])
-                reset.add(stream)
-            getattr(self, f"_add_{stream}")(records)
-            new[stream] = len(records)
+        with self._lock:
+            manifest_changed = self._poll_manifest()
+            new: dict[str, int] = {}
+            reset: set[str] = set()
+            for stream, tail in self._tails.items():
+                records, was_reset = tail.poll()
+                if was_reset:
+                    self._clear([stream])
+                    reset.add(stream)
+                getattr(self, f"_add_{stream}")(records)
+                new[stream] = len(records)
         return RunUpdate(new=new, reset=frozenset(reset), manifest_changed=manifest_changed)
 
     def _poll_manifest(self) -> bool:
@@ -485,6 +522,12 @@ class Run:
             for name, (steps, raw) in pending.items():
                 column = self._classes.get(name)
                 width = column.width if column is not None else manifest_width or _vector_width(raw[0])
+                block = _decode_vector_block(raw, width) if width else None
+                if block is not None:
+                    if column is None:
+                        column = self._classes[name] = Column(width=width, capacity=max(256, len(raw)))
+                    column.extend(np.asarray(steps, dtype=np.int64), block)
+                    continue
                 rows, kept = [], []
                 for step, value in zip(steps, raw):
                     row = _decode_vector(value, width) if width else None
@@ -640,7 +683,8 @@ class Run:
     @property
     def last_step(self) -> int | None:
         """The highest step of any scalar read so far (fresher than the manifest's heartbeat step)."""
-        steps = [int(c.latest()[0][-1]) for c in self._scalars.values() if len(c.latest()[0])]
+        with self._lock:
+            steps = [int(c.latest()[0][-1]) for c in self._scalars.values() if len(c.latest()[0])]
         return max(steps) if steps else self.manifest.get("step")
 
     # -------------------------------------------------------------------------- series
@@ -657,10 +701,11 @@ class Run:
         Raises:
             KeyError: naming the series and the ones that exist.
         """
-        column = self._scalars.get(name)
-        if column is None:
-            raise KeyError(f"run {self.run_id!r} has no scalar {name!r} (has: {', '.join(self.scalar_names())})")
-        return column.latest()
+        with self._lock:
+            column = self._scalars.get(name)
+            if column is None:
+                raise KeyError(f"run {self.run_id!r} has no scalar {name!r} (has: {', '.join(self.scalar_names())})")
+            return column.latest()
 
     def scalars(self, names: Sequence[str] | None = None) -> pd.DataFrame:
         """Scalars as a DataFrame indexed by step (one column per series, NaN where not logged).
@@ -689,12 +734,13 @@ class Run:
         Raises:
             KeyError: naming the series and the ones that exist.
         """
-        column = self._classes.get(name)
-        if column is None:
-            raise KeyError(
-                f"run {self.run_id!r} has no class vector {name!r} (has: {', '.join(self.class_vector_names())})"
-            )
-        steps, values = column.latest()
+        with self._lock:
+            column = self._classes.get(name)
+            if column is None:
+                raise KeyError(
+                    f"run {self.run_id!r} has no class vector {name!r} (has: {', '.join(self.class_vector_names())})"
+                )
+            steps, values = column.latest()
         names = self.class_names
         if len(names) != column.width:
             names = [f"class_{i}" for i in range(column.width or 0)]
@@ -703,7 +749,9 @@ class Run:
     def evals(self, model: str | None = None) -> list[EvalRecord]:
         """Evaluations by step (the latest per step and model), of one model or all."""
         latest: dict[tuple[int, str], EvalRecord] = {}
-        for record in self._evals:
+        with self._lock:
+            evals = list(self._evals)
+        for record in evals:
             if model is None or record.model == model:
                 latest[(record.step, record.model)] = record
         return [latest[k] for k in sorted(latest)]
@@ -720,7 +768,9 @@ class Run:
     def samples(self, kind: str | None = None, step: int | None = None) -> list[SampleRecord]:
         """Sample index entries by (step, kind, index), the latest for each, optionally filtered."""
         latest: dict[tuple[int, str, int], SampleRecord] = {}
-        for record in self._media:
+        with self._lock:
+            media = list(self._media)
+        for record in media:
             if (kind is None or record.kind == kind) and (step is None or record.step == step):
                 latest[(record.step, record.kind, record.index)] = record
         return [latest[k] for k in sorted(latest)]

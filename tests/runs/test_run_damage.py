@@ -8,7 +8,15 @@ import time
 import numpy as np
 import pytest
 
-from ael.runs import DamagedRunWarning, RunNotFoundError, SchemaVersionError, cli_main, list_runs, open_run
+from ael.runs import (
+    DamagedRunWarning,
+    RunNotFoundError,
+    RunStoreError,
+    SchemaVersionError,
+    cli_main,
+    list_runs,
+    open_run,
+)
 
 
 def _set_manifest(path, **changes):
@@ -147,3 +155,18 @@ def test_list_runs_and_cli(make_writer, runs_dir, capsys):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(RunNotFoundError):
         list_runs(runs_dir / "nope")
+
+
+def test_damaged_confusion_matrix_fails_on_access_only(make_writer, runs_dir):
+    writer = make_writer()
+    writer.log_eval(5, miou=0.5, iou=np.full(4, 0.5), confusion=np.eye(4, dtype=np.int64))
+    writer.finish()
+    with open(runs_dir / "run1" / "evals.jsonl", "a") as f:
+        f.write('{"step": 6, "time": 0, "model": "teacher", "miou": 0.1, "iou": [0, 0, 0, 0], '
+                '"confusion": "bm90IHpsaWI="}\n')
+    run = open_run(runs_dir, "run1")
+    good, bad = run.evals()
+    np.testing.assert_array_equal(good.confusion, np.eye(4))
+    assert bad.miou == 0.1  # the rest of the record is readable
+    with pytest.raises(RunStoreError, match="damaged confusion matrix"):
+        _ = bad.confusion

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import zlib
 
 import numpy as np
 import pytest
@@ -79,6 +80,9 @@ def test_class_vectors_round_trip(make_writer, runs_dir):
     np.testing.assert_array_equal(series.values[:5], bank.astype(np.float32))  # stored as float32
     assert series.values[5, 0] == 0.0 and math.isnan(series.values[5, 1])
     assert series.values[5, 2] == math.inf and series.values[5, 3] == np.float32(-1e-30)
+    frame = series.frame()
+    assert list(frame.columns) == CLASS_NAMES and frame.index.name == "step"
+    assert frame.loc[20, "car"] == np.float32(bank[2, 1])
     probs = run.class_vectors("cutmix_prob").values
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
 
@@ -208,7 +212,8 @@ def test_lines_are_plain_json(make_writer, runs_dir):
     assert np.frombuffer(raw, "<f4").tolist() == [0.5, 0.25, 1.0, 0.125]
     evaluation = json.loads((runs_dir / "run1" / "evals.jsonl").read_text())
     assert evaluation["iou"] == [0.5, 0.25, 1.0, 0.125]
-    assert np.frombuffer(base64.b64decode(evaluation["confusion"]), "<i8").tolist() == list(range(16))
+    raw = zlib.decompress(base64.b64decode(evaluation["confusion"]))
+    assert np.frombuffer(raw, "<i8").tolist() == list(range(16))
 
 
 def test_reader_accepts_plain_number_lists(runs_dir, make_writer):

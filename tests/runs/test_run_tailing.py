@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -143,3 +144,37 @@ def test_live_writer_with_concurrent_readers(runs_dir):
     assert result["steps"] == list(range(120)) and result["loss"] == expected
     assert result["bank"] == 40 and result["samples"] == 24
     assert len(seen_a) > 3  # this reader saw the run grow over several polls
+
+
+def test_one_run_shared_by_threads(make_writer, runs_dir):
+    """A cached dashboard tailer is polled from several script threads at once."""
+    writer = make_writer(heartbeat_s=1000.0)
+    run = open_run(runs_dir, "run1")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def poll_forever() -> None:
+        try:
+            while not stop.is_set():
+                run.poll()
+                if "loss" in run.scalar_names():
+                    steps, values = run.scalar("loss")
+                    assert steps.tolist() == list(range(len(steps)))
+                    assert values.tolist() == [float(s) for s in steps]
+                    bank = run.class_vectors("bank")  # another thread may have polled meanwhile
+                    assert bank.values[:, 0].tolist() == [float(s) for s in bank.steps]
+        except BaseException as err:  # reported by the main thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=poll_forever) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for step in range(1500):
+        writer.log_scalars(step, {"loss": float(step)})
+        writer.log_classes(step, {"bank": np.full(4, step)})
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    run.poll()
+    assert len(run.scalar("loss")[0]) == 1500
