@@ -35,6 +35,7 @@ __all__ = [
     "label_to_tensor",
     "pad_and_crop",
     "resize_pair",
+    "upscale_window",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -87,6 +88,50 @@ def resize_pair(image: torch.Tensor, label: torch.Tensor | None, size: tuple[int
         # Labels <= 255 are exact in float32; "nearest" copies source values, never blends them.
         label = F.interpolate(label[None, None].float(), size=size, mode="nearest")[0, 0].long()
     return image, label
+
+
+def _source_coords(out_positions: torch.Tensor, in_size: int, out_size: int) -> tuple[torch.Tensor, ...]:
+    """Bilinear taps as ``F.interpolate(mode="bilinear", align_corners=False)`` computes them."""
+    src = ((out_positions.double() + 0.5) * (in_size / out_size) - 0.5).clamp(min=0.0)
+    lo = src.floor().long().clamp(max=in_size - 1)
+    hi = (lo + 1).clamp(max=in_size - 1)
+    frac = (src - lo.double()).float()
+    return lo, hi, frac
+
+
+def upscale_window(image: torch.Tensor, label: torch.Tensor | None, scaled: tuple[int, int], top: int, left: int,
+                   crop: int, *, image_fill: tuple[float, float, float], label_fill: int
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The ``crop`` x ``crop`` window at (top, left) of the image resized to ``scaled``, without
+    resizing the rest: same values as :func:`resize_pair` then :func:`pad_and_crop` when
+    upscaling (no antialiasing), at a cost proportional to the window.
+
+    Args:
+        image: (3, H, W).
+        label: (H, W) or None.
+        scaled: (H', W') >= (H, W), the resized size.
+        top, left: window corner in the padded resized image.
+        crop: window side.
+        image_fill, label_fill: values where the window passes the resized image's edge.
+    """
+    h, w = image.shape[-2:]
+    sh, sw = scaled
+    ys = torch.arange(top, min(top + crop, sh))
+    xs = torch.arange(left, min(left + crop, sw))
+    y0, y1, fy = _source_coords(ys, h, sh)
+    x0, x1, fx = _source_coords(xs, w, sw)
+    rows = image[:, y0] * (1 - fy)[:, None] + image[:, y1] * fy[:, None]  # (3, ny, W)
+    window = rows[:, :, x0] * (1 - fx) + rows[:, :, x1] * fx  # (3, ny, nx)
+    out = torch.tensor(image_fill, dtype=image.dtype).view(3, 1, 1).expand(3, crop, crop).clone()
+    out[:, : len(ys), : len(xs)] = window
+    out_label = None
+    if label is not None:
+        # "nearest": source index floor(dst * in / out), as F.interpolate(mode="nearest").
+        ny = (ys.double() * (h / sh)).floor().long().clamp(max=h - 1)
+        nx = (xs.double() * (w / sw)).floor().long().clamp(max=w - 1)
+        out_label = torch.full((crop, crop), label_fill, dtype=label.dtype)
+        out_label[: len(ys), : len(xs)] = label[ny][:, nx]
+    return out, out_label
 
 
 def pad_and_crop(image: torch.Tensor, label: torch.Tensor | None, crop: int, generator: torch.Generator, *,
@@ -166,9 +211,17 @@ class JointTransform:
         scale = draw_scale(generator, self.scale_range, self.scale_mode)
         h, w = image.shape[-2:]
         size = (max(1, math.floor(h * scale + 0.5)), max(1, math.floor(w * scale + 0.5)))
-        image, label = resize_pair(image, label, size)
-        image, label = pad_and_crop(image, label, self.crop_size, generator, image_fill=self.mean,
-                                    label_fill=self.label_fill)
+        if size[0] > h and size[1] > w:
+            # Upscaling: resample only the crop window (the same values, a fraction of the work).
+            crop = self.crop_size
+            top = int(torch.randint(0, max(size[0], crop) - crop + 1, (), generator=generator))
+            left = int(torch.randint(0, max(size[1], crop) - crop + 1, (), generator=generator))
+            image, label = upscale_window(image, label, size, top, left, crop, image_fill=self.mean,
+                                          label_fill=self.label_fill)
+        else:
+            image, label = resize_pair(image, label, size)
+            image, label = pad_and_crop(image, label, self.crop_size, generator, image_fill=self.mean,
+                                        label_fill=self.label_fill)
         if self.flip and float(torch.rand((), generator=generator)) < 0.5:
             image, label = hflip(image, label)
         return image, label

@@ -14,6 +14,7 @@ from ael.data.transforms import (
     image_to_tensor,
     pad_and_crop,
     resize_pair,
+    upscale_window,
 )
 
 
@@ -124,3 +125,20 @@ def test_strong_view_is_photometric_only(generator):
     torch.testing.assert_close(grey[0], grey[1])
     blurred = StrongPhotometric(jitter_prob=0.0, grayscale_prob=0.0, blur_prob=1.0)(image, generator)
     assert blurred[0, 0, 7] > 0 and blurred[0, 0, 8] < 0.9
+
+
+@pytest.mark.parametrize(("h", "w", "sh", "sw", "crop"), [(36, 48, 72, 96, 30), (20, 30, 41, 77, 50)])
+def test_upscale_window_equals_resize_then_crop(h, w, sh, sw, crop):
+    gen = torch.Generator().manual_seed(1)
+    image, label = torch.rand(3, h, w, generator=gen), torch.randint(0, 11, (h, w), generator=gen)
+    full_image, full_label = resize_pair(image, label, (sh, sw))
+    big_h, big_w = max(sh, crop), max(sw, crop)
+    padded = torch.full((3, big_h, big_w), 0.25)
+    padded[:, :sh, :sw] = full_image
+    padded_label = torch.full((big_h, big_w), 255)
+    padded_label[:sh, :sw] = full_label
+    for top, left in ((0, 0), (big_h - crop, big_w - crop), ((big_h - crop) // 2, 1)):
+        window, window_label = upscale_window(image, label, (sh, sw), top, left, crop, image_fill=(0.25,) * 3,
+                                              label_fill=255)
+        torch.testing.assert_close(window, padded[:, top:top + crop, left:left + crop], atol=1e-5, rtol=0)
+        torch.testing.assert_close(window_label, padded_label[top:top + crop, left:left + crop])
