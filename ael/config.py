@@ -269,6 +269,10 @@ class DataConfig:
     batch_size_unlabeled: int = _field(2, ge=1)
     num_workers: int = _field(2, ge=0)
     pin_memory: bool = True
+    # Check every image/mask when the dataset is opened (results cached per file); False skips it.
+    validate: bool = True
+    # Where dataset statistics are cached when data.root is read-only (None: ~/.cache/ael/datasets).
+    cache_dir: str | None = None
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 

@@ -141,15 +141,19 @@ def _synthetic_kwargs(cfg: DataConfig) -> dict[str, int | float]:
 
 
 def build_dataset(data_cfg: DataConfig, split: str, *, cache_dir: str | Path | None = None,
-                  validate: bool = True) -> SegmentationDataset:
-    """Open split ``split`` of the dataset ``data_cfg`` names (thin adapter over :func:`open_dataset`)."""
-    return open_dataset(data_cfg.dataset, split=split, root=data_cfg.root, cache_dir=cache_dir,
-                        validate=validate, **(_synthetic_kwargs(data_cfg) if data_cfg.dataset == "synthetic"
-                                              else {}))
+                  validate: bool | None = None) -> SegmentationDataset:
+    """Open split ``split`` of the dataset ``data_cfg`` names (thin adapter over :func:`open_dataset`).
+
+    ``cache_dir`` and ``validate`` default to ``data_cfg.cache_dir`` and ``data_cfg.validate``.
+    """
+    return open_dataset(data_cfg.dataset, split=split, root=data_cfg.root,
+                        cache_dir=cache_dir if cache_dir is not None else data_cfg.cache_dir,
+                        validate=data_cfg.validate if validate is None else validate,
+                        **(_synthetic_kwargs(data_cfg) if data_cfg.dataset == "synthetic" else {}))
 
 
-def build_split_datasets(data_cfg: DataConfig, *, cache_dir: str | Path | None = None, validate: bool = True,
-                         unlabeled_labels: bool = False) -> SplitDatasets:
+def build_split_datasets(data_cfg: DataConfig, *, cache_dir: str | Path | None = None,
+                         validate: bool | None = None, unlabeled_labels: bool = False) -> SplitDatasets:
     """The labeled, unlabeled and validation datasets of a run, with its split.
 
     The split comes from ``data_cfg.split``: list files when given (ours or ``img_path
@@ -158,13 +162,15 @@ def build_split_datasets(data_cfg: DataConfig, *, cache_dir: str | Path | None =
 
     Args:
         data_cfg: the data section of the config.
-        cache_dir: statistics cache when the dataset folder is read-only.
-        validate: run the validation pass at open (False: skip it, e.g. for a quick look).
+        cache_dir: statistics cache when the dataset folder is read-only (default ``data_cfg.cache_dir``).
+        validate: run the validation pass at open (default ``data_cfg.validate``).
         unlabeled_labels: keep labels on unlabeled images (only for diagnostics such as
             pseudo-label accuracy; training never needs them).
     """
     name = data_cfg.dataset
     split_cfg = data_cfg.split
+    cache_dir = cache_dir if cache_dir is not None else data_cfg.cache_dir
+    validate = data_cfg.validate if validate is None else validate
     if name == "synthetic":
         train = build_dataset(data_cfg, "train")
         if split_cfg.labeled_list is not None:

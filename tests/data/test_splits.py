@@ -147,3 +147,15 @@ def test_cli_writes_split_and_reports(tmp_path, capsys):
     assert len((tmp_path / "out" / "labeled.txt").read_text().split()) == 2
     assert cli_main(["camvid", "--root", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
     assert "folder not found" in capsys.readouterr().err
+
+
+def test_config_validate_and_cache_dir_fields(tmp_path):
+    root = make_camvid(tmp_path / "camvid")
+    (root / "trainannot" / "train_001.png").write_bytes(b"broken")
+    cfg = DataConfig(dataset="camvid", root=str(root), split=SplitConfig(labeled=2),
+                     cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(DatasetError, match=r"train_001\.png: unreadable mask"):
+        build_split_datasets(cfg)
+    assert list((tmp_path / "cache").glob("camvid-val-*.json")) == []  # train failed first
+    skipped = DataConfig(dataset="camvid", root=str(root), split=SplitConfig(labeled=2), validate=False)
+    assert len(build_split_datasets(skipped).labeled) == 2
