@@ -1,0 +1,159 @@
+"""Every dashboard page under Streamlit's AppTest, against runs written by the real run writer."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from runs_factory import append_step, damage_run, make_unknown_schema, write_run
+
+PAGES = ("views/training.py", "views/confidence.py", "views/pseudo_labels.py", "views/lab.py")
+
+
+def _problems(at) -> list[str]:
+    return [e.value for e in at.exception] + [e.value for e in at.error]
+
+
+def _charts(at) -> int:
+    return len(at.get("plotly_chart"))
+
+
+def _images(at) -> int:
+    return len(at.get("image"))
+
+
+@pytest.fixture
+def two_runs(runs_dir):
+    write_run(runs_dir, "ael-run", steps=300, seed=0)
+    write_run(runs_dir, "mt-run", steps=300, seed=1)
+    return runs_dir
+
+
+def test_every_page_draws(two_runs, app_factory):
+    at = app_factory(two_runs)
+    assert not _problems(at)
+    assert at.title[0].value == "Runs"
+    assert len(at.dataframe) == 1
+    table = at.dataframe[0].value
+    assert sorted(table["run"]) == ["ael-run", "mt-run"]
+    assert set(table["status"]) == {"finished"}
+    assert table["progress"].tolist() == [1.0, 1.0]
+    expected_charts = {"views/training.py": 3, "views/confidence.py": 5, "views/pseudo_labels.py": 0,
+                       "views/lab.py": 1}
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not _problems(at), page
+        assert _charts(at) >= expected_charts[page], page
+    at.switch_page("views/pseudo_labels.py").run()
+    assert _images(at) == 5  # image, gt, pseudo, confidence, error
+    at.switch_page("views/lab.py").run()
+    assert _images(at) == 8  # 4 Copy-Paste + 4 CutMix
+
+
+def test_compare_two_runs(two_runs, app_factory):
+    at = app_factory(two_runs)
+    at.switch_page("views/compare.py").run()
+    assert "at least one more" in at.info[0].value
+    other = next(iter(at.sidebar.multiselect(key="compare").options)).split(" ")[0]
+    at.sidebar.multiselect(key="compare").set_value([other]).run()
+    assert not _problems(at)
+    assert _charts(at) == 4  # mIoU, one per-class figure per run, final IoU bars
+
+
+def test_empty_and_missing_folder(runs_dir, app_factory, tmp_path):
+    at = app_factory(runs_dir)
+    assert not at.exception
+    assert "No runs" in at.info[0].value
+    at.switch_page("views/confidence.py").run()
+    assert not at.exception and "No runs" in at.info[0].value
+    at = app_factory(tmp_path / "nowhere")
+    assert not at.exception
+    assert any("does not exist" in e.value for e in at.error)
+
+
+def test_damaged_and_unknown_schema_runs(runs_dir, app_factory):
+    write_run(runs_dir, "torn", steps=50)
+    damage_run(runs_dir / "torn")
+    write_run(runs_dir, "future", steps=20)
+    make_unknown_schema(runs_dir / "future")
+    (runs_dir / "no-manifest").mkdir()
+    at = app_factory(runs_dir)
+    table = at.dataframe[0].value.set_index("run")
+    assert table.loc["future", "status"] == "unsupported"
+    assert table.loc["no-manifest", "status"] == "damaged"
+    assert "schema version 999" in table.loc["future", "problem"]
+
+    at.sidebar.selectbox(key="run").set_value("torn")
+    at.switch_page("views/training.py").run()
+    assert not _problems(at)
+    assert _charts(at) >= 1
+    assert any("damaged records" in e.label for e in at.expander)
+
+    at.sidebar.selectbox(key="run").set_value("future").run()
+    assert not at.exception
+    assert any("another run-store schema" in e.value for e in at.error)
+
+    at.sidebar.selectbox(key="run").set_value("no-manifest").run()
+    assert not at.exception
+    assert at.error or at.warning
+
+
+def test_query_param_cannot_escape_runs_folder(two_runs, app_factory):
+    from streamlit.testing.v1 import AppTest
+
+    at = app_factory(two_runs, run=False)
+    assert isinstance(at, AppTest)
+    at.query_params["run"] = "../../etc"
+    at.run()
+    assert at.sidebar.selectbox(key="run").value in ("ael-run", "mt-run")
+    at = app_factory(two_runs, run=False)
+    at.query_params["run"] = "mt-run"
+    at.run()
+    assert at.sidebar.selectbox(key="run").value == "mt-run"
+
+
+def test_live_run_updates_and_keeps_choices(runs_dir, app_factory):
+    writer = write_run(runs_dir, "live", steps=100, finish=False, total_steps=1000)
+    try:
+        at = app_factory(runs_dir)
+        at.switch_page("views/training.py").run()
+        assert at.metric[0].value == "running"
+        assert at.metric[1].value == "99 / 1000"
+        at.switch_page("views/confidence.py").run()
+        toggle = at.toggle(key="conf_step_live_follow")
+        toggle.set_value(False).run()
+        at.slider(key="conf_step_live_slider").set_value(40).run()
+        assert not _problems(at)
+        rng = np.random.default_rng(1)
+        for step in range(100, 160):
+            append_step(writer, step, rng)
+        time.sleep(0.6)  # the shared tailer polls at most every 0.5 s
+        at.run()
+        assert at.slider(key="conf_step_live_slider").value == 40
+        assert at.toggle(key="conf_step_live_follow").value is False
+        at.switch_page("views/training.py").run()
+        assert at.metric[1].value == "159 / 1000"
+    finally:
+        writer.finish()
+    time.sleep(0.6)
+    at.run()
+    assert at.metric[0].value == "finished"
+
+
+def test_lab_redraw_and_edited_bank(two_runs, app_factory):
+    at = app_factory(two_runs)
+    at.switch_page("views/lab.py").run()
+    before = [m.value for m in at.markdown if "Sampled class" in m.value]
+    at.button(key="lab_redraw").click().run()
+    assert at.number_input(key="lab_seed").value == 1
+    after = [m.value for m in at.markdown if "Sampled class" in m.value]
+    assert len(before) == 2 and len(after) == 2
+    at.radio(key="lab_source").set_value("edited by hand").run()
+    assert not _problems(at)
+    run_id = at.sidebar.selectbox(key="run").value
+    sliders = [s for s in at.slider if s.key and s.key.startswith(f"lab_conf_{run_id}_")]
+    assert len(sliders) == 8
+    sliders[0].set_value(0.0).run()
+    assert not _problems(at)
+    assert _images(at) == 8
