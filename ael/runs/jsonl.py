@@ -10,7 +10,6 @@ import base64
 import binascii
 import json
 import logging
-import math
 import os
 import warnings
 from collections.abc import Mapping
@@ -201,8 +200,3 @@ class JsonlTail:
                 stacklevel=3,
             )
         return records
-
-
-def is_finite_number(value: Any) -> bool:
-    """True for an int or float that is finite (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

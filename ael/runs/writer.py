@@ -23,6 +23,7 @@ Typical use by the trainer::
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import math
@@ -176,7 +177,7 @@ class RunWriter:
         if not self.class_names:
             raise ValueError("class_names must not be empty")
         self.num_classes = len(self.class_names)
-        self.palette = None if palette is None else np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+        self.palette = None if palette is None else self._check_palette(palette)
         self.heartbeat_s = float(heartbeat_s)
         Path(runs_dir).mkdir(parents=True, exist_ok=True)
         self.run_dir = resolve_run_dir(runs_dir, run_id)
@@ -189,6 +190,10 @@ class RunWriter:
         self.media_failed = 0
 
         now = time.time()
+        # Convert before creating anything, so a bad config leaves no half-made run folder.
+        config_data = _jsonable(dict(config or {}), "config")
+        extra_data = _jsonable(dict(extra or {}), "extra")
+        json.dumps([config_data, extra_data])
         if resume:
             self._manifest = self._reopen(now, resume_step)
         else:
@@ -214,7 +219,7 @@ class RunWriter:
                 "class_names": self.class_names,
                 "palette": None if self.palette is None else self.palette.tolist(),
                 "ignore_index": int(ignore_index),
-                "config": _jsonable(dict(config or {}), "config"),
+                "config": config_data,
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
                 "git_commit": commit,
@@ -224,7 +229,7 @@ class RunWriter:
                 "evals": {},
                 "media": {"written": 0, "dropped": 0, "failed": 0},
                 "resumes": [],
-                "extra": _jsonable(dict(extra or {}), "extra"),
+                "extra": extra_data,
             }
         (self.run_dir / MEDIA_DIR).mkdir(exist_ok=True)
         (self.run_dir / CHECKPOINTS_DIR).mkdir(exist_ok=True)
@@ -508,6 +513,16 @@ class RunWriter:
     # ---------------------------------------------------------------------------- helpers
 
     @staticmethod
+    def _check_palette(palette: Any) -> np.ndarray:
+        array = np.asarray(palette)
+        if array.ndim != 2 or array.shape[1] != 3 or array.dtype.kind not in "iu" or (
+            array.size and (array.min() < 0 or array.max() > 255)
+        ):
+            raise ValueError(f"palette must be (C, 3) integers in [0, 255], got shape {array.shape} "
+                             f"dtype {array.dtype}")
+        return array.astype(np.uint8)
+
+    @staticmethod
     def _check_name(name: Any, pattern: re.Pattern[str], what: str) -> None:
         if not isinstance(name, str) or not pattern.fullmatch(name) or name in _RESERVED_KEYS:
             raise ValueError(
@@ -573,7 +588,8 @@ class RunWriter:
             return
         if not self.flush_media(media_timeout):
             logger.warning("run %s: gave up waiting for queued samples", self.run_id)
-        self._queue.put(_STOP)
+        with contextlib.suppress(queue.Full):  # a stuck image write must not keep a crash unreported
+            self._queue.put(_STOP, timeout=media_timeout)
         self._worker.join(timeout=media_timeout)
         self._closed = True
         for f in self._files.values():

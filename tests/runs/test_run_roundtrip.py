@@ -186,6 +186,11 @@ def test_bad_inputs_name_the_culprit(make_writer):
         writer.log_sample(1, "pseudo", images={"a": np.zeros((4, 4, 3), dtype=np.uint8)}, meta={"x": object()})
     with pytest.raises(ValueError, match=r"confusion must be \(4, 4\)"):
         writer.log_eval(1, miou=0.5, iou=np.zeros(4), confusion=np.zeros((3, 3)))
+    with pytest.raises(ValueError, match=r"palette must be \(C, 3\) integers in \[0, 255\]"):
+        make_writer("badpalette", palette=[[0, 0, 300]])
+    with pytest.raises(TypeError, match="config"):
+        make_writer("badconfig", config={"x": object()})
+    assert not (writer.run_dir.parent / "badconfig").exists()  # refused before anything was made
     # Nothing of the refused calls reached the files.
     writer.finish()
     lines = (writer.run_dir / "scalars.jsonl").read_text().splitlines()
@@ -227,3 +232,18 @@ def test_reader_accepts_plain_number_lists(runs_dir, make_writer):
     values = run.class_vectors("bank").values
     assert values[0, :2].tolist() == [0.5, 1.0] and math.isnan(values[0, 2])
     np.testing.assert_array_equal(run.evals()[0].confusion, np.eye(4, dtype=np.int64))
+
+
+def test_writer_from_config_records_the_resolved_config(tmp_path):
+    from ael.config import config_to_dict, load_config
+    from ael.runs import new_run_id, writer_from_config
+
+    cfg = load_config(overrides=[f"run.runs_dir={tmp_path / 'runs'}", "run.heartbeat_s=3", "train.iterations=77"])
+    with writer_from_config(cfg, class_names=CLASS_NAMES, palette=PALETTE, ignore_index=255, split="1/4",
+                            preset="synthetic") as writer:
+        assert writer.run_id.endswith("-synthetic")
+    run = open_run(tmp_path / "runs", writer.run_id)
+    assert run.config == config_to_dict(cfg)
+    assert run.total_steps == 77 and run.manifest["heartbeat_s"] == 3.0
+    assert run.manifest["dataset"] == cfg.data.dataset and run.manifest["split"] == "1/4"
+    assert new_run_id("voc/aug 1", now=0.0).endswith("-voc_aug_1")
