@@ -148,7 +148,12 @@ def _header(path: Path, kind: str) -> tuple[int, int]:
     except (OSError, UnidentifiedImageError) as err:
         raise DatasetError(f"{path}: unreadable {kind} ({err})") from err
     if not _ends_cleanly(path, fmt):
-        raise DatasetError(f"{path}: truncated {kind} ({fmt} end marker missing)")
+        # Some writers append data after the end marker: only a failed decode proves truncation.
+        try:
+            with Image.open(path) as im:
+                im.load()
+        except (OSError, ValueError) as err:
+            raise DatasetError(f"{path}: truncated {kind} ({fmt} end marker missing: {err})") from err
     return size
 
 

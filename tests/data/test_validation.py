@@ -80,7 +80,8 @@ def test_truncated_image(tmp_path):
 def test_truncated_png_mask(tmp_path):
     make_camvid(tmp_path)
     path = tmp_path / "trainannot" / "train_001.png"
-    path.write_bytes(path.read_bytes()[:-12])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 30])  # into the pixel data, past the IEND chunk
     with pytest.raises(DatasetError, match=r"train_001\.png: truncated mask"):
         _open(tmp_path)
 
@@ -133,3 +134,10 @@ def test_writable_root_caches_in_the_dataset_folder(tmp_path):
     make_camvid(tmp_path)
     open_dataset("camvid", root=tmp_path, split="val")
     assert list((tmp_path / ".ael_cache").glob("camvid-val-*.json"))
+
+
+def test_data_after_the_jpeg_end_marker_is_not_truncation(tmp_path):
+    make_camvid(tmp_path)
+    path = tmp_path / "train" / "train_002.jpg"
+    path.write_bytes(path.read_bytes() + b"\0" * 200)  # trailing bytes some cameras append
+    assert len(_open(tmp_path)) == 6
