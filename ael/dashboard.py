@@ -38,6 +38,7 @@ def streamlit_command(runs_dir: str | os.PathLike[str], *, host: str = "127.0.0.
         "--server.fileWatcherType", "none",
         "--server.runOnSave", "false",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
         "--",
         "--runs", str(Path(runs_dir).resolve()),
     ]

@@ -163,7 +163,8 @@ def scalar_lines_figure(
                             line={"color": _SERIES_COLOURS[n % len(_SERIES_COLOURS)], "width": 1.5}))
     fig.update_layout(title=title or None, height=height, margin={"l": 50, "r": 10, "t": 40 if title else 10, "b": 40},
                       xaxis_title="step", yaxis_title=y_title or None, uirevision=uirevision,
-                      legend={"orientation": "h", "y": -0.2})
+                      showlegend=True,
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0})
     if log_y:
         fig.update_yaxes(type="log")
     return fig

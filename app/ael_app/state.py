@@ -134,11 +134,16 @@ def sidebar(runs_dir: Path) -> Selection:
         state["run"] = wanted if wanted in ids else (running[0] if running else (ids[0] if ids else None))
     if ids:
         run_id = st.sidebar.selectbox("Run", ids, key="run", format_func=lambda i: _label(by_id.get(i), i))
-        state["compare"] = [r for r in state.get("compare", []) if r in ids and r != run_id]
+        if "compare" not in state:
+            state["compare"] = st.query_params.get_all("compare")
+        state["compare"] = [r for r in state["compare"] if r in ids and r != run_id]
         compare = st.sidebar.multiselect("Compare with", [i for i in ids if i != run_id], key="compare",
                                          format_func=lambda i: _label(by_id.get(i), i))
+        # The URL names the choice, so a page can be shared or reloaded as it is.
         if run_id and st.query_params.get("run") != run_id:
             st.query_params["run"] = run_id
+        if st.query_params.get_all("compare") != list(compare):
+            st.query_params["compare"] = list(compare)
     else:
         run_id, compare = None, []
     st.sidebar.divider()

@@ -109,8 +109,10 @@ def test_query_param_cannot_escape_runs_folder(two_runs, app_factory):
     assert at.sidebar.selectbox(key="run").value in ("ael-run", "mt-run")
     at = app_factory(two_runs, run=False)
     at.query_params["run"] = "mt-run"
+    at.query_params["compare"] = ["ael-run", "/etc", "mt-run"]
     at.run()
     assert at.sidebar.selectbox(key="run").value == "mt-run"
+    assert at.sidebar.multiselect(key="compare").value == ["ael-run"]
 
 
 def test_live_run_updates_and_keeps_choices(runs_dir, app_factory):
