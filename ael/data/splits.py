@@ -253,7 +253,12 @@ def cli_main(argv: list[str]) -> int:
     """``ael splits``: draw a protocol's split for a dataset on disk and write its two lists."""
     from ael.data.registry import DATASETS, protocol_split  # late: the registry imports this module
 
-    parser = argparse.ArgumentParser(prog="ael splits", description=cli_main.__doc__)
+    named = "; ".join(f"{d}: {', '.join(t)}" for d, t in PROTOCOLS.items() if t)
+    parser = argparse.ArgumentParser(
+        prog="ael splits",
+        description="Draw a labeled/unlabeled split of a dataset on disk and write labeled.txt and "
+                    "unlabeled.txt (one id per line).",
+        epilog=f"Named protocols: {named}. Any dataset also takes a fraction (1/8, 0.125) or a count.")
     parser.add_argument("dataset", choices=[d for d in DATASETS if d != "synthetic"])
     parser.add_argument("--root", required=True, help="dataset folder")
     parser.add_argument("--protocol", default="1/8", help="protocol name, fraction (1/8, 0.125) or count")
