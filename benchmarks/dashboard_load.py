@@ -1,0 +1,193 @@
+"""Dashboard load benchmark: a long, wide run on the confidence page, and server memory under live refresh.
+
+1. Writes a run with the real :class:`ael.runs.RunWriter`: ``--steps`` (40 000) scalar records,
+   per-class vectors for ``--classes`` (150) classes every ``--classes-every`` (10) steps (bank,
+   Copy-Paste and CutMix distributions, r_c, pixel frequencies), an evaluation every 2 000 steps.
+2. Serves it with ``python -m ael.dashboard`` (what ``ael dashboard`` runs) on a free port.
+3. Times, in headless chromium, request -> confidence page fully drawn (every chart's SVG and
+   the heatmap present), first (cold: the server parses the run) and again (warm: cached tailer).
+4. Keeps the page open on the run, Live on (2 s refresh), while a writer appends records at
+   ``--rate`` steps/s, for ``--minutes`` (10); samples the server's RSS every 15 s.
+
+Usage::
+
+    python benchmarks/dashboard_load.py                   # 40k steps x 150 classes, 10 minutes
+    python benchmarks/dashboard_load.py --minutes 3
+
+Prints the figures; nothing is written outside a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from ael.runs import RunWriter
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def class_vectors(step: int, num_classes: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    c = np.arange(num_classes)
+    bank = np.clip(1.0 - 0.9 * np.exp(-step / (300.0 * (1 + c / 10))) + 0.01 * rng.standard_normal(num_classes), 0, 1)
+    deficit = 1.0 - bank
+    freq = 1.0 / (1 + c) ** 1.5
+    freq /= freq.sum()
+    return {"bank": bank, "copy_paste_prob": np.exp(np.sqrt(deficit)) / np.exp(np.sqrt(deficit)).sum(),
+            "cutmix_prob": np.exp(deficit) / np.exp(deficit).sum(), "sampling_ratio": deficit / deficit.max(),
+            "freq_labeled": freq, "freq_pseudo": freq * (0.8 + 0.4 * rng.random(num_classes))}
+
+
+def log_step(writer: RunWriter, step: int, rng: np.random.Generator, classes_every: int) -> None:
+    writer.log_scalars(step, {"loss/total": 2 * np.exp(-step / 8000) + 0.1 * rng.random(),
+                              "loss/sup": np.exp(-step / 8000), "loss/unsup_labeled": 0.3 * np.exp(-step / 9000),
+                              "loss/unsup_mixed": 0.4 * np.exp(-step / 9000), "lr": 0.01 * (1 - step / 50_000) ** 0.9,
+                              "throughput_img_s": 40 + rng.random()})
+    if step % classes_every == 0:
+        writer.log_classes(step, class_vectors(step, writer.num_classes, rng))
+    if step % 2000 == 0 and step:
+        iou = np.clip(0.2 + 0.6 * (1 - np.exp(-step / 10_000)) - 0.002 * np.arange(writer.num_classes), 0, 1)
+        writer.log_eval(step, miou=float(iou.mean()), iou=iou, model="teacher")
+
+
+def write_run(runs: Path, steps: int, num_classes: int, classes_every: int) -> RunWriter:
+    rng = np.random.default_rng(0)
+    names = [f"class_{i:03d}" for i in range(num_classes)]
+    palette = rng.integers(0, 256, size=(num_classes, 3))
+    writer = RunWriter(runs, "long-wide", class_names=names, palette=palette, dataset="ade20k-like",
+                       split="1/16", total_steps=steps + 100_000, heartbeat_s=2.0)
+    for step in range(steps):
+        log_step(writer, step, rng, classes_every)
+    writer.heartbeat()
+    return writer
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError("the dashboard server exited")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError("the dashboard server did not come up")
+
+
+def rss_mb(pid: int) -> float:
+    proc = psutil.Process(pid)
+    return (proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))) / 2**20
+
+
+DRAWN = ("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 10 && "
+         "document.querySelectorAll('.js-plotly-plot .hm, .js-plotly-plot .heatmaplayer image').length >= 1 && "
+         "document.querySelectorAll('[data-testid=\"stSpinner\"]').length == 0")
+
+
+def time_confidence_page(page, url: str) -> float:
+    start = time.perf_counter()
+    page.goto(f"{url}/confidence?run=long-wide", wait_until="commit")
+    page.wait_for_function(DRAWN, timeout=180_000, polling=50)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=40_000)
+    parser.add_argument("--classes", type=int, default=150)
+    parser.add_argument("--classes-every", type=int, default=10)
+    parser.add_argument("--minutes", type=float, default=10.0, help="live-refresh duration for the memory figure")
+    parser.add_argument("--rate", type=float, default=10.0, help="steps appended per second while live")
+    args = parser.parse_args(argv)
+
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = Path(tmp) / "runs"
+        t0 = time.perf_counter()
+        writer = write_run(runs, args.steps, args.classes, args.classes_every)
+        size = sum(f.stat().st_size for f in (runs / "long-wide").glob("*.jsonl")) / 2**20
+        print(f"run written: {args.steps} steps, {args.classes} classes, class vectors every {args.classes_every} "
+              f"steps, {size:.1f} MiB of JSON lines in {time.perf_counter() - t0:.1f} s")
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen([sys.executable, "-m", "ael.dashboard", "--runs", str(runs), "--port", str(port)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stop = threading.Event()
+        try:
+            wait_healthy(url, server)
+            print(f"server RSS idle: {rss_mb(server.pid):.0f} MiB")
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1400, "height": 2400})
+                cold = time_confidence_page(page, url)
+                warm = time_confidence_page(page, url)
+                page.screenshot(path=str(Path(tmp) / "confidence.png"))
+                print(f"confidence page, request -> fully drawn: cold {cold:.2f} s, warm {warm:.2f} s")
+
+                rng = np.random.default_rng(1)
+
+                def append() -> None:
+                    step = args.steps
+                    while not stop.is_set():
+                        log_step(writer, step, rng, args.classes_every)
+                        step += 1
+                        stop.wait(1.0 / args.rate)
+
+                appender = threading.Thread(target=append, daemon=True)
+                appender.start()
+                samples = []
+                start = time.monotonic()
+                end = start + 60 * args.minutes
+                while True:
+                    now = time.monotonic()
+                    samples.append(((now - start) / 60, rss_mb(server.pid)))
+                    print(f"  t={samples[-1][0]:5.2f} min  server RSS {samples[-1][1]:7.1f} MiB  "
+                          f"run at step {writer._last_step}", flush=True)
+                    if now >= end:
+                        break
+                    time.sleep(min(15.0, max(0.0, end - now)))
+                stop.set()
+                appender.join()
+                text = page.inner_text("body")
+                browser.close()
+            minutes = np.array([m for m, _ in samples])
+            rss = np.array([r for _, r in samples])
+            half = minutes >= minutes[-1] / 2
+            slope = float(np.polyfit(minutes[half], rss[half], 1)[0]) if half.sum() >= 2 else float("nan")
+            print(f"live refresh for {args.minutes:g} min at {args.rate:g} steps/s appended: server RSS "
+                  f"{rss[0]:.0f} -> {rss[-1]:.0f} MiB (max {rss.max():.0f}); second-half slope {slope:+.2f} MiB/min")
+            print(f"page still live at the end: {'Follow latest' in text}")
+        finally:
+            stop.set()
+            writer.close()
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
