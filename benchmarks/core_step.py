@@ -9,7 +9,12 @@ both versions start from the same logits.
 The reference below is written here, in the style of the authors' release: loops over classes
 and images, host synchronisations (``.item()``, ``.cpu()``, ``torch.nonzero``), numpy/random
 sampling, components on the host (scipy.ndimage.label + find_objects, as skimage's
-label/regionprops). It computes the same quantities.
+label/regionprops). It computes the same quantities and does the work the release does
+(SemiSeg-AEL train.py / semseg/utils): the bank also softmaxes the unused unlabeled student
+output, the CutMix-bank update takes the argmax of both teacher outputs again, component values
+come from np.unique of the label image, each of the 2C sampling fields is drawn on the host and
+moved to the device, pseudo-labels below the confidence threshold are masked. The student
+logits require grad, as in training, on both sides (only forward work is timed).
 
 Inputs are blobby: low-resolution random logits upsampled bilinearly, so label maps and
 predictions have realistic components.
@@ -95,7 +100,10 @@ def make_inputs(c: int, size: int, device: torch.device, seed: int = 0) -> dict[
         "cutmix_bank": torch.rand(c, NUM_UNLABELED, generator=g) < 0.3,
         "ids_i": torch.tensor([3, 500]),
     }
-    return {k: v.to(device) for k, v in inputs.items()}
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    for name in ("student_labeled", "student_mixed"):  # as in training: the losses record autograd
+        inputs[name].requires_grad_()
+    return inputs
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,7 +165,7 @@ def _ref_box(pred_np, cat, area_thresh):
         return None
     comp, _ = ndimage.label(pred_np == cat, structure=np.ones((3, 3)))
     boxes = ndimage.find_objects(comp)  # regionprops(...).bbox
-    values = list(range(1, len(boxes) + 1))
+    values = np.unique(comp)[1:]  # as the release: the component values, from the label image
     random.shuffle(values)
     for value in values:
         if np.sum(comp == value) > area_thresh * h * w:
@@ -178,12 +186,13 @@ def _ref_cons_loss(preds, conf, gt, class_conf, gamma=2.0):
     weight = conf**gamma
     rates = 1 - class_conf
     rates = rates / (rates.max() + 1e-12)
-    pred_map = preds.max(1)[1]
-    sample_map = torch.zeros_like(weight)
+    pred_map = preds.max(1)[1].float()
+    sample_map = torch.zeros_like(pred_map)
     h, w = pred_map.shape[-2:]
     for idx in range(len(rates)):
-        rand_map = torch.rand(h, w, device=preds.device) * (pred_map == idx)
-        sample_map += (rand_map > 1 - rates[idx]).float()
+        # the release draws each field on the host and moves it: torch.rand(h, w).cuda()
+        rand_map = torch.rand(h, w).to(preds.device) * (pred_map == idx)
+        sample_map += (rand_map > 1 - rates[idx]) * 1.0
     weight = weight * sample_map
     return (weight * ce).sum() / (weight.sum() + 1e-12)
 
@@ -196,8 +205,8 @@ def reference_step(x, *, c, k, area_thresh, area_thresh2, generator, timer):
         p = np.exp(np.sqrt(1 - conf_np))
         p = p / p.sum()
         images, labels = [], []
+        query = list({int(np.random.choice(c, p=p)) for _ in range(k)})  # one set per step
         for b in range(x["images"].shape[0]):
-            query = list({int(np.random.choice(c, p=p)) for _ in range(k)})
             image, label = x["images"][b], x["labels"][b]
             if random.random() < 0.5 and torch.sum(x["paste_labels"][b]).item() != 0:
                 src_label = x["paste_labels"][b]
@@ -210,7 +219,9 @@ def reference_step(x, *, c, k, area_thresh, area_thresh2, generator, timer):
             labels.append(label)
         cp_images, cp_labels = torch.stack(images), torch.stack(labels)
     with timer.part("bank"):
-        probs = F.softmax(x["student_labeled"], dim=1)
+        # cal_category_confidence: softmax of the detached student outputs, the unlabeled one unused
+        probs = F.softmax(x["student_labeled"].detach(), dim=1)
+        F.softmax(x["student_mixed"].detach(), dim=1)
         batch = torch.zeros(c)
         present = torch.zeros(c, dtype=torch.bool)
         for idx in range(c):
@@ -231,12 +242,13 @@ def reference_step(x, *, c, k, area_thresh, area_thresh2, generator, timer):
             partners.append(int(random.choice(candidates)) if len(candidates) else random.randint(0, NUM_UNLABELED - 1))
             classes.append(cat)
     with timer.part("pseudo_labels"):
-        labels_i = x["teacher_i"].max(1)[1]
-        labels_j = x["teacher_j"].max(1)[1]
+        labels_j = x["teacher_j"].max(1)[1]  # for the components (generate_cutmix_mask's argument)
     with timer.part("cutmix_bank"):
+        # update_cutmix_bank takes the teacher logits and takes the argmax of both images again
+        labels_i, labels_j_bank = x["teacher_i"].max(1)[1], x["teacher_j"].max(1)[1]
         bank = x["cutmix_bank"].clone()
         area = labels_i.shape[-1] * labels_i.shape[-2]
-        for pred, image_id in zip([*labels_i, *labels_j], [*x["ids_i"].tolist(), *partners]):
+        for pred, image_id in zip([*labels_i, *labels_j_bank], [*x["ids_i"].tolist(), *partners]):
             values = torch.unique(pred)
             for idx in range(c):
                 bank[idx, image_id] = idx in values and torch.sum(pred == idx).item() >= area_thresh2 * area
@@ -258,6 +270,8 @@ def reference_step(x, *, c, k, area_thresh, area_thresh2, generator, timer):
         labels_mixed = mixed_teacher.max(1)[1]
         conf_lab = F.softmax(x["teacher_labeled"], dim=1).max(1)[0]
         labels_lab = x["teacher_labeled"].max(1)[1]
+        labels_lab[conf_lab < 0.0] = IGNORE  # the release's confidence threshold (0 on Cityscapes)
+        labels_mixed[conf_mixed < 0.0] = IGNORE
         loss = _ref_cons_loss(x["student_mixed"], conf_mixed, labels_mixed, conf)
         loss = loss + _ref_cons_loss(x["student_labeled"], conf_lab, labels_lab, conf)
     return loss, bank, mixed_images, cp_images

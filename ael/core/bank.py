@@ -18,8 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from ._channel_ops import target_log_softmax
 
 __all__ = [
     "ConfidenceBank",
@@ -67,8 +68,8 @@ def _check_labels(labels: Tensor, batch: int, height: int, width: int, what: str
 def gt_class_probability(logits: Tensor, labels: Tensor, *, ignore_index: int = 255) -> Tensor:
     """Softmax probability of the ground-truth class at every pixel, straight from logits.
 
-    Computed as ``exp(-cross_entropy)``, which avoids materialising the full softmax; the same
-    cross-entropy map can be shared with the supervised loss.
+    Computed as ``exp(logit_gt - logsumexp)`` in cache-sized row bands, which avoids
+    materialising the full softmax.
 
     Args:
         logits: ``(B, C, H, W)`` student logits.
@@ -84,9 +85,9 @@ def gt_class_probability(logits: Tensor, labels: Tensor, *, ignore_index: int = 
     b, c, h, w = logits.shape
     _check_labels(labels, b, h, w, "gt_class_probability")
     valid = (labels >= 0) & (labels < c) & (labels != ignore_index)
-    target = torch.where(valid, labels.long(), ignore_index)
-    ce = F.cross_entropy(logits.float(), target, reduction="none", ignore_index=ignore_index)
-    return torch.exp(-ce.detach())
+    target = torch.where(valid, labels.long(), 0)
+    lse, picked = target_log_softmax(logits.detach().float(), target)
+    return torch.where(valid, picked.sub_(lse).exp_(), 1.0)
 
 
 def class_confidence_stats_from_gt(

@@ -44,7 +44,7 @@ def _neighbourhood_min(labels: Tensor, padded: Tensor, height: int, width: int) 
 
 
 def _iterate(state: Tensor, background_fill: Tensor, padded: Tensor, height: int, width: int) -> Tensor:
-    """One hook-and-jump iteration on ``state`` ``(B, N+1)`` (last column: the sentinel N).
+    """One hook-and-jump iteration on ``state`` ``(B, N+1)`` (last column: the sentinel N), in place.
 
     ``background_fill`` ``(B, N)`` int32 is N on background pixels and 0 elsewhere: a maximum
     with it puts background back to the sentinel (cheaper than a masked fill).
@@ -54,10 +54,11 @@ def _iterate(state: Tensor, background_fill: Tensor, padded: Tensor, height: int
     nearest = _neighbourhood_min(labels, padded, height, width).view(-1, n)
     nearest = torch.maximum(nearest, background_fill).long()  # (B, N)
     # Hook: the pixel each label points to takes the smallest label any of its members sees.
-    state = state.scatter_reduce(1, labels, nearest, reduce="amin")
-    state[:, :n] = torch.minimum(state[:, :n], nearest)
+    # (The index must not alias the tensor being reduced into, hence the copy of the labels.)
+    state.scatter_reduce_(1, labels.clone(), nearest, reduce="amin")
+    torch.minimum(labels, nearest, out=labels)
     for _ in range(2):  # pointer jumping
-        state[:, :n] = state.gather(1, state[:, :n])
+        labels.copy_(state.gather(1, labels))
     return state
 
 
@@ -94,7 +95,7 @@ def connected_components(mask: Tensor, *, first_check: int = 8, check_every: int
     while True:
         for _ in range(budget - 1):
             state = _iterate(state, background_fill, padded, h, w)
-        previous = state
+        previous = state.clone()
         state = _iterate(state, background_fill, padded, h, w)
         done += budget
         if torch.equal(previous, state):  # the one host read per block

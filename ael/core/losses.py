@@ -11,8 +11,9 @@ import logging
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from ._channel_ops import PixelCrossEntropy, max_and_expsum
 
 __all__ = ["equalization_mask", "ohem_cross_entropy", "pseudo_labels", "unsup_loss"]
 
@@ -32,6 +33,12 @@ def _check_logits_labels(logits: Tensor, labels: Tensor, what: str) -> None:
 def _valid_target(labels: Tensor, num_classes: int, ignore_index: int) -> tuple[Tensor, Tensor]:
     valid = (labels >= 0) & (labels < num_classes) & (labels != ignore_index)
     return valid, torch.where(valid, labels.long(), ignore_index)
+
+
+def _pixel_cross_entropy(logits: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """``(B, H, W)`` float32 cross-entropy, 0 where ``valid`` is False (as ``ignore_index``)."""
+    safe_target = torch.where(valid, target, 0)
+    return PixelCrossEntropy.apply(logits.float(), safe_target, valid)
 
 
 def ohem_cross_entropy(
@@ -66,7 +73,7 @@ def ohem_cross_entropy(
     if min_kept < 0:
         raise ValueError(f"min_kept must be >= 0, got {min_kept}")
     valid, target = _valid_target(labels, logits.shape[1], ignore_index)
-    ce = F.cross_entropy(logits.float(), target, reduction="none", ignore_index=ignore_index)  # (B, H, W)
+    ce = _pixel_cross_entropy(logits, target, valid)  # (B, H, W)
     prob = torch.exp(-ce.detach()).flatten()
     valid_flat = valid.flatten()
     threshold = torch.tensor(thresh, dtype=prob.dtype, device=prob.device)
@@ -96,10 +103,8 @@ def pseudo_labels(teacher_logits: Tensor) -> tuple[Tensor, Tensor]:
     """
     if teacher_logits.dim() != 4:
         raise ValueError(f"teacher_logits must have shape (B, C, H, W), got {tuple(teacher_logits.shape)}")
-    logits = teacher_logits.detach().float()
-    top, labels = logits.max(dim=1)
-    confidence = (logits - top.unsqueeze(1)).exp_().sum(dim=1).reciprocal_()
-    return labels, confidence
+    _, labels, expsum = max_and_expsum(teacher_logits.detach().float())
+    return labels, expsum.reciprocal_()
 
 
 def equalization_mask(
@@ -178,8 +183,7 @@ def unsup_loss(
     valid, target = _valid_target(labels, student_logits.shape[1], ignore_index)
     confidence = confidence.detach().float()
     valid = valid & (confidence >= conf_thresh)
-    target = torch.where(valid, target, ignore_index)
-    ce = F.cross_entropy(student_logits.float(), target, reduction="none", ignore_index=ignore_index)
+    ce = _pixel_cross_entropy(student_logits, target, valid)
     weight = confidence.pow(gamma) if reweight else torch.ones_like(confidence)
     if sample_mask is not None:
         if sample_mask.shape != labels.shape:
