@@ -112,11 +112,13 @@ def read_mask(path: Path) -> np.ndarray:
     """Decode a label map to (H, W) uint8 raw values (palette PNGs give their indices)."""
     try:
         with Image.open(path) as im:
-            if im.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
+            if im.mode not in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L"):
                 raise DatasetError(
                     f"{path}: mask has mode {im.mode!r}; expected a single-channel index image (L or P)"
                 )
             raw = np.asarray(im)
+            if raw.dtype == bool:  # 1-bit PNG: a binary mask, classes 0 and 1
+                raw = raw.astype(np.uint8)
     except (OSError, UnidentifiedImageError, ValueError) as err:
         raise DatasetError(f"{path}: cannot read mask ({err})") from err
     if raw.dtype != np.uint8:

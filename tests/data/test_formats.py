@@ -133,3 +133,12 @@ def test_unknown_dataset_and_split(tmp_path):
     make_camvid(tmp_path)
     with pytest.raises(DatasetError, match="unknown split 'extra'"):
         open_dataset("camvid", root=tmp_path, split="extra")
+
+
+def test_folder_reads_one_bit_masks_as_classes_0_and_1(tmp_path):
+    from PIL import Image
+
+    make_folder(tmp_path, classes_yaml="classes: [background, object]\n", n_labeled=1, n_unlabeled=0)
+    Image.fromarray(stripes([0, 1]).astype(bool)).convert("1").save(tmp_path / "masks" / "img0.png")
+    ds = open_dataset("folder", root=tmp_path, split="train", cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(ds.load(0).label, stripes([0, 1]))
