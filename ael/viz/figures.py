@@ -25,6 +25,7 @@ __all__ = [
     "class_heatmap_figure",
     "class_lines_figure",
     "grouped_bars_figure",
+    "iou_frequency_figure",
     "lowest_classes",
     "reduce_steps",
     "rgb_css",
@@ -347,4 +348,65 @@ def grouped_bars_figure(
                       legend={"orientation": "h", "y": 1.08})
     if log_y:
         fig.update_yaxes(type="log")
+    return fig
+
+
+def iou_frequency_figure(
+    frequencies: np.ndarray,
+    ious: Mapping[str, np.ndarray],
+    class_names: Sequence[str],
+    *,
+    tail_share: float | None = None,
+    title: str = "",
+    height: int = 420,
+) -> go.Figure:
+    """Per-class IoU against pixel frequency (log x): one marker series per run, the same class
+    joined across runs by a thin grey line, so the tail classes' gains read at a glance.
+
+    Args:
+        frequencies: ``(C,)`` pixel shares (classes with a share <= 0 or NaN are left out).
+        ious: legend name -> ``(C,)`` IoU (any unit; NaN where absent).
+        class_names: C names (hover text and labels).
+        tail_share: draw a dashed vertical line at this share (the tail boundary).
+        title: figure title.
+        height: pixels.
+    """
+    go = _go()
+    names = [str(n) for n in class_names]
+    frequencies = np.asarray(frequencies, dtype=np.float64)
+    if frequencies.shape != (len(names),):
+        raise ValueError(f"frequencies: expected shape ({len(names)},), got {frequencies.shape}")
+    shown = np.isfinite(frequencies) & (frequencies > 0)
+    x = frequencies[shown]
+    labels = [n for n, keep in zip(names, shown) if keep]
+    fig = go.Figure()
+    vectors = {}
+    for label, vector in ious.items():
+        vector = np.asarray(vector, dtype=np.float64)
+        if vector.shape != (len(names),):
+            raise ValueError(f"{label}: expected shape ({len(names)},), got {vector.shape}")
+        vectors[label] = vector[shown]
+    if len(vectors) > 1:
+        stacked = np.stack(list(vectors.values()))  # (R, C')
+        xs = np.repeat(x[:, None], len(vectors) + 1, axis=1)
+        ys = np.concatenate([stacked.T, np.full((len(x), 1), np.nan)], axis=1)
+        xs[:, -1] = np.nan
+        fig.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="lines", line={"color": "#bbbbbb", "width": 1},
+                                 hoverinfo="skip", showlegend=False, name="same class"))
+    for n, (label, vector) in enumerate(vectors.items()):
+        fig.add_trace(go.Scatter(x=x, y=vector, mode="markers+text" if n == 0 else "markers", name=label,
+                                 text=labels if n == 0 else None, textposition="top center",
+                                 marker={"size": 9, "color": _SERIES_COLOURS[n % len(_SERIES_COLOURS)]},
+                                 customdata=labels,
+                                 hovertemplate="%{customdata}: share %{x:.3g}, IoU %{y:.2f}<extra>" + label
+                                               + "</extra>"))
+    if tail_share is not None and tail_share > 0:
+        # A trace, not a shape: shape coordinates on a log axis are easy to get wrong.
+        values = np.concatenate([v[np.isfinite(v)] for v in vectors.values()] or [np.zeros(0)])
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+        fig.add_trace(go.Scatter(x=[tail_share, tail_share], y=[low, high], mode="lines", name="tail boundary",
+                                 line={"dash": "dash", "color": "#888888", "width": 1}, hoverinfo="skip"))
+    fig.update_layout(title=title or None, height=height, margin={"l": 50, "r": 10, "t": 40 if title else 10, "b": 40},
+                      xaxis_title="pixel share (labeled)", yaxis_title="IoU", legend={"orientation": "h", "y": -0.2})
+    fig.update_xaxes(type="log")
     return fig

@@ -1,0 +1,237 @@
+"""Analyse finished runs: tail classes, AEL against baselines and ablations, bank trajectories, export.
+
+:class:`RunAnalysis` reads runs through :mod:`ael.runs` and returns pandas tables and plotly figures
+built with :mod:`ael.viz.figures`; :meth:`RunAnalysis.export` writes them as HTML (one shared
+``plotly.min.js``, viewable offline) and CSV.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ael.runs import Run, list_runs, open_run
+from ael.viz.figures import (
+    class_heatmap_figure,
+    class_lines_figure,
+    grouped_bars_figure,
+    iou_frequency_figure,
+    scalar_lines_figure,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import plotly.graph_objects as go
+
+__all__ = ["RunAnalysis", "RunResult", "method_label", "tail_mask"]
+
+logger = logging.getLogger(__name__)
+
+_TAIL_SHARE = 0.25  # as the trainer's summary: tail = under a quarter of the uniform share 1 / C
+_STRATEGIES = (("copy_paste", "adaptive Copy-Paste"), ("cutmix", "adaptive CutMix"),
+               ("sampling", "equalization sampling"), ("reweight", "re-weighting"))
+
+
+def tail_mask(frequencies: np.ndarray) -> np.ndarray:
+    """``(C,)`` bool: pixel share below a quarter of the uniform share ``1 / C`` (the trainer's rule)."""
+    frequencies = np.asarray(frequencies, dtype=np.float64)
+    return frequencies < _TAIL_SHARE / max(1, len(frequencies))
+
+
+def method_label(config: Mapping[str, Any]) -> str:
+    """The method a run's config trains: ``supervised``, ``mean teacher``, ``CutMix-Seg``,
+    ``CutMix-Seg + <strategies>`` or ``AEL`` (all four strategies, as ``configs/ablations``)."""
+    core = config.get("core") or {}
+
+    def on(section: str, key: str = "enabled", default: bool = True) -> bool:
+        return bool((core.get(section) or {}).get(key, default))
+
+    if not on("unsup"):
+        return "supervised"
+    if not on("cutmix"):
+        return "mean teacher"
+    strategies = [label for name, label in _STRATEGIES
+                  if on(name) and (name not in ("copy_paste", "cutmix") or on(name, "adaptive"))]
+    if len(strategies) == len(_STRATEGIES):
+        return "AEL"
+    return "CutMix-Seg" + ("".join(f" + {s}" for s in strategies))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The numbers of one run the analysis compares."""
+
+    run_id: str
+    method: str
+    status: str
+    class_names: list[str]
+    frequencies: np.ndarray  # (C,) labeled pixel share
+    step: int | None  # of the last evaluation
+    miou: float  # last evaluation (NaN without one)
+    best_miou: float
+    iou: np.ndarray  # (C,) last evaluation, NaN where absent
+
+
+class RunAnalysis:
+    """Finished runs side by side.
+
+    Args:
+        runs_dir: the runs folder.
+        run_ids: the runs to compare (default: every finished run with an evaluation).
+        model: whose evaluations (``teacher`` or ``student``; falls back to any model).
+        labels: run id -> the name shown (default: ``method (run id)``).
+
+    Raises:
+        RunNotFoundError: ``runs_dir`` or a named run does not exist.
+        ValueError: no run to analyse.
+    """
+
+    def __init__(self, runs_dir: str | os.PathLike[str], run_ids: Sequence[str] | None = None, *,
+                 model: str = "teacher", labels: Mapping[str, str] | None = None) -> None:
+        self.runs_dir = Path(runs_dir)
+        self.model = model
+        if run_ids is None:
+            run_ids = [r.run_id for r in reversed(list_runs(self.runs_dir)) if r.status == "finished"]
+        self.runs: dict[str, Run] = {run_id: open_run(self.runs_dir, run_id) for run_id in run_ids}
+        if not self.runs:
+            raise ValueError(f"no finished runs to analyse in {self.runs_dir}")
+        self.results = {run_id: self._result(run) for run_id, run in self.runs.items()}
+        given = dict(labels or {})
+        self.labels = {run_id: given.get(run_id, f"{r.method} ({run_id})") for run_id, r in self.results.items()}
+        first = next(iter(self.results.values()))
+        self.class_names = first.class_names
+        self.comparable = [run_id for run_id, r in self.results.items() if r.class_names == self.class_names]
+        if len(self.comparable) < len(self.results):
+            logger.warning("runs with other classes than %s are left out of the per-class comparison: %s",
+                           next(iter(self.results)), sorted(set(self.results) - set(self.comparable)))
+
+    def _evals(self, run: Run) -> list[Any]:
+        return run.evals(self.model) or run.evals()
+
+    def _result(self, run: Run) -> RunResult:
+        names = run.class_names
+        freq = (run.manifest.get("extra") or {}).get("class_frequencies")
+        if isinstance(freq, list) and len(freq) == len(names):
+            frequencies = np.asarray(freq, dtype=np.float64)
+        elif "freq_labeled" in run.class_vector_names():
+            frequencies = run.class_vectors("freq_labeled").values.mean(axis=0)
+        else:
+            frequencies = np.full(len(names), np.nan)
+        evals = self._evals(run)
+        last = evals[-1] if evals else None
+        finite = [e.miou for e in evals if math.isfinite(e.miou)]
+        return RunResult(
+            run_id=run.run_id, method=method_label(run.config), status=run.status(), class_names=names,
+            frequencies=frequencies, step=last.step if last else None,
+            miou=last.miou if last else math.nan, best_miou=max(finite) if finite else math.nan,
+            iou=np.asarray(last.iou, dtype=np.float64) if last else np.full(len(names), np.nan))
+
+    # -------------------------------------------------------------------------- tables
+
+    def summary_table(self) -> pd.DataFrame:
+        """One row per run: method, status, iterations, final and best mIoU, head and tail mean IoU (%)."""
+        import pandas as pd
+
+        rows = []
+        for run_id, r in self.results.items():
+            tails = tail_mask(r.frequencies)
+            head_iou, tail_iou = r.iou[~tails], r.iou[tails]
+            rows.append({
+                "run": run_id, "method": r.method, "status": r.status, "step": r.step,
+                "mIoU": 100 * r.miou, "best mIoU": 100 * r.best_miou,
+                "head mIoU": 100 * np.nanmean(head_iou) if np.isfinite(head_iou).any() else math.nan,
+                "tail mIoU": 100 * np.nanmean(tail_iou) if np.isfinite(tail_iou).any() else math.nan,
+                "tail classes": int(tails.sum()),
+            })
+        return pd.DataFrame(rows).set_index("run")
+
+    def per_class_table(self) -> pd.DataFrame:
+        """One row per class: pixel share (%), tail flag, and each run's final IoU (%)."""
+        import pandas as pd
+
+        first = self.results[self.comparable[0]]
+        table = pd.DataFrame({"share (%)": 100 * first.frequencies, "tail": tail_mask(first.frequencies)},
+                             index=pd.Index(self.class_names, name="class"))
+        for run_id in self.comparable:
+            table[self.labels[run_id]] = 100 * self.results[run_id].iou
+        return table
+
+    # -------------------------------------------------------------------------- figures
+
+    def iou_vs_frequency_figure(self) -> go.Figure:
+        """Per-class final IoU against labeled pixel share (log x), one marker series per run."""
+        first = self.results[self.comparable[0]]
+        ious = {self.labels[run_id]: 100 * self.results[run_id].iou for run_id in self.comparable}
+        return iou_frequency_figure(first.frequencies, ious, self.class_names,
+                                    tail_share=_TAIL_SHARE / len(self.class_names),
+                                    title="Per-class IoU against pixel frequency (tail: left of the line)")
+
+    def class_iou_figure(self) -> go.Figure:
+        """Final per-class IoU of every run, grouped by class (classes ordered as the dataset)."""
+        groups = {self.labels[run_id]: 100 * self.results[run_id].iou for run_id in self.comparable}
+        return grouped_bars_figure(groups, self.class_names, title="Final per-class IoU", y_title="IoU (%)")
+
+    def miou_figure(self) -> go.Figure:
+        """mIoU over evaluations, one line per run."""
+        series = {}
+        for run_id, run in self.runs.items():
+            evals = self._evals(run)
+            if evals:
+                series[self.labels[run_id]] = (np.array([e.step for e in evals]),
+                                               np.array([100 * e.miou for e in evals]))
+        return scalar_lines_figure(series, title="mIoU over evaluations (%)", markers=True, mode="mean",
+                                   y_title="mIoU (%)")
+
+    def bank_figure(self, run_id: str, *, heatmap: bool = False) -> go.Figure:
+        """A run's confidence-bank trajectories (tail classes thick), or its classes x steps heatmap.
+
+        Raises:
+            KeyError: an unknown run, or a run without a bank (a supervised baseline).
+        """
+        run = self.runs[run_id]
+        bank = run.class_vectors("bank")
+        if heatmap:
+            return class_heatmap_figure(bank.steps, bank.values, bank.class_names, colorbar_title="Conf",
+                                        title=f"Confidence bank, {self.labels[run_id]}")
+        tails = [int(c) for c in np.flatnonzero(tail_mask(self.results[run_id].frequencies))]
+        return class_lines_figure(bank.steps, bank.values, bank.class_names, palette=run.palette, highlight=tails,
+                                  y_title="Conf_c", title=f"Confidence bank over steps, {self.labels[run_id]}")
+
+    def runs_with_bank(self) -> list[str]:
+        """The runs that logged a confidence bank."""
+        return [run_id for run_id, run in self.runs.items() if "bank" in run.class_vector_names()]
+
+    def figures(self) -> dict[str, go.Figure]:
+        """Every figure of the analysis by file stem."""
+        figures = {"iou_vs_frequency": self.iou_vs_frequency_figure(), "class_iou": self.class_iou_figure(),
+                   "miou": self.miou_figure()}
+        for run_id in self.runs_with_bank():
+            figures[f"bank_{run_id}"] = self.bank_figure(run_id)
+        return figures
+
+    def export(self, folder: str | os.PathLike[str]) -> list[Path]:
+        """Write every figure as HTML (sharing one ``plotly.min.js``) and the tables as CSV.
+
+        Returns:
+            The files written.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for stem, fig in self.figures().items():
+            path = folder / f"{stem}.html"
+            fig.write_html(path, include_plotlyjs="directory", full_html=True)
+            written.append(path)
+        for stem, table in (("summary", self.summary_table()), ("per_class_iou", self.per_class_table())):
+            path = folder / f"{stem}.csv"
+            table.to_csv(path, float_format="%.4f")
+            written.append(path)
+        logger.info("exported %d files to %s", len(written), folder)
+        return written

@@ -1,0 +1,147 @@
+"""Small pieces the notebook controllers share: configs sized for a CPU, figure widgets updated in
+place, PNG bytes for image widgets, and rows of per-class series at a step.
+
+Plotly and ipywidgets are imported where they are used, so the controllers' logic (and
+``import ael.notebook``) works without a frontend.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ael.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict, load_yaml
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from ael.runs import ClassSeries
+
+__all__ = [
+    "ABLATIONS_DIR",
+    "REPO_ROOT",
+    "figure_widget",
+    "notebook_config",
+    "png_bytes",
+    "row_at",
+    "sync_figure",
+]
+
+#: The checkout ``ael`` is imported from (an editable install): presets live in ``configs/``.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: The ablation overlays (``ael``, ``cutmix_seg``, ``supervised``, ...).
+ABLATIONS_DIR = REPO_ROOT / "configs" / "ablations"
+
+
+def _merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    from ael.commands.train import merge_dicts
+
+    return merge_dicts(base, overlay)
+
+
+def notebook_config(
+    *,
+    runs_dir: str | Path = "runs",
+    iterations: int = 300,
+    image_size: int = 64,
+    crop_size: int | None = None,
+    num_classes: int = 8,
+    seed: int = 0,
+    overlays: Sequence[str | Path] = (),
+    overrides: Sequence[str] = (),
+    run_name: str | None = None,
+) -> Config:
+    """A CPU-sized AEL config on the synthetic set (``ael demo``'s), with overlays and overrides.
+
+    Args:
+        runs_dir: where the run folder goes.
+        iterations: training iterations (evaluations at a third, two thirds and the end).
+        image_size: side of the synthetic images.
+        crop_size: training crop (default: ``image_size``).
+        num_classes: C of the synthetic set.
+        seed: training seed.
+        overlays: YAML overlays merged in order, e.g. ``ABLATIONS_DIR / "supervised.yaml"``;
+            a bare name such as ``"cutmix_seg"`` means that file of :data:`ABLATIONS_DIR`.
+        overrides: ``key.sub=value`` strings applied last.
+        run_name: the run id (default: a timestamped one, chosen by the trainer).
+
+    Raises:
+        ConfigError: naming the overlay file or the key at fault.
+    """
+    from ael.commands.demo import demo_config
+
+    data = config_to_dict(demo_config(runs_dir=str(runs_dir), iterations=iterations, seed=seed))
+    crop = image_size if crop_size is None else crop_size
+    data["data"]["synthetic"].update(num_classes=num_classes, image_size=image_size)
+    data["data"]["crop_size"] = crop
+    data["run"]["name"] = run_name
+    sources = ["<notebook>"]
+    for overlay in overlays:
+        path = Path(overlay)
+        if path.suffix == "" and not path.exists():
+            path = ABLATIONS_DIR / f"{overlay}.yaml"
+        overlay_data = load_yaml(path)
+        config_from_dict(overlay_data, str(path))  # errors name this file
+        data = _merge(data, overlay_data)
+        sources.append(str(path))
+    if overrides:
+        apply_overrides(data, list(overrides))
+        sources.append("overrides")
+    source = " + ".join(sources)
+    if crop > image_size:
+        raise ConfigError(f"{source}: data.crop_size ({crop}) is larger than the synthetic images ({image_size})")
+    return config_from_dict(data, source)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """An RGB ``(H, W, 3)`` or greyscale ``(H, W)`` uint8 array as PNG bytes (for ``ipywidgets.Image``)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(np.asarray(image, dtype=np.uint8))).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def row_at(series: ClassSeries, step: int | None) -> tuple[int, np.ndarray] | None:
+    """The latest row of ``series`` at or before ``step`` (the last row when None): ``(its step, (C,))``."""
+    if len(series.steps) == 0:
+        return None
+    if step is None:
+        i = len(series.steps) - 1
+    else:
+        i = max(0, int(np.searchsorted(series.steps, step, side="right")) - 1)
+    return int(series.steps[i]), np.asarray(series.values[i], dtype=np.float64)
+
+
+def figure_widget(fig: go.Figure | None = None) -> go.FigureWidget:
+    """A plotly ``FigureWidget`` (drawn by ``anywidget`` in JupyterLab) holding ``fig``."""
+    import plotly.graph_objects as go
+
+    return go.FigureWidget(fig) if fig is not None else go.FigureWidget()
+
+
+def _signature(fig: Any) -> list[tuple[str, str | None]]:
+    return [(trace.type, trace.name) for trace in fig.data]
+
+
+def sync_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
+    """Make ``widget`` show ``fig``, in place.
+
+    With the same traces (type and name, in order) only their data and the layout's titles
+    change, so zoom and legend toggles survive a live update; otherwise the traces and the
+    layout are replaced.
+    """
+    if _signature(widget) == _signature(fig):
+        with widget.batch_update():
+            for old, new in zip(widget.data, fig.data):
+                old.update(new.to_plotly_json(), overwrite=True)
+            widget.layout.title = fig.layout.title
+        return
+    with widget.batch_update():
+        widget.data = ()
+        widget.add_traces(list(fig.data))
+        widget.layout = fig.layout

@@ -1,0 +1,273 @@
+"""Watch a run live in a notebook: losses, per-class confidence, mIoU and image samples, in place.
+
+:class:`LiveMonitor` tails a run through :mod:`ael.runs` (only the bytes appended since the last
+poll are read) and redraws plotly ``FigureWidget`` s with the dashboard's figure builders
+(:mod:`ael.viz.figures`) and the samples with :mod:`ael.viz` overlays. :meth:`LiveMonitor.poll`
+does one update (tests and scripts call it directly); :meth:`LiveMonitor.start` polls from a
+background thread so the kernel stays free.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ael.notebook.common import figure_widget, png_bytes, sync_figure
+from ael.runs import Run, RunStoreError, open_run
+from ael.runs.schema import MANIFEST_FILE, check_run_id
+from ael.viz import confidence_colormap, draw_box, error_map, overlay, tile
+from ael.viz.figures import class_lines_figure, lowest_classes, scalar_lines_figure
+
+if TYPE_CHECKING:
+    import ipywidgets
+
+    from ael.runs import Sample
+
+__all__ = ["LiveMonitor", "sample_strip"]
+
+logger = logging.getLogger(__name__)
+
+#: Sample kinds shown, in order: the teacher's pseudo-labels, then the adaptive CutMix.
+SAMPLE_KINDS = ("pseudo", "cutmix")
+
+
+def _palette_or_default(palette: np.ndarray | None, num_classes: int) -> np.ndarray:
+    if palette is not None:
+        return palette
+    from ael.data.info import default_palette
+
+    return np.asarray(default_palette(max(1, num_classes)), dtype=np.uint8)
+
+
+def sample_strip(sample: Sample, class_names: list[str], *, alpha: float = 0.6) -> np.ndarray:
+    """One sample as a captioned row: images, label overlays, maps in [0, 1], and the error map.
+
+    A ``pseudo`` sample gives image, ground truth, pseudo-label, confidence and pseudo-label
+    errors; a ``cutmix`` sample gives images i and j, the mix with its box, and the mixed
+    pseudo-label.
+
+    Returns:
+        ``(H', W', 3)`` uint8.
+    """
+    palette = _palette_or_default(sample.palette, len(class_names))
+    ignore = sample.ignore_index if sample.ignore_index is not None else 255
+    box = sample.record.meta.get("box")
+    parts: list[tuple[str, np.ndarray]] = []
+    for name, image in sample.images.items():
+        if name in ("mixed", "image_b") and isinstance(box, list) and len(box) == 4:
+            image = draw_box(image, box, colour=(255, 255, 0), width=1)
+        parts.append((name, image))
+    base = next((sample.images[k] for k in ("mixed", "image") if k in sample.images), None)
+    for name, label in sample.labels.items():
+        background = base if base is not None and base.shape[:2] == label.shape else np.zeros((*label.shape, 3),
+                                                                                             np.uint8)
+        parts.append((name, overlay(background, label, palette, alpha=alpha, ignore_index=ignore)))
+    for name, value in sample.maps.items():
+        parts.append((name, confidence_colormap(value)))
+    if "gt" in sample.labels and "pseudo" in sample.labels:
+        parts.append(("errors", error_map(sample.labels["pseudo"], sample.labels["gt"], ignore_index=ignore)))
+    size = parts[0][1].shape[:2]
+    parts = [(n, p) for n, p in parts if p.shape[:2] == size]
+    return tile([p for _, p in parts], [n for n, _ in parts])
+
+
+class LiveMonitor:
+    """Live figures of one run, updated in place as the trainer writes.
+
+    Args:
+        runs_dir: the runs folder.
+        run_id: the run (its folder may not exist yet: polls wait for it).
+        tail_count: rarest classes (labeled pixel share) drawn thick in the confidence figure.
+        max_points: points kept per loss curve.
+        stop_when_ended: the background thread stops once the run is finished or crashed.
+
+    Attributes:
+        losses, confidence, miou: the ``FigureWidget`` s.
+        samples: sample kind -> PNG bytes of the latest sample strip.
+        polls, updates: polls done, and how many of them found something new.
+    """
+
+    def __init__(self, runs_dir: str | os.PathLike[str], run_id: str, *, tail_count: int = 3,
+                 max_points: int = 1500, stop_when_ended: bool = True) -> None:
+        self.runs_dir = Path(runs_dir)
+        self.run_id = check_run_id(run_id)
+        self.tail_count = tail_count
+        self.max_points = max_points
+        self.stop_when_ended = stop_when_ended
+        self.run: Run | None = None
+        self.losses = figure_widget()
+        self.confidence = figure_widget()
+        self.miou = figure_widget()
+        self.samples: dict[str, bytes] = {}
+        self.sample_steps: dict[str, int] = {}
+        self.polls = 0
+        self.updates = 0
+        self.last_error: str | None = None
+        self._lock = threading.RLock()
+        self._thread: threading.Thread | None = None
+        self._halt = threading.Event()
+        self._ui: dict[str, Any] = {}
+
+    # -------------------------------------------------------------------------- polling
+
+    def poll(self) -> bool:
+        """Read what the trainer wrote since the last poll and redraw; True when something was new."""
+        with self._lock:
+            self.polls += 1
+            if self.run is None:
+                if not (self.runs_dir / self.run_id / MANIFEST_FILE).is_file():
+                    self._show_status()
+                    return False
+                self.run = open_run(self.runs_dir, self.run_id)
+                changed = True
+            else:
+                changed = self.run.poll().any
+            if changed:
+                self.updates += 1
+                self._redraw()
+            self._show_status()
+            return changed
+
+    def points(self, series: str) -> int:
+        """How many steps of a scalar (``loss/total``) or class vector (``bank``) have been read."""
+        if self.run is None:
+            return 0
+        if series in self.run.class_vector_names():
+            return len(self.run.class_vectors(series).steps)
+        if series in self.run.scalar_names():
+            return len(self.run.scalar(series)[0])
+        return 0
+
+    def status_text(self) -> str:
+        """One line: status, step / total, latest losses and mIoU."""
+        run = self.run
+        if run is None:
+            return f"{self.run_id}: waiting for the run folder in {self.runs_dir}"
+        step, total = run.last_step, run.total_steps
+        status = run.status()
+        if status == "crashed" and (run.error or {}).get("type") == "StopRequested":
+            status = "stopped (resumable)"
+        text = f"{self.run_id}: {status}, step {'-' if step is None else step}"
+        text += f" / {total}" if total else ""
+        if "loss/total" in run.scalar_names():
+            text += f", loss {float(run.scalar('loss/total')[1][-1]):.4f}"
+        evals = run.evals("teacher") or run.evals()
+        if evals and math.isfinite(evals[-1].miou):
+            text += f", {evals[-1].model} mIoU {100 * evals[-1].miou:.2f} at step {evals[-1].step}"
+        if run.error:
+            text += f" — ended by {run.error.get('type')}: {run.error.get('message')}"
+        return text
+
+    # -------------------------------------------------------------------------- drawing
+
+    def _redraw(self) -> None:
+        run = self.run
+        assert run is not None
+        uirev = run.run_id
+        names = run.scalar_names()
+        losses = {n: run.scalar(n) for n in names if n.startswith("loss")}
+        sync_figure(self.losses, scalar_lines_figure(losses, title="Losses", max_points=self.max_points,
+                                                     uirevision=f"{uirev}/losses"))
+        vectors = run.class_vector_names()
+        if "bank" in vectors:
+            bank = run.class_vectors("bank")
+            highlight: list[int] = []
+            if "freq_labeled" in vectors:
+                freq = run.class_vectors("freq_labeled")
+                highlight = lowest_classes(freq.values.mean(axis=0), self.tail_count)
+            sync_figure(self.confidence, class_lines_figure(
+                bank.steps, bank.values, bank.class_names, palette=run.palette, highlight=highlight,
+                title="Per-class confidence Conf_c (thick: rarest classes)", y_title="Conf_c",
+                uirevision=f"{uirev}/bank"))
+        evals = run.evals()
+        if evals:
+            series = {}
+            for model in sorted({e.model for e in evals}):
+                records = run.evals(model)
+                series[f"{model} mIoU (%)"] = (np.array([e.step for e in records]),
+                                               np.array([100 * e.miou for e in records]))
+            sync_figure(self.miou, scalar_lines_figure(series, title="mIoU over evaluations", markers=True,
+                                                       mode="mean", uirevision=f"{uirev}/miou"))
+        for kind in SAMPLE_KINDS:
+            records = run.samples(kind)
+            if not records or self.sample_steps.get(kind) == records[-1].step:
+                continue
+            try:
+                sample = run.load_sample(records[-1])
+            except RunStoreError as err:  # a file not written yet or damaged: try the next poll
+                logger.warning("%s", err)
+                continue
+            self.samples[kind] = png_bytes(sample_strip(sample, run.class_names))
+            self.sample_steps[kind] = records[-1].step
+        self._push_samples()
+
+    def _show_status(self) -> None:
+        if "status" in self._ui:
+            self._ui["status"].value = f"<b>{self.status_text()}</b>"
+
+    def _push_samples(self) -> None:
+        for kind in SAMPLE_KINDS:
+            if kind in self._ui and kind in self.samples:
+                self._ui[kind].value = self.samples[kind]
+                self._ui[f"{kind}_caption"].value = f"{kind} sample at step {self.sample_steps[kind]}"
+
+    def widget(self) -> ipywidgets.VBox:
+        """The monitor's view: status line, losses, confidence, mIoU and the latest samples."""
+        import ipywidgets as w
+
+        if "box" not in self._ui:
+            self._ui["status"] = w.HTML()
+            rows: list[Any] = [self._ui["status"], w.HBox([self.losses, self.miou]), self.confidence]
+            for kind in SAMPLE_KINDS:
+                self._ui[f"{kind}_caption"] = w.HTML(f"no {kind} sample yet")
+                self._ui[kind] = w.Image(format="png", layout=w.Layout(width="auto", max_width="100%"))
+                rows += [self._ui[f"{kind}_caption"], self._ui[kind]]
+            self._ui["box"] = w.VBox(rows)
+            self._show_status()
+            self._push_samples()
+        return self._ui["box"]
+
+    # -------------------------------------------------------------------------- background
+
+    @property
+    def watching(self) -> bool:
+        """True while the background thread polls."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, interval_s: float = 2.0) -> None:
+        """Poll every ``interval_s`` seconds from a background thread (the kernel stays free)."""
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        if self.watching:
+            return
+        self._halt.clear()
+        self._thread = threading.Thread(target=self._watch, args=(interval_s,), name=f"ael-monitor-{self.run_id}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the background polling."""
+        self._halt.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+
+    def _watch(self, interval_s: float) -> None:
+        while not self._halt.is_set():
+            started = time.monotonic()
+            try:
+                self.poll()
+                self.last_error = None
+            except Exception as err:  # keep watching: a damaged record must not end the view
+                self.last_error = f"{type(err).__name__}: {err}"
+                logger.warning("monitor of %s: %s", self.run_id, self.last_error)
+            if self.stop_when_ended and self.run is not None and self.run.status() in ("finished", "crashed"):
+                return
+            self._halt.wait(max(0.0, interval_s - (time.monotonic() - started)))
