@@ -2,7 +2,9 @@
 
 Measures the labeled stream (with and without the Copy-Paste source view, which decodes a
 second image per sample) and the unlabeled stream, with 0 and 2 DataLoader workers, after a
-warm-up. Usage::
+warm-up. Besides images/s it prints the CPU time per image of the main process and its
+workers together (worker start-up included), a figure that holds on a machine shared with
+other jobs, and the load average. Usage::
 
     .venv/bin/python benchmarks/data_throughput.py [--root ../shared/data/camvid] [--crop 360]
 """
@@ -10,7 +12,10 @@ warm-up. Usage::
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import platform
+import resource
 import tempfile
 import time
 
@@ -20,13 +25,25 @@ from ael.config import DataConfig
 from ael.data import build_split_datasets, build_train_loaders
 
 
-def measure(stream, *, batches: int, warmup: int, batch_size: int) -> float:
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (DataLoader workers, once closed)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def measure(loaders, stream, *, batches: int, warmup: int, batch_size: int) -> tuple[float, float]:
+    """(images per second after warm-up, CPU milliseconds per image over the whole run)."""
+    cpu_start = cpu_seconds()
     for _ in range(warmup):
         next(stream)
     start = time.perf_counter()
     for _ in range(batches):
         next(stream)
-    return batches * batch_size / (time.perf_counter() - start)
+    rate = batches * batch_size / (time.perf_counter() - start)
+    loaders.close()
+    gc.collect()  # joins the workers, so their CPU time is counted
+    cpu_ms = (cpu_seconds() - cpu_start) / ((batches + warmup) * batch_size) * 1000
+    return rate, cpu_ms
 
 
 def main() -> None:
@@ -40,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(1)  # as inside a DataLoader worker: one image per core
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread, "
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, 1 torch thread per process, "
           f"torch {torch.__version__}; CamVid 480x360 JPEG, crop {args.crop}, batch {args.batch_size}")
     with tempfile.TemporaryDirectory() as cache:
         for workers in args.workers:
@@ -51,9 +68,10 @@ def main() -> None:
             for name, paste in (("labeled", None), ("labeled+paste-source", (0.1, 2.0)), ("unlabeled", None)):
                 loaders = build_train_loaders(cfg, data.labeled, data.unlabeled, seed=0, paste_source_scale=paste)
                 stream = loaders.unlabeled if name == "unlabeled" else loaders.labeled
-                rate = measure(stream, batches=args.batches, warmup=args.warmup, batch_size=args.batch_size)
-                loaders.close()
-                print(f"workers={workers}  {name:22s} {rate:7.1f} images/s")
+                rate, cpu_ms = measure(loaders, stream, batches=args.batches, warmup=args.warmup,
+                                       batch_size=args.batch_size)
+                print(f"workers={workers}  {name:22s} {rate:7.1f} images/s  {cpu_ms:6.1f} CPU ms/image  "
+                      f"(load average {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":
