@@ -181,6 +181,7 @@ def class_lines_figure(
     title: str = "",
     y_title: str = "",
     max_points: int = 600,
+    max_total_points: int = 40_000,
     markers: bool = False,
     uirevision: str | None = None,
     height: int = 420,
@@ -198,6 +199,8 @@ def class_lines_figure(
         highlight: class indices to emphasise.
         title, y_title: labels.
         max_points: points kept per class (bucket means, see :func:`reduce_steps`).
+        max_total_points: cap on all classes together (at least 100 per class are kept), so
+            150 classes stay as light as a dozen for the browser.
         markers: draw markers (for a handful of evaluations).
         uirevision: keeps zoom and legend toggles across redraws while it stays the same.
         height: pixels.
@@ -206,7 +209,8 @@ def class_lines_figure(
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2 or values.shape[1] != len(class_names):
         raise ValueError(f"values must be (T, {len(class_names)}), got shape {values.shape}")
-    steps, values = reduce_steps(np.asarray(steps), values, max_points, mode="mean")
+    per_class = max(100, min(max_points, max_total_points // max(1, len(class_names))))
+    steps, values = reduce_steps(np.asarray(steps), values, per_class, mode="mean")
     colours = _palette_colours(palette, len(class_names))
     emphasised = set(int(c) for c in highlight)
     trace = go.Scattergl if values.size > WEBGL_THRESHOLD else go.Scatter
@@ -231,7 +235,7 @@ def class_heatmap_figure(
     class_names: Sequence[str],
     *,
     title: str = "",
-    max_columns: int = 600,
+    max_columns: int = 400,
     zmin: float | None = 0.0,
     zmax: float | None = 1.0,
     colorscale: str = "Viridis",

@@ -14,7 +14,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,11 +197,26 @@ def show_notes(tailer: RunTailer) -> None:
                 st.caption(note)
 
 
-def live_panel(body: Callable[[], None], *, key: str) -> None:
-    """Run ``body`` as the page's one fragment; it reruns every ``refresh_s`` while Live is on."""
+LIVE_STATUSES = ("running", "stalled")
+
+
+def live_panel(body: Callable[[], None], *, key: str, tailers: Sequence[RunTailer] | None = None) -> None:
+    """Run ``body`` as the page's one fragment; it reruns every ``refresh_s`` while Live is on.
+
+    With ``tailers``, it refreshes only while one of those runs is running (or stalled, which may
+    resume); when the last one ends, one full rerun turns the timer off, so a finished run's
+    page costs nothing while it stays open.
+    """
     sel = selection()
-    every = sel.refresh_s if sel.live else None
-    st.fragment(body, run_every=every, key=key)()
+    watching = tailers is None or any(t.run.status() in LIVE_STATUSES for t in tailers)
+    every = sel.refresh_s if sel.live and watching else None
+
+    def panel() -> None:
+        body()
+        if every is not None and tailers is not None and not any(t.run.status() in LIVE_STATUSES for t in tailers):
+            st.rerun()
+
+    st.fragment(panel, run_every=every, key=key)()
 
 
 @contextlib.contextmanager

@@ -78,4 +78,4 @@ def _panel() -> None:
             st.info("No evaluations to compare yet.")
 
 
-state.live_panel(_panel, key="compare_panel")
+state.live_panel(_panel, key="compare_panel", tailers=list(tailers.values()))

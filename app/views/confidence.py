@@ -93,4 +93,4 @@ def _panel() -> None:
                 f"{n} ({KNOWN_CLASS_VECTORS.get(n, 'custom')})" for n in extra))
 
 
-state.live_panel(_panel, key="confidence_panel")
+state.live_panel(_panel, key="confidence_panel", tailers=[tailer])

@@ -117,4 +117,4 @@ def _panel() -> None:
         class_legend(names, palette, only=sorted(set(cp.chosen) | {cm.sampled_class}))
 
 
-state.live_panel(_panel, key="lab_panel")
+state.live_panel(_panel, key="lab_panel", tailers=[tailer])

@@ -82,4 +82,4 @@ def _panel() -> None:
             _columns(parts)
 
 
-state.live_panel(_panel, key="pseudo_panel")
+state.live_panel(_panel, key="pseudo_panel", tailers=[tailer])

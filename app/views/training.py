@@ -98,4 +98,4 @@ def _panel() -> None:
 with st.expander("Chart options"):
     st.toggle("Logarithmic loss axis", key="training_log_losses")
     st.caption("Click a legend entry to hide a series; double-click to show it alone. Zoom survives refreshes.")
-state.live_panel(_panel, key="training_panel")
+state.live_panel(_panel, key="training_panel", tailers=[tailer])
