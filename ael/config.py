@@ -161,6 +161,10 @@ class UnsupConfig:
     weight: float = _field(1.0, ge=0.0)  # lambda_u
     conf_thresh: float = _field(0.0, ge=0.0, le=1.0)  # 0.7 VOC, 0 Cityscapes
     on_labeled: bool = True  # also apply it to the labeled batch, as the method does
+    # Ours (not in the paper or the release, both 0): lambda_u ramps up as exp(-5 (1 - t)^2) over
+    # the first rampup_iters iterations; lets a model trained from scratch (no ImageNet weights)
+    # learn something before it follows its own pseudo-labels.
+    rampup_iters: int = _field(0, ge=0)
 
 
 @dataclass(frozen=True)

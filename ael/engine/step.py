@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -53,13 +54,21 @@ from ael.core.cutmix import CutMixBank, boxes_to_mask, cutmix_boxes, mix_with_ma
 from ael.core.losses import equalization_mask, ohem_cross_entropy, pseudo_labels, unsup_loss
 from ael.models.ema import EmaTeacher
 
-__all__ = ["SCALAR_LOGS", "AELStep", "StepBatch", "StepOptions", "step_options_from_config"]
+__all__ = ["SCALAR_LOGS", "AELStep", "StepBatch", "StepOptions", "step_options_from_config", "unsup_rampup"]
 
 logger = logging.getLogger(__name__)
 
 #: The per-step scalar logs (0-d detached device tensors), in the order the trainer writes them.
 SCALAR_LOGS = ("loss/total", "loss/sup", "loss/sup_aux", "loss/unsup_labeled", "loss/unsup_mixed",
                "unsup/mask_ratio", "unsup/pseudo_conf", "cutmix/box_found", "copy_paste/applied")
+
+
+def unsup_rampup(iteration: int, rampup_iters: int) -> float:
+    """Multiplier of lambda_u: ``exp(-5 (1 - t)^2)``, ``t = iteration / rampup_iters`` (1 after the ramp)."""
+    if rampup_iters <= 0 or iteration >= rampup_iters:
+        return 1.0
+    t = max(0.0, iteration / rampup_iters)
+    return math.exp(-5.0 * (1.0 - t) ** 2)
 
 
 @dataclass(frozen=True)
@@ -300,13 +309,15 @@ class AELStep:
 
     # ------------------------------------------------------------------------------ the step
 
-    def __call__(self, batch: StepBatch, *, want_media: bool = False, sync_grads: bool = True) -> StepOutput:
+    def __call__(self, batch: StepBatch, *, want_media: bool = False, sync_grads: bool = True,
+                 unsup_scale: float = 1.0) -> StepOutput:
         """Forward and backward of one micro-batch (no optimizer step; see :meth:`optimizer_step`).
 
         Args:
             batch: the micro-batch.
             want_media: also return the tensors the trainer shows as image samples.
             sync_grads: False on the micro-batches before the last under DDP (``no_sync``).
+            unsup_scale: multiplier of lambda_u this step (:func:`unsup_rampup`).
         """
         opt = self.opt
         device = batch.labeled_images.device
@@ -456,7 +467,7 @@ class AELStep:
             if want_media:
                 media.update(pseudo_conf_mixed=conf_m[0])
 
-        total = sup + opt.aux_weight * sup_aux + opt.unsup_weight * (unsup_l + unsup_m)
+        total = sup + opt.aux_weight * sup_aux + opt.unsup_weight * unsup_scale * (unsup_l + unsup_m)
         scaled = total * opt.loss_scale
 
         # 4. Backward (the optimizer step comes after the last micro-batch).

@@ -57,7 +57,7 @@ from ael.engine.deferred import DeferredScalars
 from ael.engine.evaluate import EvalResult, evaluate, resolve_amp_dtype
 from ael.engine.optim import PolyLRScheduler, build_sgd
 from ael.engine.partner import PartnerFetcher
-from ael.engine.step import AELStep, StepBatch, StepOutput, step_options_from_config
+from ael.engine.step import AELStep, StepBatch, StepOutput, step_options_from_config, unsup_rampup
 from ael.models import build_ema, build_model, maybe_sync_batchnorm, parameter_groups, unwrap_model
 from ael.runs.schema import CHECKPOINTS_DIR, MANIFEST_FILE, RunStoreError
 from ael.runs.writer import RunWriter, writer_from_config
@@ -453,13 +453,20 @@ class Trainer:
 
     # -------------------------------------------------------------------------------- loop
 
+    def _next(self, loader: Any) -> dict[str, Any]:
+        # A DataLoader draws its base seed from the global RNG when its iterator is (re)created,
+        # which a resumed run does at another iteration than an uninterrupted one: keep that
+        # draw off the global stream that dropout reads.
+        with torch.random.fork_rng(devices=[]):
+            return _to_device(next(loader), self.device)
+
     def _next_batch(self, micro: int) -> StepBatch:
-        lab = _to_device(next(self.loaders.labeled), self.device)
+        lab = self._next(self.loaders.labeled)
         batch = StepBatch(labeled_images=lab["image"], labeled_labels=lab["label"], labeled_ids=lab["index"],
                           source_images=lab.get("source_image"), source_labels=lab.get("source_label"),
                           source_ids=lab.get("source_index"))
         if self.options.unsup:
-            unl = _to_device(next(self.loaders.unlabeled), self.device)
+            unl = self._next(self.loaders.unlabeled)
             batch.unlabeled_images, batch.unlabeled_ids = unl["image"], unl["index"]
             batch.unlabeled_strong = unl.get("image_strong")
             if self.fetcher is not None:
@@ -517,7 +524,8 @@ class Trainer:
                 t0 = time.perf_counter()
                 batch = self._next_batch(self._micro_index(it, k))
                 data_s += time.perf_counter() - t0
-                out = self.step(batch, want_media=want_media and k == 0, sync_grads=k == cfg.grad_accum - 1)
+                out = self.step(batch, want_media=want_media and k == 0, sync_grads=k == cfg.grad_accum - 1,
+                                unsup_scale=unsup_rampup(it, self.cfg.core.unsup.rampup_iters))
                 if self.fetcher is not None:
                     assert out.next_partner_ids is not None and out.next_partner_classes is not None
                     self.fetcher.request(self._micro_index(it, k) + 1, out.next_partner_ids,
