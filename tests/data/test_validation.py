@@ -5,7 +5,16 @@ import os
 
 import numpy as np
 import pytest
-from fake_data_trees import make_camvid, make_folder, make_voc, stripes, write_image, write_mask
+from fake_data_trees import (
+    make_ade20k,
+    make_camvid,
+    make_cityscapes,
+    make_folder,
+    make_voc,
+    stripes,
+    write_image,
+    write_mask,
+)
 
 from ael.data import DatasetError, open_dataset
 
@@ -141,3 +150,17 @@ def test_data_after_the_jpeg_end_marker_is_not_truncation(tmp_path):
     path = tmp_path / "train" / "train_002.jpg"
     path.write_bytes(path.read_bytes() + b"\0" * 200)  # trailing bytes some cameras append
     assert len(_open(tmp_path)) == 6
+
+
+def test_cityscapes_image_without_mask(tmp_path):
+    make_cityscapes(tmp_path)
+    (tmp_path / "gtFine/train/bochum/bochum_000001_000019_gtFine_labelIds.png").unlink()
+    with pytest.raises(DatasetError, match=r"bochum_000001_000019_leftImg8bit\.png: no mask"):
+        open_dataset("cityscapes", root=tmp_path, split="train", cache_dir=tmp_path / "c")
+
+
+def test_ade20k_missing_annotation_is_named(tmp_path):
+    make_ade20k(tmp_path)
+    (tmp_path / "ADEChallengeData2016/annotations/validation/ADE_valid_00000001.png").unlink()
+    with pytest.raises(DatasetError, match=r"first: .*ADE_valid_00000001\.png"):
+        open_dataset("ade20k", root=tmp_path, split="val", cache_dir=tmp_path / "c")
