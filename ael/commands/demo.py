@@ -23,7 +23,10 @@ def demo_config(*, runs_dir: str = "runs", iterations: int = 300, seed: int = 0)
     """The demo's config: AEL on the synthetic default, sized for two CPU cores."""
     evals = max(1, iterations // 3)
     data: dict[str, Any] = {
-        "core": {"copy_paste": {"num_categories": 3}, "ohem": {"min_kept": 2000}},
+        # Trained from scratch: ramp lambda_u up over the first third so the teacher knows
+        # something before the student follows it.
+        "core": {"copy_paste": {"num_categories": 3}, "ohem": {"min_kept": 2000},
+                 "unsup": {"rampup_iters": iterations // 3}},
         "model": {"backbone": "resnet18", "output_stride": 16, "aspp_channels": 64, "low_level_channels": 32},
         "data": {
             "dataset": "synthetic",

@@ -225,6 +225,11 @@ class StepOutput:
         return self.scalars[key]
 
 
+def _section(name: str) -> torch.profiler.record_function:
+    """A named range for profilers (``benchmarks/step_time.py``); microseconds when none listens."""
+    return torch.profiler.record_function(f"ael.{name}")
+
+
 def _class_counts(labels: Tensor, num_classes: int, ignore_index: int) -> Tensor:
     flat = labels.reshape(-1).long()
     valid = (flat >= 0) & (flat < num_classes) & (flat != ignore_index)
@@ -367,7 +372,7 @@ class AELStep:
             teacher_on_labeled = opt.unsup_on_labeled or want_media
             if teacher_on_labeled:
                 parts.append(images_l)
-            with self._autocast(device):
+            with _section("teacher_forward"), self._autocast(device):
                 t_logits = self.teacher(self._prep(torch.cat(parts)))["out"].float()  # (N, C, H, W)
             t_u = t_logits[:m]
             t_j = t_logits[m:2 * m] if opt.adaptive_partners else None
@@ -414,7 +419,7 @@ class AELStep:
 
         # 3. Student on labeled + mixed images, supervised loss.
         student_in = images_l if mixed is None else torch.cat([images_l, mixed])
-        with self._autocast(device):
+        with _section("student_forward"), self._autocast(device):
             s_out = self.student(self._prep(student_in))
         s_logits = s_out["out"].float()
         s_l = s_logits[:b_l]
@@ -474,7 +479,7 @@ class AELStep:
         ctx = contextlib.nullcontext()
         if not sync_grads and hasattr(self.student, "no_sync"):
             ctx = self.student.no_sync()
-        with ctx:
+        with ctx, _section("backward"):
             if self.scaler is not None:
                 self.scaler.scale(scaled).backward()
             else:
@@ -497,13 +502,15 @@ class AELStep:
 
     def optimizer_step(self, iteration: int) -> None:
         """Optimizer (through the scaler for fp16), schedule and EMA teacher after ``iteration``."""
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scheduler is not None:
-            self.scheduler.step()
-        self.teacher.update(self.student, iteration)
+        with _section("optimizer"):
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scheduler is not None:
+                self.scheduler.step()
+        with _section("ema"):
+            self.teacher.update(self.student, iteration)
 

@@ -7,6 +7,7 @@ computes can be recomputed exactly from the inputs.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -228,3 +229,14 @@ def test_optimizer_step_moves_the_student_and_the_ema_teacher():
     assert torch.equal(teacher.module.conv.weight, student.conv.weight)
     assert not torch.equal(before, student.conv.weight)
     assert all(p.grad is None for p in student.parameters())
+
+
+def test_unsup_rampup_values_and_scaling():
+    from ael.engine.step import unsup_rampup
+
+    assert unsup_rampup(0, 0) == 1.0 and unsup_rampup(10, 10) == 1.0
+    assert unsup_rampup(0, 100) == pytest.approx(math.exp(-5.0))
+    assert unsup_rampup(50, 100) == pytest.approx(math.exp(-1.25))
+    step, _, _ = make_step(copy_paste=False)
+    out = step(make_batch(), unsup_scale=0.0)
+    assert torch.allclose(out["loss/total"], out["loss/sup"] + 0.4 * out["loss/sup_aux"])
