@@ -34,10 +34,6 @@ logger = logging.getLogger(__name__)
 
 RUNS_ENV = "AEL_RUNS_DIR"
 REFRESH_CHOICES = (1, 2, 5, 10, 30, 60)
-# Material icons ship with Streamlit's frontend (emoji need a font the machine may lack).
-STATUS_ICONS = {"running": ":green[:material/play_circle:]", "finished": ":blue[:material/check_circle:]",
-                "crashed": ":red[:material/error:]", "stalled": ":orange[:material/pause_circle:]",
-                "damaged": ":orange[:material/warning:]", "unsupported": ":gray[:material/help:]"}
 
 # warnings.catch_warnings swaps process-wide state: one reader at a time records them.
 _WARNINGS_LOCK = threading.Lock()
