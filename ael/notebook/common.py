@@ -65,7 +65,7 @@ def notebook_config(
         num_classes: C of the synthetic set.
         seed: training seed.
         overlays: YAML overlays merged in order, e.g. ``ABLATIONS_DIR / "supervised.yaml"``;
-            a bare name such as ``"cutmix_seg"`` means that file of :data:`ABLATIONS_DIR`.
+            a bare name without suffix (``"cutmix_seg"``) means that file of :data:`ABLATIONS_DIR`.
         overrides: ``key.sub=value`` strings applied last.
         run_name: the run id (default: a timestamped one, chosen by the trainer).
 
@@ -82,7 +82,7 @@ def notebook_config(
     sources = ["<notebook>"]
     for overlay in overlays:
         path = Path(overlay)
-        if path.suffix == "" and not path.exists():
+        if path.suffix == "" and len(path.parts) == 1:
             path = ABLATIONS_DIR / f"{overlay}.yaml"
         overlay_data = load_yaml(path)
         config_from_dict(overlay_data, str(path))  # errors name this file
