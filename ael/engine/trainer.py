@@ -289,8 +289,11 @@ class Trainer:
         self.frequencies = [float(f) for f in self.data.labeled.pixel_frequencies()]
 
         # Models and optimisation.
-        self.student, self.teacher = build_models_from_config(
-            cfg, self.num_classes, self.device, seed=self.seed, world_size=self.ctx.world_size)
+        # Every rank builds the same initial student and teacher (the run seed, not the rank seed).
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(cfg.train.seed)
+            self.student, self.teacher = build_models_from_config(
+                cfg, self.num_classes, self.device, seed=cfg.train.seed, world_size=self.ctx.world_size)
         groups = parameter_groups(self.student)
         self.optimizer = build_sgd(groups["backbone"], groups["head"], lr=cfg.train.lr,
                                    head_lr_mult=cfg.train.head_lr_mult, momentum=cfg.train.momentum,
