@@ -19,7 +19,7 @@ from ael.config import Config, config_from_dict
 __all__ = ["cli_main", "demo_config", "progress_table"]
 
 
-def demo_config(*, runs_dir: str = "runs", iterations: int = 300, seed: int = 0) -> Config:
+def demo_config(*, runs_dir: str = "runs", iterations: int = 240, seed: int = 0) -> Config:
     """The demo's config: AEL on the synthetic default, sized for two CPU cores."""
     evals = max(1, iterations // 3)
     data: dict[str, Any] = {
@@ -69,7 +69,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     """``ael demo``; returns the exit code."""
     parser = argparse.ArgumentParser(prog="ael demo", description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", default="runs", help="where the run folder goes (default: runs)")
-    parser.add_argument("--iterations", type=int, default=300, help="training iterations (default: 300)")
+    parser.add_argument("--iterations", type=int, default=240, help="training iterations (default: 240)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

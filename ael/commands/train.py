@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Train AEL (or an ablation) from presets; one entry point for CPU, one GPU and torchrun.",
     )
     parser.add_argument("--config", action="append", default=[], metavar="FILE",
-                        help="a preset YAML; repeat to overlay (later files win). Default: the synthetic preset")
+                        help="a preset YAML; repeat to overlay (later files win). Default: the built-in defaults (synthetic set)")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue the run in RUN_DIR in place, from its latest valid checkpoint "
                              "(its saved config is used; overrides still apply)")
