@@ -20,6 +20,7 @@ Prints the figures; nothing is written outside a temporary folder.
 from __future__ import annotations
 
 import argparse
+import re
 import socket
 import subprocess
 import sys
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes-every", type=int, default=10)
     parser.add_argument("--minutes", type=float, default=10.0, help="live-refresh duration for the memory figure")
     parser.add_argument("--rate", type=float, default=10.0, help="steps appended per second while live")
+    parser.add_argument("--screenshot", default=None, help="save the page as it is at the end (PNG)")
     args = parser.parse_args(argv)
 
     from playwright.sync_api import sync_playwright
@@ -169,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(min(15.0, max(0.0, end - now)))
                 stop.set()
                 appender.join()
+                time.sleep(3 * 2.0)  # a few refresh periods after the last append
                 text = page.inner_text("body")
+                shown = [int(m) for m in re.findall(r"Step: (\d+) \(latest\)", text)]
+                if args.screenshot:
+                    page.screenshot(path=args.screenshot)
                 browser.close()
             minutes = np.array([m for m, _ in samples])
             rss = np.array([r for _, r in samples])
@@ -177,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             slope = float(np.polyfit(minutes[half], rss[half], 1)[0]) if half.sum() >= 2 else float("nan")
             print(f"live refresh for {args.minutes:g} min at {args.rate:g} steps/s appended: server RSS "
                   f"{rss[0]:.0f} -> {rss[-1]:.0f} MiB (max {rss.max():.0f}); second-half slope {slope:+.2f} MiB/min")
-            print(f"page still live at the end: {'Follow latest' in text}")
+            print(f"at the end the open page shows step {shown[0] if shown else 'none'}; "
+                  f"the writer's last step is {writer._last_step}")
         finally:
             stop.set()
             writer.close()

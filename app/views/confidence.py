@@ -19,12 +19,20 @@ if tailer is None:
 AT_STEP = (("bank", "confidence bank Conf"), ("copy_paste_prob", "Copy-Paste distribution"),
            ("cutmix_prob", "CutMix distribution"), ("sampling_ratio", "sampling ratio r_c"))
 
+class_names = tailer.run.class_names
 with st.expander("Options", expanded=False):
-    c1, c2, c3 = st.columns(3)
-    tail_count = c1.number_input("Tail classes highlighted", min_value=0, max_value=50, value=3, key="conf_tail")
+    c1, c2 = st.columns(2)
+    c1.number_input("Tail classes highlighted", min_value=0, max_value=50, value=3, key="conf_tail")
     c2.toggle("Logarithmic frequency axis", value=True, key="conf_log_freq")
-    c3.caption("Tail = rarest classes in the labeled pixels (else lowest confidence). "
-               "Click a legend entry to hide a class, double-click to show it alone.")
+    st.caption("Tail = rarest classes in the labeled pixels (else lowest confidence).")
+c1, c2 = st.columns([1, 3])
+show = c1.segmented_control("Classes shown", ["all", "tail", "chosen"], default="all", key="conf_show",
+                            required=True)
+chosen = c2.multiselect("Chosen classes", list(range(len(class_names))), key=f"conf_chosen_{tailer.run.run_id}",
+                        format_func=lambda c: f"{c}: {class_names[c]}", disabled=show != "chosen",
+                        placeholder="pick classes to draw")
+st.caption("Legend clicks hide or isolate a class at once, until the next live refresh redraws the chart; "
+           "the choice above stays.")
 
 
 def _panel() -> None:
@@ -37,11 +45,12 @@ def _panel() -> None:
             return
         palette = run.palette
         highlight = tail_classes(run, int(st.session_state.get("conf_tail", 3)))
+        visible = {"all": None, "tail": highlight, "chosen": chosen}.get(show)
         bank = run.class_vectors("bank")
         uirev = run.run_id
         st.subheader("Per-class confidence over steps")
         chart(class_lines_figure(bank.steps, bank.values, bank.class_names, palette=palette, highlight=highlight,
-                                 y_title="Conf_c", uirevision=f"{uirev}/bank"), key="conf_lines")
+                                 visible=visible, y_title="Conf_c", uirevision=f"{uirev}/bank"), key="conf_lines")
         if highlight:
             st.caption("Highlighted tail classes: " + ", ".join(bank.class_names[c] for c in highlight))
         st.subheader("Classes x steps")
@@ -68,7 +77,7 @@ def _panel() -> None:
                                  format_func=lambda n: n.removeprefix("iou_"))
                 iou = run.class_vectors(model if model in iou_names else iou_names[0])
                 chart(class_lines_figure(iou.steps, iou.values, iou.class_names, palette=palette,
-                                         highlight=highlight, y_title="IoU", markers=len(iou.steps) < 60,
+                                         highlight=highlight, visible=visible, y_title="IoU", markers=len(iou.steps) < 60,
                                          uirevision=f"{uirev}/iou", height=380), key="conf_iou")
             else:
                 st.info("No evaluation yet.")

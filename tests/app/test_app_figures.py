@@ -106,3 +106,10 @@ def test_bars_and_scalars():
     assert fig.data[0].marker.color[0] == "rgb(110,110,110)"  # black lifted to grey
     fig = scalar_lines_figure({"loss": (np.arange(5000), np.ones(5000))}, max_points=100, uirevision="r")
     assert len(fig.data[0].x) <= 200 and fig.layout.uirevision == "r"
+
+
+def test_hidden_classes_stay_in_the_legend():
+    fig = class_lines_figure(np.arange(10), np.zeros((10, 3)), ["a", "b", "c"], visible=[1])
+    assert [t.visible for t in fig.data] == ["legendonly", True, "legendonly"]
+    fig = class_lines_figure(np.arange(10), np.zeros((10, 3)), ["a", "b", "c"])
+    assert all(t.visible is True for t in fig.data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -49,6 +50,21 @@ def test_every_page_draws(two_runs, app_factory):
     assert _images(at) == 5  # image, gt, pseudo, confidence, error
     at.switch_page("views/lab.py").run()
     assert _images(at) == 8  # 4 Copy-Paste + 4 CutMix
+
+
+def test_class_choice_persists_across_refresh(two_runs, app_factory):
+    at = app_factory(two_runs)
+    at.switch_page("views/confidence.py").run()
+    run_id = at.sidebar.selectbox(key="run").value
+    at.segmented_control(key="conf_show").set_value("chosen").run()
+    at.multiselect(key=f"conf_chosen_{run_id}").set_value([2, 5]).run()
+    at.run()
+    assert not _problems(at)
+    assert at.multiselect(key=f"conf_chosen_{run_id}").value == [2, 5]
+    assert at.segmented_control(key="conf_show").value == "chosen"
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    shown = [i for i, trace in enumerate(spec["data"]) if trace.get("visible", True) is True]
+    assert [spec["data"][i]["name"] for i in shown] == ["blob-1", "line"]
 
 
 def test_compare_two_runs(two_runs, app_factory):
