@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 from ael.commands.train import load_presets  # noqa: E402
 from ael.engine.trainer import train  # noqa: E402
 
-TAIL = ("Pole", "SignSymbol", "Fence", "Pedestrian", "Bicyclist")
+# CamVid's tail: Pole, SignSymbol, Fence, Pedestrian, Bicyclist (ael.data.camvid names).
+TAIL = ("pole", "sign-symbol", "fence", "pedestrian", "bicyclist")
 METHODS = {
     "supervised": "supervised.yaml",
     "mean_teacher": "mean_teacher.yaml",
