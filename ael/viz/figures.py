@@ -32,8 +32,12 @@ __all__ = [
     "scalar_lines_figure",
 ]
 
-#: Total points in a figure above which line traces use WebGL.
-WEBGL_THRESHOLD = 3000
+#: Total points in a figure above which line traces use WebGL (``scattergl``). Figures are
+#: first reduced to a point budget (see :func:`class_lines_figure`), and below it SVG draws
+#: faster than WebGL in a browser without a GPU (software GL): on a 2-core machine a live
+#: 150-class page kept within one refresh of the writer with SVG and fell ~15 s behind with
+#: WebGL. Pass ``webgl=True`` for more points on a GPU browser.
+WEBGL_THRESHOLD = 50_000
 
 _SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                    "#bcbd22", "#17becf")
@@ -141,6 +145,7 @@ def scalar_lines_figure(
     markers: bool = False,
     uirevision: str | None = None,
     height: int = 320,
+    webgl: bool | None = None,
 ) -> go.Figure:
     """Scalar series over steps, one trace each, in one figure.
 
@@ -153,11 +158,12 @@ def scalar_lines_figure(
         markers: draw markers too (for sparse series such as evaluations).
         uirevision: keeps zoom and hidden traces across redraws while it stays the same.
         height: pixels.
+        webgl: force ``scattergl`` (True) or SVG (False); None: past :data:`WEBGL_THRESHOLD` points.
     """
     go = _go()
     reduced = {name: reduce_steps(s, v, max_points, mode=mode) for name, (s, v) in series.items()}
     total = sum(len(s) for s, _ in reduced.values())
-    trace = go.Scattergl if total > WEBGL_THRESHOLD else go.Scatter
+    trace = go.Scattergl if (total > WEBGL_THRESHOLD if webgl is None else webgl) else go.Scatter
     fig = go.Figure()
     for n, (name, (steps, values)) in enumerate(reduced.items()):
         fig.add_trace(trace(x=steps, y=values, name=name, mode="lines+markers" if markers else "lines",
@@ -186,11 +192,13 @@ def class_lines_figure(
     markers: bool = False,
     uirevision: str | None = None,
     height: int = 420,
+    webgl: bool | None = None,
 ) -> go.Figure:
     """Per-class curves over steps in one figure: one trace per class, toggled from the legend.
 
     Highlighted classes (e.g. the tail) are drawn thick and opaque, the rest thin and faded.
-    Past :data:`WEBGL_THRESHOLD` points in total the traces are ``scattergl``.
+    Long series are reduced first (bucket means), to ``max_points`` per class and
+    ``max_total_points`` in all; past :data:`WEBGL_THRESHOLD` points the traces are ``scattergl``.
 
     Args:
         steps: ``(T,)``.
@@ -207,6 +215,7 @@ def class_lines_figure(
         markers: draw markers (for a handful of evaluations).
         uirevision: keeps zoom and legend toggles across redraws while it stays the same.
         height: pixels.
+        webgl: force ``scattergl`` (True) or SVG (False); None: past :data:`WEBGL_THRESHOLD` points.
     """
     go = _go()
     values = np.asarray(values, dtype=np.float64)
@@ -217,7 +226,7 @@ def class_lines_figure(
     colours = _palette_colours(palette, len(class_names))
     emphasised = set(int(c) for c in highlight)
     shown = None if visible is None else set(int(c) for c in visible)
-    kind = "scattergl" if values.size > WEBGL_THRESHOLD else "scatter"
+    kind = "scattergl" if (values.size > WEBGL_THRESHOLD if webgl is None else webgl) else "scatter"
     columns = np.ascontiguousarray(values.T)  # (C, K): one contiguous row per trace
     traces = []
     for c, name in enumerate(class_names):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -15,9 +17,42 @@ from ael.viz.figures import rgb_css
 PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": False}
 
 
+# A figure of this many points is redrawn at every live refresh; a heavier one proportionally
+# less often (a 150-class, 40k-step bank redraws about every 8 refreshes), so the browser keeps
+# up with a live run instead of queueing redraws.
+LIGHT_POINTS = 5000
+MAX_REDRAW_S = 30.0
+
+
 def chart(fig, *, key: str) -> None:
     """Draw a plotly figure full width (keyed, so a live redraw updates it in place)."""
     st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG, width="stretch")
+
+
+def live_chart(key: str, build: Callable[[], Any], *, inputs: tuple, version: object, points: int) -> None:
+    """Draw a figure that follows a live run, rebuilding it only when worth it.
+
+    The figure is rebuilt at once when ``inputs`` (the user's choices) change, and when the
+    data ``version`` changed and the figure's redraw interval has passed; otherwise the same
+    figure is drawn again, which Streamlit sends and the browser renders as a no-op.
+
+    Args:
+        key: the chart's key (unique on the page).
+        build: makes the figure.
+        inputs: everything the user chose that shapes the figure.
+        version: what identifies the data drawn (e.g. the last step and the row count).
+        points: points drawn, for the redraw interval.
+    """
+    from ael_app.state import selection
+
+    cache: dict[str, tuple[tuple, object, float, Any]] = st.session_state.setdefault("_ael_live_charts", {})
+    interval = min(MAX_REDRAW_S, selection().refresh_s * max(1.0, points / LIGHT_POINTS))
+    entry = cache.get(key)
+    now = time.monotonic()
+    if entry is None or entry[0] != inputs or (entry[1] != version and now - entry[2] >= interval):
+        entry = (inputs, version, now, build())
+        cache[key] = entry
+    chart(entry[3], key=key)
 
 
 def row_at(series: ClassSeries, step: int) -> tuple[int, np.ndarray] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 from ael_app import state
-from ael_app.render import chart, choose_step, row_at, tail_classes
+from ael_app.render import choose_step, live_chart, row_at, tail_classes
 
 from ael.runs import KNOWN_CLASS_VECTORS
 from ael.viz.figures import class_bars_figure, class_heatmap_figure, class_lines_figure, grouped_bars_figure
@@ -24,6 +24,7 @@ with st.expander("Options", expanded=False):
     c1, c2 = st.columns(2)
     c1.number_input("Tail classes highlighted", min_value=0, max_value=50, value=3, key="conf_tail")
     c2.toggle("Logarithmic frequency axis", value=True, key="conf_log_freq")
+    c1.toggle("WebGL lines (for a browser with a GPU)", value=False, key="conf_webgl")
     st.caption("Tail = rarest classes in the labeled pixels (else lowest confidence).")
 c1, c2 = st.columns([1, 3])
 show = c1.segmented_control("Classes shown", ["all", "tail", "chosen"], default="all", key="conf_show",
@@ -49,13 +50,19 @@ def _panel() -> None:
         bank = run.class_vectors("bank")
         uirev = run.run_id
         st.subheader("Per-class confidence over steps")
-        chart(class_lines_figure(bank.steps, bank.values, bank.class_names, palette=palette, highlight=highlight,
-                                 visible=visible, y_title="Conf_c", uirevision=f"{uirev}/bank"), key="conf_lines")
+        version = (len(bank.steps), int(bank.steps[-1]))
+        webgl = True if st.session_state.get("conf_webgl") else None
+        choice = (run.run_id, tuple(highlight), None if visible is None else tuple(visible), webgl)
+        points = min(len(bank.steps), 40_000 // max(1, len(bank.class_names))) * len(bank.class_names)
+        live_chart("conf_lines", lambda: class_lines_figure(
+            bank.steps, bank.values, bank.class_names, palette=palette, highlight=highlight, visible=visible,
+            y_title="Conf_c", uirevision=f"{uirev}/bank", webgl=webgl), inputs=choice, version=version, points=points)
         if highlight:
             st.caption("Highlighted tail classes: " + ", ".join(bank.class_names[c] for c in highlight))
         st.subheader("Classes x steps")
-        chart(class_heatmap_figure(bank.steps, bank.values, bank.class_names, colorbar_title="Conf",
-                                   uirevision=f"{uirev}/heat"), key="conf_heatmap")
+        live_chart("conf_heatmap", lambda: class_heatmap_figure(
+            bank.steps, bank.values, bank.class_names, colorbar_title="Conf", uirevision=f"{uirev}/heat"),
+            inputs=(run.run_id,), version=version, points=min(len(bank.steps), 400) * len(bank.class_names) // 4)
 
         st.subheader("At one step")
         step = choose_step(run, key="conf_step", latest=int(bank.steps[-1]))
@@ -65,8 +72,12 @@ def _panel() -> None:
                 found = row_at(run.class_vectors(name), step)
                 if found is not None:
                     vectors[f"{title} (step {found[0]})"] = found[1]
-        chart(class_bars_figure(vectors, bank.class_names, palette=palette, highlight=highlight),
-              key="conf_bars")
+        c = len(bank.class_names)
+        live_chart("conf_bars", lambda: class_bars_figure(vectors, bank.class_names, palette=palette,
+                                                          highlight=highlight),
+                   inputs=(run.run_id, tuple(highlight), step if not st.session_state.get(
+                       f"conf_step_{run.run_id}_follow", True) else None),
+                   version=tuple(vectors), points=4 * len(vectors) * c)
 
         left, right = st.columns(2)
         with left:
@@ -76,9 +87,10 @@ def _panel() -> None:
                 model = st.radio("Model", iou_names, horizontal=True, key="conf_iou_model",
                                  format_func=lambda n: n.removeprefix("iou_"))
                 iou = run.class_vectors(model if model in iou_names else iou_names[0])
-                chart(class_lines_figure(iou.steps, iou.values, iou.class_names, palette=palette,
-                                         highlight=highlight, visible=visible, y_title="IoU", markers=len(iou.steps) < 60,
-                                         uirevision=f"{uirev}/iou", height=380), key="conf_iou")
+                live_chart("conf_iou", lambda: class_lines_figure(
+                    iou.steps, iou.values, iou.class_names, palette=palette, highlight=highlight, visible=visible,
+                    y_title="IoU", markers=len(iou.steps) < 60, uirevision=f"{uirev}/iou", height=380),
+                    inputs=(*choice, model), version=len(iou.steps), points=3 * c * min(len(iou.steps), 600))
             else:
                 st.info("No evaluation yet.")
         with right:
@@ -90,9 +102,12 @@ def _panel() -> None:
                     if found is not None:
                         groups[f"{label} (step {found[0]})"] = found[1]
             if groups:
-                chart(grouped_bars_figure(groups, bank.class_names, y_title="share of pixels",
-                                          log_y=bool(st.session_state.get("conf_log_freq", True))),
-                      key="conf_freq")
+                log_y = bool(st.session_state.get("conf_log_freq", True))
+                live_chart("conf_freq", lambda: grouped_bars_figure(groups, bank.class_names,
+                                                                    y_title="share of pixels", log_y=log_y),
+                           inputs=(run.run_id, log_y, step if not st.session_state.get(
+                               f"conf_step_{run.run_id}_follow", True) else None),
+                           version=tuple(groups), points=4 * len(groups) * c)
             else:
                 st.info("No pixel frequencies logged (`freq_labeled`, `freq_pseudo`).")
         extra = [n for n in names if n not in dict(AT_STEP) and not n.startswith("iou_")

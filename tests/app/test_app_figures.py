@@ -61,14 +61,18 @@ def test_lowest_classes_skips_nan():
     assert lowest_classes(np.array([np.nan, np.nan]), 3) == []
 
 
-def test_class_lines_40k_steps_150_classes_is_bounded_webgl():
+def test_class_lines_40k_steps_150_classes_is_bounded():
     steps = np.arange(0, 40_000, 10)
     values = np.random.default_rng(0).random((len(steps), 150))
     names = [f"c{i}" for i in range(150)]
     fig = class_lines_figure(steps, values, names, highlight=[3, 7], max_points=600)
     assert len(fig.data) == 150
-    assert all(isinstance(t, go.Scattergl) for t in fig.data)
-    assert max(len(t.x) for t in fig.data) <= 600
+    assert all(isinstance(t, go.Scatter) for t in fig.data)  # the point budget keeps it SVG-light
+    assert sum(len(t.x) for t in fig.data) <= 40_000
+    fig = class_lines_figure(steps, values, names, max_total_points=200_000, max_points=600)
+    assert all(isinstance(t, go.Scattergl) for t in fig.data)  # past WEBGL_THRESHOLD points
+    assert 500 < max(len(t.x) for t in fig.data) <= 600
+    assert isinstance(class_lines_figure(steps, values, names, webgl=True).data[0], go.Scattergl)
     assert fig.data[3].line.width > fig.data[0].line.width
     assert fig.data[0].opacity < 1.0
 
