@@ -69,12 +69,12 @@ def test_class_lines_40k_steps_150_classes_is_bounded():
     assert len(fig.data) == 150
     assert all(isinstance(t, go.Scatter) for t in fig.data)  # the point budget keeps it SVG-light
     assert sum(len(t.x) for t in fig.data) <= 40_000
+    assert fig.data[3].line.width > fig.data[0].line.width
+    assert fig.data[0].opacity < 1.0
     fig = class_lines_figure(steps, values, names, max_total_points=200_000, max_points=600)
     assert all(isinstance(t, go.Scattergl) for t in fig.data)  # past WEBGL_THRESHOLD points
     assert 500 < max(len(t.x) for t in fig.data) <= 600
     assert isinstance(class_lines_figure(steps, values, names, webgl=True).data[0], go.Scattergl)
-    assert fig.data[3].line.width > fig.data[0].line.width
-    assert fig.data[0].opacity < 1.0
 
 
 def test_small_figures_use_svg_traces():
