@@ -8,7 +8,7 @@ import time
 import numpy as np
 import streamlit as st
 from ael_app import state
-from ael_app.render import chart
+from ael_app.render import chart, live_chart
 
 from ael.viz.figures import scalar_lines_figure
 
@@ -68,11 +68,13 @@ def _panel() -> None:
             if not group:
                 continue
             used.update(group)
+            series = {n: run.scalar(n) for n in group}
+            log_y = log_losses and title == "Losses"
             with slots[drawn % 2]:
-                fig = scalar_lines_figure({n: run.scalar(n) for n in group}, title=title,
-                                          log_y=log_losses and title == "Losses",
-                                          uirevision=f"{run.run_id}/{title}")
-                chart(fig, key=f"training_{title}")
+                live_chart(f"training_{title}", lambda series=series, title=title, log_y=log_y: scalar_lines_figure(
+                    series, title=title, log_y=log_y, uirevision=f"{run.run_id}/{title}"),
+                    inputs=(run.run_id, tuple(group), log_y), version=tuple(len(s) for s, _ in series.values()),
+                    points=sum(min(len(s), 3000) for s, _ in series.values()))
             drawn += 1
         if teacher or run.evals():
             series = {}
