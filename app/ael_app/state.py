@@ -51,14 +51,16 @@ def runs_dir_from_args(argv: list[str]) -> Path:
 class RunTailer:
     """One open run shared by every session looking at it; polls at most every ``min_interval_s``.
 
-    Damaged-line warnings of the reader are kept (the last few) to show on the page instead of
-    going to the server log only.
+    The reader is not made for concurrent use, so a page holds :attr:`lock` (reentrant) while it
+    polls and reads (see :func:`live_panel`); sessions on one run take turns, which costs little
+    since drawing data already read is fast. Damaged-line warnings of the reader are kept (the
+    last few) to show on the page instead of going to the server log only.
     """
 
     def __init__(self, runs_dir: Path, run_id: str, min_interval_s: float = 0.5) -> None:
         self.min_interval_s = min_interval_s
         self.notes: deque[str] = deque(maxlen=8)
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()
         self.run: Run = self._capture(lambda: open_run(runs_dir, run_id))
         self._polled = time.monotonic()
 
@@ -73,7 +75,7 @@ class RunTailer:
 
     def refresh(self) -> Run:
         """Read what was appended since the last poll (shared by all sessions) and return the run."""
-        with self._lock:
+        with self.lock:
             if time.monotonic() - self._polled >= self.min_interval_s:
                 self._capture(lambda: (self.run.poll(), self.run)[1])
                 self._polled = time.monotonic()
@@ -208,7 +210,10 @@ def live_panel(body: Callable[[], None], *, key: str, tailers: Sequence[RunTaile
     every = sel.refresh_s if sel.live and watching else None
 
     def panel() -> None:
-        body()
+        with contextlib.ExitStack() as held:
+            for tailer in sorted(tailers or (), key=lambda t: t.run.run_id):  # one order: no deadlock
+                held.enter_context(tailer.lock)
+            body()
         if every is not None and tailers is not None and not any(t.run.status() in LIVE_STATUSES for t in tailers):
             st.rerun()
 
