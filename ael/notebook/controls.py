@@ -40,6 +40,8 @@ class LauncherPanel:
         self.resume_overrides = list(resume_overrides)
         self.message = ""
         self._ui: dict[str, Any] = {}
+        if monitor is not None:
+            monitor.listeners.append(self.refresh)  # the status and buttons follow the run live
 
     def _act(self, action: str) -> None:
         try:

@@ -14,6 +14,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,11 +115,20 @@ class LiveMonitor:
         self._thread: threading.Thread | None = None
         self._halt = threading.Event()
         self._ui: dict[str, Any] = {}
+        #: Called after every poll (e.g. a launcher panel refreshing its status and buttons).
+        self.listeners: list[Callable[[], None]] = []
 
     # -------------------------------------------------------------------------- polling
 
     def poll(self) -> bool:
         """Read what the trainer wrote since the last poll and redraw; True when something was new."""
+        try:
+            return self._poll()
+        finally:
+            for listener in list(self.listeners):
+                listener()
+
+    def _poll(self) -> bool:
         with self._lock:
             self.polls += 1
             if self.run is None:

@@ -15,6 +15,7 @@ from nb_helpers import tiny_config, write_run
 
 from ael.config import ConfigError, load_yaml
 from ael.data.base import DatasetError
+from ael.engine.trainer import RunFolderError
 from ael.notebook import (
     ABLATIONS_DIR,
     EXIT_STOPPED,
@@ -65,6 +66,7 @@ def test_launcher_starts_stops_and_resumes_a_real_training_process(runs_dir, tmp
     finally:
         launcher.kill()
     assert launcher.returncode == EXIT_STOPPED and launcher.state() == "stopped", launcher.log_tail(40)
+    assert "stopped (exit 75)" in panel.widget().children[1].value
     stopped = open_run(runs_dir, "bg")
     assert stopped.status() == "crashed" and stopped.error["type"] == "StopRequested"
     assert stopped.last_step is not None and stopped.last_step >= 2  # scalars are written one step late
@@ -90,6 +92,9 @@ def test_launcher_starts_stops_and_resumes_a_real_training_process(runs_dir, tmp
     assert set(steps[steps < resumed_at]) <= set(range(resumed_at)) and 0 in steps
     monitor.poll()
     assert monitor.points("loss/total") == len(steps) and "bg: finished, step 6 / 7" in monitor.status_text()
+    status, buttons = panel.widget().children[1], panel.widget().children[0].children
+    assert status.value.startswith("<b>bg</b>: finished")  # refreshed by the monitor's poll
+    assert [b.disabled for b in buttons] == [True, True, False, False]  # start, stop, resume, refresh
 
 
 def test_launcher_refuses_what_it_cannot_do(runs_dir, tmp_path):
@@ -101,6 +106,9 @@ def test_launcher_refuses_what_it_cannot_do(runs_dir, tmp_path):
     with pytest.raises(ValueError, match="invalid run id"):
         TrainingLauncher(cfg, run_id="../outside")
     assert Path(launcher.cfg.run.runs_dir).is_absolute() and launcher.cfg.run.name == "never"
+    (runs_dir / "notarun").mkdir()
+    with pytest.raises(RunFolderError, match=r"notarun: not a run folder \(no manifest.json\)"):
+        TrainingLauncher.for_run(runs_dir / "notarun")
 
 
 # ------------------------------------------------------------------------------------------ configs
