@@ -102,6 +102,7 @@ class LiveMonitor:
         self.tail_count = tail_count
         self.max_points = max_points
         self.stop_when_ended = stop_when_ended
+        #: The open run; while :meth:`start` polls, read it between :meth:`stop` and :meth:`start`.
         self.run: Run | None = None
         self.losses = figure_widget()
         self.confidence = figure_widget()
@@ -147,16 +148,21 @@ class LiveMonitor:
 
     def points(self, series: str) -> int:
         """How many steps of a scalar (``loss/total``) or class vector (``bank``) have been read."""
-        if self.run is None:
+        with self._lock:  # the polling thread may be reading the run
+            if self.run is None:
+                return 0
+            if series in self.run.class_vector_names():
+                return len(self.run.class_vectors(series).steps)
+            if series in self.run.scalar_names():
+                return len(self.run.scalar(series)[0])
             return 0
-        if series in self.run.class_vector_names():
-            return len(self.run.class_vectors(series).steps)
-        if series in self.run.scalar_names():
-            return len(self.run.scalar(series)[0])
-        return 0
 
     def status_text(self) -> str:
         """One line: status, step / total, latest losses and mIoU."""
+        with self._lock:
+            return self._status_text()
+
+    def _status_text(self) -> str:
         run = self.run
         if run is None:
             return f"{self.run_id}: waiting for the run folder in {self.runs_dir}"

@@ -28,7 +28,8 @@ def test_01_trains_in_the_background_and_shows_it_live(tmp_path):
     runs = tmp_path / "runs"
     nb = execute_notebook("01_train_and_watch.ipynb", {
         "RUNS_DIR": str(runs), "RUN_ID": "nb01", "ITERATIONS": 6, "IMAGE_SIZE": 32, "NUM_CLASSES": 5,
-        "OVERRIDES": TINY, "REFRESH_S": 0.5, "CHECKPOINT_EVERY": 3, "WAIT_FOR_END": True, "WAIT_TIMEOUT_S": 150,
+        "OVERRIDES": [*TINY, "train.eval.every=0"], "REFRESH_S": 0.5, "CHECKPOINT_EVERY": 3,
+        "WAIT_FOR_END": True, "WAIT_TIMEOUT_S": 150,
     }, cwd=NOTEBOOKS)
     run = open_run(runs, "nb01")
     assert run.status() == "finished"
