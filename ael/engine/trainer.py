@@ -564,6 +564,10 @@ class Trainer:
                     self._log_scalars(step, values, bar)
                 self.run_eval()
             if self.iteration == end or (cfg.checkpoint_every > 0 and self.iteration % cfg.checkpoint_every == 0):
+                # Scalars still waiting for their one-step-late write belong before the checkpoint:
+                # a run resumed from it would otherwise never write them.
+                for step, values in deferred.pop_ready(flush=True):
+                    self._log_scalars(step, values, bar)
                 self.save()
         for step, values in deferred.pop_ready(flush=True):
             self._log_scalars(step, values, bar)

@@ -298,3 +298,27 @@ def test_camvid_preset_runs_a_few_steps(tmp_path):
         "train.eval.model=teacher", "train.eval.scales=[0.25]"])
     result = train(cfg, progress=False)
     assert result.iterations == 2 and len(result.final["teacher"]["iou"]) == 11
+
+
+def test_a_stop_right_after_a_checkpoint_loses_no_scalar(tmp_path, monkeypatch):
+    """Scalars are written one step late; the checkpoint must not be taken before they are."""
+    from ael.engine.trainer import Trainer
+
+    real_save = Trainer.save
+
+    def save_then_die(self):
+        path = real_save(self)
+        if self.iteration == 4:
+            raise KeyboardInterrupt("killed right after the checkpoint")
+        return path
+
+    cfg = config_from_dict(tiny(tmp_path, iterations=6, media_every=0, checkpoint_every=2,
+                                eval={"every": 0, "model": "teacher"}))
+    monkeypatch.setattr(Trainer, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    monkeypatch.setattr(Trainer, "save", real_save)
+    run = only_run(tmp_path)
+    train(load_run_config(run), resume_dir=run, progress=False)
+    steps = {r["step"] for r in read_jsonl(run / "scalars.jsonl") if "step" in r}
+    assert steps == set(range(6))
