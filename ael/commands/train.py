@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ael.config import Config, ConfigError, apply_overrides, config_from_dict, load_yaml
 
-__all__ = ["cli_main", "load_presets", "merge_dicts", "preset_name"]
+__all__ = ["EXIT_STOPPED", "cli_main", "load_presets", "merge_dicts", "preset_name"]
+
+#: Exit status of a run stopped gracefully (SIGTERM/SIGINT) with a checkpoint: resume it.
+EXIT_STOPPED = 75
 
 logger = logging.getLogger(__name__)
 
@@ -83,16 +87,22 @@ def _parser() -> argparse.ArgumentParser:
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """``ael train``; returns the exit code."""
     args = _parser().parse_args(argv)
-    from ael.engine.trainer import load_run_config, train
+    from ael.engine.trainer import Trainer, TrainingStopped, load_run_config
 
     if args.resume:
         if args.config:
             raise ConfigError("--resume uses the config saved in the run folder; give overrides, not --config")
         cfg = load_run_config(args.resume, args.overrides)
-        result = train(cfg, resume_dir=args.resume, progress=not args.no_progress)
+        trainer = Trainer(cfg, resume_dir=args.resume, progress=not args.no_progress)
     else:
         cfg = load_presets(args.config, args.overrides)
-        result = train(cfg, preset=preset_name(args.config), progress=not args.no_progress)
+        trainer = Trainer(cfg, preset=preset_name(args.config), progress=not args.no_progress)
+    try:
+        with trainer.stop_on_signals():
+            result = trainer.fit()
+    except TrainingStopped as stopped:
+        print(f"ael train: {stopped}", file=sys.stderr)
+        return EXIT_STOPPED
     if result.is_main:
         print(result.summary())
     return 0

@@ -26,9 +26,12 @@ import logging
 import math
 import os
 import resource
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,6 +264,7 @@ class Trainer:
         self.cfg = cfg
         self.progress = progress
         self.stop_at = stop_at
+        self._stop_reason: str | None = None
         self.ctx = dist_utils.setup_distributed(cfg.train.device)
         self.device = self.ctx.device
         self.seed = dist_utils.rank_seed(cfg.train.seed, self.ctx.rank)
@@ -495,6 +499,55 @@ class Trainer:
         self.close()
         return self._result()
 
+    def request_stop(self, reason: str = "on request") -> None:
+        """Ask the loop to stop after the current iteration, with a checkpoint (safe from a signal handler).
+
+        In a distributed run the request is shared at the per-class logging cadence
+        (``train.classes_every``), so every rank stops at the same iteration.
+        """
+        self._stop_reason = reason
+
+    @contextmanager
+    def stop_on_signals(self) -> Iterator[None]:
+        """While inside, SIGTERM / SIGINT stop training gracefully (a second one aborts at once).
+
+        The first signal lets the iteration finish, writes a checkpoint and ends :meth:`fit` with
+        :class:`TrainingStopped`, so ``ael train --resume`` loses nothing (cluster pre-emption,
+        the notebooks' Stop button). Outside the main thread signals cannot be caught: no-op.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        def handler(signum: int, frame: Any) -> None:
+            name = signal.Signals(signum).name
+            if self._stop_reason is not None:
+                raise KeyboardInterrupt(f"second {name}: aborting without a checkpoint")
+            logger.warning("%s received: stopping after this iteration with a checkpoint "
+                           "(send it again to abort at once)", name)
+            self.request_stop(f"on {name}")
+
+        for sig in previous:
+            signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, old_handler in previous.items():
+                signal.signal(sig, old_handler)
+
+    def _should_stop(self, iteration: int) -> bool:
+        """Whether a stop was requested here (agreed across ranks at the class-vector cadence)."""
+        if not self.ctx.is_distributed:
+            return self._stop_reason is not None
+        if iteration % self.cfg.train.classes_every != 0:
+            return False
+        flag = torch.tensor([0.0 if self._stop_reason is None else 1.0], device=self.device)
+        dist_utils.all_reduce_sum_([flag])
+        if flag.item() > 0 and self._stop_reason is None:  # another rank was signalled
+            self._stop_reason = "on request (another rank)"
+        return self._stop_reason is not None
+
     def close(self) -> None:
         """Stop background threads and loader workers."""
         if self.fetcher is not None:
@@ -563,18 +616,23 @@ class Trainer:
                 for step, values in deferred.pop_ready(flush=True):
                     self._log_scalars(step, values, bar)
                 self.run_eval()
-            if self.iteration == end or (cfg.checkpoint_every > 0 and self.iteration % cfg.checkpoint_every == 0):
+            stop = self.iteration < end and self._should_stop(it)
+            if stop or self.iteration == end or (cfg.checkpoint_every > 0
+                                                 and self.iteration % cfg.checkpoint_every == 0):
                 # Scalars still waiting for their one-step-late write belong before the checkpoint:
                 # a run resumed from it would otherwise never write them.
                 for step, values in deferred.pop_ready(flush=True):
                     self._log_scalars(step, values, bar)
                 self.save()
+            if stop:
+                break
         for step, values in deferred.pop_ready(flush=True):
             self._log_scalars(step, values, bar)
         if bar is not None:
             bar.close()
         if self.iteration < total:
-            raise TrainingStopped(f"stopped at iteration {self.iteration} of {total} on request; "
+            raise TrainingStopped(f"stopped at iteration {self.iteration} of {total} "
+                                  f"{self._stop_reason or 'on request'}; "
                                   f"continue with: ael train --resume {self.run_dir}")
 
     # -------------------------------------------------------------------------------- logging

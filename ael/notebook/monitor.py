@@ -168,7 +168,7 @@ class LiveMonitor:
             return f"{self.run_id}: waiting for the run folder in {self.runs_dir}"
         step, total = run.last_step, run.total_steps
         status = run.status()
-        if status == "crashed" and (run.error or {}).get("type") == "StopRequested":
+        if status == "crashed" and (run.error or {}).get("type") in ("StopRequested", "TrainingStopped"):
             status = "stopped (resumable)"
         text = f"{self.run_id}: {status}, step {'-' if step is None else step}"
         text += f" / {total}" if total else ""

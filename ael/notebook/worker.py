@@ -1,9 +1,10 @@
 """The background training process a :class:`~ael.notebook.launcher.TrainingLauncher` starts.
 
-``python -m ael.notebook.worker <ael train arguments>`` runs ``ael train`` with one addition: a
-SIGINT or SIGTERM (the launcher's Stop) raises :class:`StopRequested` in the training loop, so the
-trainer records the run as ended by that request (with the iteration) and the process exits with
-:data:`EXIT_STOPPED`. ``--resume`` then continues from the run's latest checkpoint.
+``python -m ael.notebook.worker <ael train arguments>`` runs ``ael train``. Once training runs,
+a SIGINT or SIGTERM (the launcher's Stop) is handled by the trainer itself: it finishes the
+iteration, writes a checkpoint, records the run as stopped (``TrainingStopped``) and ``ael train``
+exits with :data:`EXIT_STOPPED`; ``--resume`` then continues exactly there. Before training starts
+(imports, dataset validation) the handlers below raise :class:`StopRequested` instead.
 
 The handlers are installed explicitly because a process started from a Jupyter kernel may
 inherit an ignored SIGINT, which Python would keep.
@@ -17,10 +18,12 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
+from ael.commands.train import EXIT_STOPPED as TRAIN_EXIT_STOPPED
+
 __all__ = ["EXIT_STOPPED", "StopRequested", "main"]
 
 #: Exit status of a run stopped on request (sysexits' EX_TEMPFAIL: try again, i.e. resume).
-EXIT_STOPPED = 75
+EXIT_STOPPED = TRAIN_EXIT_STOPPED
 
 logger = logging.getLogger(__name__)
 

@@ -322,3 +322,42 @@ def test_a_stop_right_after_a_checkpoint_loses_no_scalar(tmp_path, monkeypatch):
     train(load_run_config(run), resume_dir=run, progress=False)
     steps = {r["step"] for r in read_jsonl(run / "scalars.jsonl") if "step" in r}
     assert steps == set(range(6))
+
+
+def test_sigterm_stops_gracefully_with_a_checkpoint_and_resume_loses_nothing(tmp_path):
+    """Cluster pre-emption or the notebooks' Stop: finish the iteration, checkpoint, exit 75."""
+    import yaml
+
+    cfg = tiny(tmp_path / "runs", iterations=400, media_every=0, checkpoint_every=0,
+               eval={"every": 0, "model": "teacher"})
+    cfg["run"]["name"] = "pre-empted"
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "runs" / "pre-empted"
+    proc = subprocess.Popen([sys.executable, "-m", "ael.cli", "train", "--config", str(preset), "--no-progress"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (run / "scalars.jsonl").exists() or len(read_jsonl(run / "scalars.jsonl")) < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 75, output
+    assert "ael train --resume" in output
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "crashed" and manifest["error"]["type"] == "TrainingStopped"
+    stopped_at = int(list_checkpoints(run / "checkpoints")[-1].stem.split("_")[-1])
+    steps = [r["step"] for r in read_jsonl(run / "scalars.jsonl") if "step" in r]
+    assert steps == list(range(stopped_at))  # every finished iteration is in the store and the checkpoint
+    assert stopped_at < 400
+
+    resumed = subprocess.run([sys.executable, "-m", "ael.cli", "train", "--resume", str(run), "--no-progress",
+                              "train.iterations=" + str(stopped_at + 2)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    steps = sorted({r["step"] for r in read_jsonl(run / "scalars.jsonl") if "step" in r})
+    assert steps == list(range(stopped_at + 2))
