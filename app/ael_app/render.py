@@ -25,8 +25,13 @@ MAX_REDRAW_S = 30.0
 
 
 def chart(fig, *, key: str) -> None:
-    """Draw a plotly figure full width (keyed, so a live redraw updates it in place)."""
-    st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG, width="stretch")
+    """Draw a plotly figure full width with plotly's white template.
+
+    Streamlit's own chart theme is left off: restyling every trace in the browser cost about a
+    third of the time to draw a 150-class page on a 2-core machine.
+    """
+    fig.update_layout(template="plotly_white")
+    st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG, width="stretch", theme=None)
 
 
 def live_chart(key: str, build: Callable[[], Any], *, inputs: tuple, version: object, points: int) -> None:

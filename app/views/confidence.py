@@ -16,6 +16,7 @@ tailer = state.open_tailer(sel)
 if tailer is None:
     st.stop()
 
+MAX_IOU_LINES = 40  # more classes: per-class IoU as a heatmap
 AT_STEP = (("bank", "confidence bank Conf"), ("copy_paste_prob", "Copy-Paste distribution"),
            ("cutmix_prob", "CutMix distribution"), ("sampling_ratio", "sampling ratio r_c"))
 
@@ -87,10 +88,16 @@ def _panel() -> None:
                 model = st.radio("Model", iou_names, horizontal=True, key="conf_iou_model",
                                  format_func=lambda n: n.removeprefix("iou_"))
                 iou = run.class_vectors(model if model in iou_names else iou_names[0])
-                live_chart("conf_iou", lambda: class_lines_figure(
-                    iou.steps, iou.values, iou.class_names, palette=palette, highlight=highlight, visible=visible,
-                    y_title="IoU", markers=len(iou.steps) < 60, uirevision=f"{uirev}/iou", height=380),
-                    inputs=(*choice, model), version=len(iou.steps), points=3 * c * min(len(iou.steps), 600))
+                if c <= MAX_IOU_LINES:
+                    live_chart("conf_iou", lambda: class_lines_figure(
+                        iou.steps, iou.values, iou.class_names, palette=palette, highlight=highlight,
+                        visible=visible, y_title="IoU", markers=len(iou.steps) < 60, uirevision=f"{uirev}/iou",
+                        height=380), inputs=(*choice, model), version=len(iou.steps),
+                        points=3 * c * min(len(iou.steps), 600))
+                else:  # a legend of 150 lines is unreadable and slow: classes x evaluations instead
+                    live_chart("conf_iou", lambda: class_heatmap_figure(
+                        iou.steps, iou.values, iou.class_names, colorbar_title="IoU", uirevision=f"{uirev}/iou"),
+                        inputs=(run.run_id, model), version=len(iou.steps), points=c * min(len(iou.steps), 400) // 4)
             else:
                 st.info("No evaluation yet.")
         with right:
