@@ -7,9 +7,11 @@ follow ``(rank + 1) ** -tail_power``, so with the defaults (8 classes, power 2) 
 covers most pixels and the last classes stay under 1 %.
 
 The set is meant to be hard in the way real long-tailed data is hard: classes share colour
-prototypes (class ``c`` and ``c + 4`` look alike apart from a small offset and their texture),
-every image jitters colours and brightness and adds pixel noise, and tail objects are one or
-two pixels thin, so a plain supervised model learns the tail clearly worse than the head.
+prototypes (class ``c`` and ``c + 4`` look alike apart from an offset of about the size of the
+per-image colour jitter, and their texture), every image jitters colours and brightness and
+adds pixel noise, and tail objects are rare and small (3-4 px thick lines and rings, discs of
+4-6 px radius: learnable by a model predicting at stride 4, but seen in only a fraction of the
+images), so a plain supervised model learns the tail clearly worse than the head.
 A one-pixel ignore band (label 255) runs along the image edge and around every object on the
 background side, as the boundary band of Pascal VOC.
 
@@ -48,8 +50,16 @@ _TAIL_KINDS = ("line", "ring", "disc")
 _PROTOTYPES = np.array(
     [[0.45, 0.50, 0.40], [0.55, 0.47, 0.36], [0.42, 0.46, 0.58], [0.58, 0.42, 0.46]], dtype=np.float32
 )
+_CLASS_OFFSET = 0.1  # per class, per channel, around its prototype (fixed per dataset)
 _COLOR_JITTER = 0.06  # per image, per class, per channel (std)
 _PIXEL_NOISE = 0.07  # per pixel (std)
+# Tail geometry in pixels at image sizes up to 96 (scaled up beyond). Tail objects are at least
+# 3 px thick (discs 4 px in radius) so that a small model, whose decoder predicts at stride 4, can
+# learn them at all; they stay rare because their instance counts are sized to the class share.
+_LINE_THICK = (3.0, 4.0)
+_RING_RADIUS = (5.0, 9.0)
+_RING_THICK = (3.0, 4.0)
+_DISC_RADIUS = (4.0, 6.0)
 
 
 @dataclass(frozen=True)
@@ -122,7 +132,7 @@ def synthetic_layout(*, num_classes: int = 8, image_size: int = 96, tail_power: 
 
     style = np.random.default_rng([seed, 0, 0])
     proto = _PROTOTYPES[np.arange(num_classes) % len(_PROTOTYPES)]
-    colors = proto + style.uniform(-0.05, 0.05, size=(num_classes, 3)).astype(np.float32)
+    colors = proto + style.uniform(-_CLASS_OFFSET, _CLASS_OFFSET, size=(num_classes, 3)).astype(np.float32)
     return SyntheticLayout(
         classes=tuple(named),
         image_size=int(image_size),
@@ -134,14 +144,14 @@ def synthetic_layout(*, num_classes: int = 8, image_size: int = 96, tail_power: 
 
 
 def _mean_instance_area(kind: str, size: int) -> float:
-    """Expected pixel area of one instance of a thin/small kind (matches the draws below)."""
-    scale = size / 96.0
+    """Expected pixel area of one instance of a tail kind (matches the draws below)."""
+    scale = max(1.0, size / 96.0)
     if kind == "line":
-        return 0.425 * size * 1.6  # mean length x mean thickness
+        return 0.425 * size * np.mean(_LINE_THICK) * scale  # mean length x mean thickness
     if kind == "ring":
-        return 2 * np.pi * 5.5 * scale * 1.5
+        return 2 * np.pi * np.mean(_RING_RADIUS) * scale * np.mean(_RING_THICK) * scale
     if kind == "disc":
-        r_lo, r_hi = max(1.2, 1.5 * scale), max(1.8, 3.0 * scale)
+        r_lo, r_hi = _DISC_RADIUS[0] * scale, _DISC_RADIUS[1] * scale
         return np.pi * (r_hi**3 - r_lo**3) / (3 * (r_hi - r_lo))
     raise ValueError(kind)
 
@@ -187,9 +197,10 @@ def _paint_instances(rng: np.random.Generator, kind: str, yy: np.ndarray, xx: np
     if n == 0:
         return np.zeros(yy.shape, dtype=bool)
     cy, cx = _u(rng, 0, size, size=(2, n, 1, 1))
+    scale = max(1.0, scale)
     if kind == "line":
         length = _u(rng, 0.25, 0.6, size=(n, 1, 1)) * size
-        thick = _u(rng, 1.0, 2.2, size=(n, 1, 1))
+        thick = _u(rng, *_LINE_THICK, size=(n, 1, 1)) * scale
         theta = _u(rng, 0, np.pi, size=(n, 1, 1))
         ux, uy = np.cos(theta), np.sin(theta)
         dx, dy = xx - cx, yy - cy
@@ -198,11 +209,11 @@ def _paint_instances(rng: np.random.Generator, kind: str, yy: np.ndarray, xx: np
         return (dist <= thick / 2).any(0)
     dist = np.hypot(xx - cx, yy - cy)
     if kind == "ring":
-        radius = _u(rng, 3.0, 8.0, size=(n, 1, 1)) * scale
-        thick = _u(rng, 1.0, 2.0, size=(n, 1, 1))
+        radius = _u(rng, *_RING_RADIUS, size=(n, 1, 1)) * scale
+        thick = _u(rng, *_RING_THICK, size=(n, 1, 1)) * scale
         return (np.abs(dist - radius) <= thick / 2).any(0)
     if kind == "disc":
-        radius = _u(rng, max(1.2, 1.5 * scale), max(1.8, 3.0 * scale), size=(n, 1, 1))
+        radius = _u(rng, *_DISC_RADIUS, size=(n, 1, 1)) * scale
         return (dist <= radius).any(0)
     raise ValueError(f"synthetic: unknown class kind {kind!r}")
 
