@@ -646,9 +646,18 @@ def writer_from_config(
     from ael.config import config_to_dict
 
     run = cfg.run
+    run_id = run_id or run.name
+    if run_id is None:
+        # Generated ids have one-second resolution: two runs started in the same second (a
+        # benchmark, a notebook) get -2, -3, ... rather than a refusal.
+        base = new_run_id(preset)
+        run_id, n = base, 1
+        while (Path(run.runs_dir) / run_id).exists():
+            n += 1
+            run_id = f"{base}-{n}"
     return RunWriter(
         run.runs_dir,
-        run_id or run.name or new_run_id(preset),
+        run_id,
         class_names=class_names,
         palette=palette,
         ignore_index=ignore_index,

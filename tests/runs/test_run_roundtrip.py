@@ -247,3 +247,20 @@ def test_writer_from_config_records_the_resolved_config(tmp_path):
     assert run.total_steps == 77 and run.manifest["heartbeat_s"] == 3.0
     assert run.manifest["dataset"] == cfg.data.dataset and run.manifest["split"] == "1/4"
     assert new_run_id("voc/aug 1", now=0.0).endswith("-voc_aug_1")
+
+
+def test_generated_run_ids_never_clash_within_a_second(tmp_path):
+    from ael.config import load_config
+    from ael.runs import writer_from_config
+
+    cfg = load_config(overrides=[f"run.runs_dir={tmp_path / 'runs'}"])
+    ids = []
+    for _ in range(3):
+        with writer_from_config(cfg, class_names=CLASS_NAMES, palette=PALETTE, ignore_index=255,
+                                preset="same") as writer:
+            ids.append(writer.run_id)
+    assert len(set(ids)) == 3
+    # Within one second: the base id, then -2, -3 (a later second starts a new base).
+    import re
+
+    assert all(re.fullmatch(r"\d{8}-\d{6}-same(-\d+)?", i) for i in ids), ids
