@@ -6,10 +6,10 @@ and thin or small tail classes (lines, rings, discs). Pixel shares of the foregr
 follow ``(rank + 1) ** -tail_power``, so with the defaults (8 classes, power 2) the head
 covers most pixels and the last classes stay under 1 %.
 
-The set is meant to be hard in the way real long-tailed data is hard: classes share colour
-prototypes (class ``c`` and ``c + 4`` look alike apart from an offset of about the size of the
-per-image colour jitter, and their texture), every image jitters colours and brightness and
-adds pixel noise, and tail objects are rare and small (3-4 px thick lines and rings, discs of
+The set is meant to be hard in the way real long-tailed data is hard: head and mid classes share
+colour prototypes (class ``c`` and ``c + 4`` look alike apart from an offset of about the size of
+the per-image colour jitter, and their texture), every image jitters colours and brightness and
+adds pixel noise, and tail objects (coloured apart from the head) are rare and small (3-4 px thick lines and rings, discs of
 4-6 px radius: learnable by a model predicting at stride 4, but seen in only a fraction of the
 images), so a plain supervised model learns the tail clearly worse than the head.
 A one-pixel ignore band (label 255) runs along the image edge and around every object on the
@@ -50,6 +50,7 @@ _TAIL_KINDS = ("line", "ring", "disc")
 _PROTOTYPES = np.array(
     [[0.45, 0.50, 0.40], [0.55, 0.47, 0.36], [0.42, 0.46, 0.58], [0.58, 0.42, 0.46]], dtype=np.float32
 )
+_TAIL_PROTOTYPES = np.array([[0.80, 0.30, 0.30], [0.30, 0.75, 0.35], [0.30, 0.40, 0.85]], dtype=np.float32)
 _CLASS_OFFSET = 0.1  # per class, per channel, around its prototype (fixed per dataset)
 _COLOR_JITTER = 0.06  # per image, per class, per channel (std)
 _PIXEL_NOISE = 0.07  # per pixel (std)
@@ -132,6 +133,11 @@ def synthetic_layout(*, num_classes: int = 8, image_size: int = 96, tail_power: 
 
     style = np.random.default_rng([seed, 0, 0])
     proto = _PROTOTYPES[np.arange(num_classes) % len(_PROTOTYPES)]
+    # Tail classes get colours of their own: what makes them hard is that they are rare and
+    # small, as in real long-tailed data, not that they are indistinguishable from a head class
+    # (then no method could learn them in a demo's few hundred steps).
+    is_tail = np.array([cls.kind in _TAIL_KINDS for cls in named])
+    proto[is_tail] = _TAIL_PROTOTYPES[np.arange(int(is_tail.sum())) % len(_TAIL_PROTOTYPES)]
     colors = proto + style.uniform(-_CLASS_OFFSET, _CLASS_OFFSET, size=(num_classes, 3)).astype(np.float32)
     return SyntheticLayout(
         classes=tuple(named),
