@@ -97,19 +97,9 @@ class DatasetInfo:
         Raises:
             ValueError: naming the first entry that is neither a valid index nor a class name.
         """
-        lookup = {name: i for i, name in enumerate(self.class_names)}
-        out = []
-        for item in classes:
-            if isinstance(item, str) and item in lookup:
-                out.append(lookup[item])
-            elif isinstance(item, int) and not isinstance(item, bool) and 0 <= item < self.num_classes:
-                out.append(item)
-            else:
-                raise ValueError(
-                    f"dataset {self.name!r}: {item!r} is not a class index in [0, {self.num_classes}) "
-                    f"nor one of the class names {list(self.class_names)}"
-                )
-        return tuple(out)
+        from ael.core.bank import resolve_class_indices
+
+        return tuple(resolve_class_indices(list(classes), self.class_names))
 
     def to_dict(self) -> dict:
         """Plain JSON-ready form (for run manifests)."""

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from ael.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict, dump_config
-from ael.core.bank import ConfidenceBank
+from ael.core.bank import ConfidenceBank, resolve_class_indices
 from ael.core.cutmix import CutMixBank
 from ael.data.base import DatasetError
 from ael.data.loaders import TrainLoaders, build_train_loaders, build_val_loader
@@ -213,23 +213,21 @@ def build_models_from_config(cfg: Config, num_classes: int, device: torch.device
 
 
 def _excluded_classes(cfg: Config, class_names: Sequence[str]) -> tuple[int, ...]:
-    lookup = {n: i for i, n in enumerate(class_names)}
-    out = []
+    listed = []
     for item in cfg.core.copy_paste.excluded_classes:
-        if isinstance(item, str):
-            if item not in lookup:
-                raise ConfigError(f"core.copy_paste.excluded_classes: {item!r} is not a class name "
-                                  f"({', '.join(class_names)})")
-            out.append(lookup[item])
-        elif 0 <= item < len(class_names):
-            out.append(int(item))
-        else:
+        if isinstance(item, int) and not 0 <= item < len(class_names):
             # The release's list [0, 1, 2, 8, 10] names classes a small dataset may not have.
             logger.warning("core.copy_paste.excluded_classes: class %d does not exist (%d classes); ignored",
                            item, len(class_names))
-    if len(set(out)) >= len(class_names):
+            continue
+        listed.append(item)
+    try:
+        out = set(resolve_class_indices(listed, class_names))
+    except ValueError as err:
+        raise ConfigError(f"core.copy_paste.excluded_classes: {err}") from None
+    if len(out) >= len(class_names):
         raise ConfigError("core.copy_paste.excluded_classes excludes every class")
-    return tuple(sorted(set(out)))
+    return tuple(sorted(out))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -361,3 +361,18 @@ def test_sigterm_stops_gracefully_with_a_checkpoint_and_resume_loses_nothing(tmp
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     steps = sorted({r["step"] for r in read_jsonl(run / "scalars.jsonl") if "step" in r})
     assert steps == list(range(stopped_at + 2))
+
+
+def test_excluded_classes_resolve_names_skip_missing_indices_and_refuse_all():
+    from ael.engine.trainer import _excluded_classes
+
+    names = ["road", "pole", "sky"]
+
+    def excluded(items):
+        return _excluded_classes(config_from_dict({"core": {"copy_paste": {"excluded_classes": items}}}), names)
+
+    assert excluded([0, "sky", 10]) == (0, 2)  # the release's indices past C are ignored with a warning
+    with pytest.raises(ConfigError, match="unknown class name 'tree'"):
+        excluded(["tree"])
+    with pytest.raises(ConfigError, match="excludes every class"):
+        excluded([0, 1, "sky"])
