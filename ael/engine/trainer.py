@@ -77,7 +77,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_TAIL_SHARE = 0.25  # a class is "tail" when its pixel share is below a quarter of the uniform share
+TAIL_SHARE = 0.25  # a class is "tail" when its pixel share is below a quarter of the uniform share
 
 
 class RunFolderError(RunStoreError):
@@ -96,7 +96,7 @@ class TrainingStopped(RuntimeError):
 def tail_classes(frequencies: Sequence[float]) -> list[bool]:
     """Which classes are "tail": pixel share below a quarter of the uniform share ``1 / C``."""
     c = len(frequencies)
-    return [float(f) < _TAIL_SHARE / c for f in frequencies]
+    return [float(f) < TAIL_SHARE / c for f in frequencies]
 
 
 @dataclass

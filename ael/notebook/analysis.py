@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ael.engine.trainer import TAIL_SHARE, tail_classes
 from ael.runs import Run, list_runs, open_run
 from ael.viz.figures import (
     class_heatmap_figure,
@@ -34,15 +35,13 @@ __all__ = ["RunAnalysis", "RunResult", "method_label", "tail_mask"]
 
 logger = logging.getLogger(__name__)
 
-_TAIL_SHARE = 0.25  # as the trainer's summary: tail = under a quarter of the uniform share 1 / C
 _STRATEGIES = (("copy_paste", "adaptive Copy-Paste"), ("cutmix", "adaptive CutMix"),
                ("sampling", "equalization sampling"), ("reweight", "re-weighting"))
 
 
 def tail_mask(frequencies: np.ndarray) -> np.ndarray:
-    """``(C,)`` bool: pixel share below a quarter of the uniform share ``1 / C`` (the trainer's rule)."""
-    frequencies = np.asarray(frequencies, dtype=np.float64)
-    return frequencies < _TAIL_SHARE / max(1, len(frequencies))
+    """``(C,)`` bool: the trainer's tail rule (:func:`ael.engine.trainer.tail_classes`) as an array."""
+    return np.asarray(tail_classes(np.asarray(frequencies, dtype=np.float64).tolist()), dtype=bool)
 
 
 def method_label(config: Mapping[str, Any]) -> str:
@@ -170,7 +169,7 @@ class RunAnalysis:
         first = self.results[self.comparable[0]]
         ious = {self.labels[run_id]: 100 * self.results[run_id].iou for run_id in self.comparable}
         return iou_frequency_figure(first.frequencies, ious, self.class_names,
-                                    tail_share=_TAIL_SHARE / len(self.class_names),
+                                    tail_share=TAIL_SHARE / len(self.class_names),
                                     title="Per-class IoU against pixel frequency (tail: left of the line)")
 
     def class_iou_figure(self) -> go.Figure:
