@@ -112,6 +112,7 @@ def make_inputs(c: int, size: int, device: torch.device, seed: int = 0) -> dict[
 
 
 def ours_step(x, *, c, k, area_thresh, area_thresh2, generator, timer):
+    """The bookkeeping as :class:`ael.engine.step.AELStep` does it (one reduction pass per map)."""
     with timer.part("copy_paste"):
         probs = core.copy_paste_class_probs(x["conf"])
         cp = core.adaptive_copy_paste(
@@ -119,15 +120,16 @@ def ours_step(x, *, c, k, area_thresh, area_thresh2, generator, timer):
             source_labels=x["paste_labels"], num_categories=k, prob=0.5, generator=generator,
         )
     with timer.part("bank"):
-        gt = core.gt_class_probability(x["student_labeled"], cp.labels)
+        # one pass over the labeled student logits, shared with the supervised and sampled losses
+        stats_l = core.logit_stats(x["student_labeled"])
+        gt = core.gt_class_probability(x["student_labeled"], cp.labels, logsumexp=stats_l.logsumexp)
         sums, counts = core.class_confidence_stats_from_gt(gt, cp.labels, num_classes=c)
         conf = core.update_confidence(x["conf"], sums, counts, momentum=0.999)
     with timer.part("cutmix_sampling"):
         classes = core.sample_classes(core.cutmix_class_probs(conf), 2, generator=generator)
         partners = core.sample_partners(x["cutmix_bank"], classes, generator=generator)
     with timer.part("pseudo_labels"):
-        labels_i, conf_i = core.pseudo_labels(x["teacher_i"])
-        labels_j, conf_j = core.pseudo_labels(x["teacher_j"])
+        labels_i, labels_j = core.class_argmax(x["teacher_i"]), core.class_argmax(x["teacher_j"])
         labels_l, conf_l = core.pseudo_labels(x["teacher_labeled"])
     with timer.part("cutmix_bank"):
         bank = core.update_cutmix_bank(
@@ -140,16 +142,18 @@ def ours_step(x, *, c, k, area_thresh, area_thresh2, generator, timer):
         mask = core.boxes_to_mask(boxes.boxes, *labels_j.shape[1:])
         mixed_images = core.mix_with_mask(x["unlabeled_i"], x["unlabeled_j"], mask)
         mixed_labels = core.mix_with_mask(labels_i, labels_j, mask)
-        mixed_conf = core.mix_with_mask(conf_i, conf_j, mask)
+        mixed_conf = core.max_probability(x["teacher_i"], inside=x["teacher_j"], mask=mask)
     with timer.part("sampled_loss"):
         ratio = core.equalization_ratio(conf)
+        stats_m = core.logit_stats(x["student_mixed"])
         losses = []
-        for student, labels, confidence in (
-            (x["student_mixed"], mixed_labels, mixed_conf), (x["student_labeled"], labels_l, conf_l),
+        for student, stats, labels, confidence in (
+            (x["student_mixed"], stats_m, mixed_labels, mixed_conf),
+            (x["student_labeled"], stats_l, labels_l, conf_l),
         ):
-            pred = student.detach().max(dim=1).indices
-            sample = core.equalization_mask(pred, ratio, generator=generator)
-            losses.append(core.unsup_loss(student, labels, confidence, gamma=2.0, sample_mask=sample))
+            sample = core.equalization_mask(stats.argmax, ratio, generator=generator)
+            losses.append(core.unsup_loss(student, labels, confidence, gamma=2.0, sample_mask=sample,
+                                          logsumexp=stats.logsumexp))
         loss = losses[0] + losses[1]
     return loss, bank, mixed_images, cp.images
 

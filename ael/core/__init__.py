@@ -37,7 +37,16 @@ from .cutmix import (
     sample_partners,
     update_cutmix_bank,
 )
-from .losses import equalization_mask, ohem_cross_entropy, pseudo_labels, unsup_loss
+from .losses import (
+    LogitStats,
+    class_argmax,
+    equalization_mask,
+    logit_stats,
+    max_probability,
+    ohem_cross_entropy,
+    pseudo_labels,
+    unsup_loss,
+)
 
 __all__ = [
     "ConfidenceBank",
@@ -45,9 +54,11 @@ __all__ = [
     "CutMixBank",
     "CutMixBoxes",
     "GatherFn",
+    "LogitStats",
     "ReduceFn",
     "adaptive_copy_paste",
     "boxes_to_mask",
+    "class_argmax",
     "class_confidence_stats",
     "class_confidence_stats_from_gt",
     "component_boxes",
@@ -61,7 +72,9 @@ __all__ = [
     "excluded_class_mask",
     "gt_class_probability",
     "init_confidence",
+    "logit_stats",
     "mask_boxes",
+    "max_probability",
     "mix_with_mask",
     "ohem_cross_entropy",
     "pseudo_labels",

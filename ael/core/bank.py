@@ -20,7 +20,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from ._channel_ops import target_log_softmax
+from ._channel_ops import logsumexp as _logsumexp
+from ._channel_ops import pick_class
 
 __all__ = [
     "ConfidenceBank",
@@ -65,17 +66,21 @@ def _check_labels(labels: Tensor, batch: int, height: int, width: int, what: str
 # --------------------------------------------------------------------------------------------
 
 
-def gt_class_probability(logits: Tensor, labels: Tensor, *, ignore_index: int = 255) -> Tensor:
+def gt_class_probability(
+    logits: Tensor, labels: Tensor, *, ignore_index: int = 255, logsumexp: Tensor | None = None
+) -> Tensor:
     """Softmax probability of the ground-truth class at every pixel, straight from logits.
 
-    Computed as ``exp(logit_gt - logsumexp)`` in cache-sized row bands, which avoids
-    materialising the full softmax.
+    Computed as ``exp(logit_gt - logsumexp)`` (the log-sum-exp in cache-sized row bands, or
+    passed in when the step already has it), which avoids materialising the full softmax.
 
     Args:
         logits: ``(B, C, H, W)`` student logits.
         labels: ``(B, H, W)`` integer class map; ``ignore_index`` and labels outside [0, C) are
             invalid.
         ignore_index: label value of unlabeled pixels.
+        logsumexp: ``(B, H, W)`` log-sum-exp of ``logits`` (:func:`ael.core.logit_stats`), or
+            None to compute it.
 
     Returns:
         ``(B, H, W)`` float tensor; 1 at invalid pixels (mask them with the labels).
@@ -86,8 +91,12 @@ def gt_class_probability(logits: Tensor, labels: Tensor, *, ignore_index: int = 
     _check_labels(labels, b, h, w, "gt_class_probability")
     valid = (labels >= 0) & (labels < c) & (labels != ignore_index)
     target = torch.where(valid, labels.long(), 0)
-    lse, picked = target_log_softmax(logits.detach().float(), target)
-    return torch.where(valid, picked.sub_(lse).exp_(), 1.0)
+    logits = logits.detach().float()
+    if logsumexp is None:
+        logsumexp = _logsumexp(logits)
+    elif logsumexp.shape != (b, h, w):
+        raise ValueError(f"logsumexp must have shape {(b, h, w)}, got {tuple(logsumexp.shape)}")
+    return torch.where(valid, pick_class(logits, target).sub_(logsumexp).exp_(), 1.0)
 
 
 def class_confidence_stats_from_gt(

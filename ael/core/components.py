@@ -1,10 +1,13 @@
 """8-connected components of a batch of binary maps, computed on the tensors' own device.
 
 Adaptive CutMix needs the connected components of one class in the teacher's prediction of an
-unlabeled image. The authors' release moves the map to the host for skimage; here it is pure
-torch, so the map never leaves the training device.
+unlabeled image. The authors' release moves the map to the host for skimage; here the map never
+leaves the training device. On an accelerator the labelling is pure torch (below). On the CPU,
+where the tensor already lives in host memory, ``scipy.ndimage.label`` labels the batch in place
+through a zero-copy numpy view (one call for the whole batch, ~20x faster than the torch
+iteration on two cores); both backends return the same labels and are tested against each other.
 
-Algorithm: every foreground pixel starts with its own flat index ``y * W + x`` as label; each
+Torch algorithm: every foreground pixel starts with its own flat index ``y * W + x`` as label; each
 iteration (1) takes the minimum label of the 3x3 neighbourhood (a separable min filter),
 (2) *hooks*: the pixel a label points to adopts the smallest neighbourhood label seen by any
 pixel pointing at it (``scatter_reduce(amin)``), and (3) follows labels twice (pointer jumping:
@@ -20,8 +23,11 @@ maps such as long spirals. Nothing else in the call synchronises with the host.
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -62,13 +68,50 @@ def _iterate(state: Tensor, background_fill: Tensor, padded: Tensor, height: int
     return state
 
 
-def connected_components(mask: Tensor, *, first_check: int = 8, check_every: int = 24) -> Tensor:
+_BACKENDS = ("auto", "torch", "scipy")
+
+
+@functools.cache
+def _batch_structure() -> np.ndarray:
+    """3x3x3 structuring element: 8-connectivity within a map, none across the batch axis."""
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = True
+    return structure
+
+
+def _scipy_components(mask: Tensor) -> Tensor:
+    """The labels of :func:`connected_components` for a CPU batch, through ``scipy.ndimage.label``."""
+    from scipy import ndimage  # imported on first use: scipy.ndimage costs ~0.2 s at import
+
+    b, h, w = mask.shape
+    n = h * w
+    ids, count = ndimage.label(mask.contiguous().numpy(), structure=_batch_structure())  # 0 = background
+    flat_ids = torch.from_numpy(ids).view(b * n).long()
+    # scipy numbers the components 1..count over the whole batch; ours name each one by its
+    # smallest flat index within its map (-1 for the background, id 0).
+    first = torch.full((count + 1,), b * n, dtype=torch.long)
+    first.scatter_reduce_(0, flat_ids, torch.arange(b * n), reduce="amin")
+    roots = first.remainder_(n)
+    roots[0] = -1
+    return roots.index_select(0, flat_ids).view(b, h, w)
+
+
+def connected_components(
+    mask: Tensor,
+    *,
+    first_check: int = 8,
+    check_every: int = 24,
+    backend: Literal["auto", "torch", "scipy"] = "auto",
+) -> Tensor:
     """Label the 8-connected components of each map of a batch.
 
     Args:
         mask: ``(B, H, W)`` boolean foreground maps.
-        first_check: iterations before the first convergence check (one host read).
-        check_every: iterations between later checks (one host read each).
+        first_check: iterations before the first convergence check (one host read; torch
+            backend).
+        check_every: iterations between later checks (one host read each; torch backend).
+        backend: ``"auto"`` (scipy for CPU tensors, torch elsewhere), ``"torch"`` (any
+            device) or ``"scipy"`` (CPU tensors only).
 
     Returns:
         ``(B, H, W)`` int64 labels: -1 on background; on the foreground, the smallest flat
@@ -79,10 +122,17 @@ def connected_components(mask: Tensor, *, first_check: int = 8, check_every: int
         raise ValueError(f"mask must have shape (B, H, W), got {tuple(mask.shape)}")
     if first_check < 1 or check_every < 1:
         raise ValueError(f"first_check and check_every must be >= 1, got {first_check}, {check_every}")
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    on_cpu = mask.device.type == "cpu"
+    if backend == "scipy" and not on_cpu:
+        raise ValueError(f"the scipy backend labels CPU tensors only, got a tensor on {mask.device}")
     b, h, w = mask.shape
     n = h * w
     if n >= 2**31 - 1:
         raise ValueError(f"maps of {h}x{w} pixels are too large for int32 labels")
+    if backend == "scipy" or (backend == "auto" and on_cpu):
+        return _scipy_components(mask.bool())
     device = mask.device
     background = ~mask.reshape(b, n).bool()  # (B, N)
     state = torch.full((b, n + 1), n, dtype=torch.long, device=device)

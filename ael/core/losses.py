@@ -8,14 +8,23 @@ dtype of the logits.
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
-from ._channel_ops import PixelCrossEntropy, max_and_expsum
+from ._channel_ops import PixelCrossEntropy, channel_stats
 
-__all__ = ["equalization_mask", "ohem_cross_entropy", "pseudo_labels", "unsup_loss"]
+__all__ = [
+    "LogitStats",
+    "class_argmax",
+    "equalization_mask",
+    "logit_stats",
+    "max_probability",
+    "ohem_cross_entropy",
+    "pseudo_labels",
+    "unsup_loss",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +44,73 @@ def _valid_target(labels: Tensor, num_classes: int, ignore_index: int) -> tuple[
     return valid, torch.where(valid, labels.long(), ignore_index)
 
 
-def _pixel_cross_entropy(logits: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+def _pixel_cross_entropy(logits: Tensor, target: Tensor, valid: Tensor, logsumexp: Tensor | None) -> Tensor:
     """``(B, H, W)`` float32 cross-entropy, 0 where ``valid`` is False (as ``ignore_index``)."""
     safe_target = torch.where(valid, target, 0)
-    return PixelCrossEntropy.apply(logits.float(), safe_target, valid)
+    if logsumexp is not None and logsumexp.shape != target.shape:
+        raise ValueError(f"logsumexp must have shape {tuple(target.shape)}, got {tuple(logsumexp.shape)}")
+    return PixelCrossEntropy.apply(logits.float(), safe_target, valid, logsumexp)
+
+
+class LogitStats(NamedTuple):
+    """Per-pixel reductions of one ``(B, C, H, W)`` logit map, shared by the losses that read it."""
+
+    argmax: Tensor | None  #: ``(B, H, W)`` int64 first maximum (None when not asked for)
+    logsumexp: Tensor  #: ``(B, H, W)`` float32 log-sum-exp over the classes
+
+
+def logit_stats(logits: Tensor, *, argmax: bool = True) -> LogitStats:
+    """Argmax and log-sum-exp of ``logits`` in one pass (no gradient is recorded).
+
+    The student's labeled output feeds the supervised loss, the confidence bank, the
+    pseudo-label loss and equalization sampling: one pass here serves them all (pass
+    ``logsumexp=`` to :func:`ohem_cross_entropy`, :func:`unsup_loss` and
+    :func:`ael.core.gt_class_probability`).
+
+    Args:
+        logits: ``(B, C, H, W)``.
+        argmax: also compute the argmax (the first maximum, as ``Tensor.max``).
+
+    Returns:
+        :class:`LogitStats`.
+    """
+    if logits.dim() != 4:
+        raise ValueError(f"logits must have shape (B, C, H, W), got {tuple(logits.shape)}")
+    stats = channel_stats(logits.detach().float(), argmax=argmax)
+    return LogitStats(stats.argmax, stats.expsum.log_().add_(stats.top))
+
+
+def class_argmax(logits: Tensor) -> Tensor:
+    """``(B, H, W)`` int64 argmax over the classes of ``(B, C, H, W)`` logits.
+
+    Same result as ``logits.argmax(1)`` (the first maximum), several times faster on a CPU.
+    """
+    if logits.dim() != 4:
+        raise ValueError(f"logits must have shape (B, C, H, W), got {tuple(logits.shape)}")
+    return channel_stats(logits.detach().float(), expsum=False).argmax
+
+
+def max_probability(logits: Tensor, *, inside: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+    """``(B, H, W)`` float32 maximum softmax probability of ``(B, C, H, W)`` logits.
+
+    With ``inside`` and ``mask``, that of the mix ``where(mask, inside, logits)`` (CutMix of
+    teacher outputs), computed without building the mixed logits.
+
+    Args:
+        logits: ``(B, C, H, W)`` (image i of a mix).
+        inside: ``(B, C, H, W)`` (image j) or None.
+        mask: ``(B, H, W)`` bool, True where ``inside`` is used.
+    """
+    if logits.dim() != 4:
+        raise ValueError(f"logits must have shape (B, C, H, W), got {tuple(logits.shape)}")
+    if inside is not None:
+        if inside.shape != logits.shape:
+            raise ValueError(f"cannot mix logits of shapes {tuple(logits.shape)} and {tuple(inside.shape)}")
+        if mask is None or mask.shape != (logits.shape[0], *logits.shape[2:]):
+            raise ValueError(f"mask must have shape {(logits.shape[0], *logits.shape[2:])}")
+        inside = inside.detach().float()
+    stats = channel_stats(logits.detach().float(), argmax=False, inside=inside, mask=mask)
+    return stats.expsum.reciprocal_()
 
 
 def ohem_cross_entropy(
@@ -48,6 +120,7 @@ def ohem_cross_entropy(
     thresh: float = 0.7,
     min_kept: int = 100_000,
     ignore_index: int = 255,
+    logsumexp: Tensor | None = None,
 ) -> Tensor:
     """Online hard example mining cross-entropy.
 
@@ -65,6 +138,8 @@ def ohem_cross_entropy(
         min_kept: minimum number of kept pixels (per call: pass ``min_kept // world_size``
             to count it over the global batch).
         ignore_index: label of unlabeled pixels.
+        logsumexp: ``(B, H, W)`` log-sum-exp of ``logits`` when already computed
+            (:func:`logit_stats`), else computed here.
 
     Returns:
         Scalar loss.
@@ -73,7 +148,7 @@ def ohem_cross_entropy(
     if min_kept < 0:
         raise ValueError(f"min_kept must be >= 0, got {min_kept}")
     valid, target = _valid_target(labels, logits.shape[1], ignore_index)
-    ce = _pixel_cross_entropy(logits, target, valid)  # (B, H, W)
+    ce = _pixel_cross_entropy(logits, target, valid, logsumexp)  # (B, H, W)
     prob = torch.exp(-ce.detach()).flatten()
     valid_flat = valid.flatten()
     threshold = torch.tensor(thresh, dtype=prob.dtype, device=prob.device)
@@ -103,8 +178,8 @@ def pseudo_labels(teacher_logits: Tensor) -> tuple[Tensor, Tensor]:
     """
     if teacher_logits.dim() != 4:
         raise ValueError(f"teacher_logits must have shape (B, C, H, W), got {tuple(teacher_logits.shape)}")
-    _, labels, expsum = max_and_expsum(teacher_logits.detach().float())
-    return labels, expsum.reciprocal_()
+    stats = channel_stats(teacher_logits.detach().float())
+    return stats.argmax, stats.expsum.reciprocal_()
 
 
 def equalization_mask(
@@ -131,7 +206,7 @@ def equalization_mask(
     b, h, w = pred.shape
     c = ratio.shape[0]
     index = pred.long().clamp(0, c - 1)
-    rate = ratio.float().to(pred.device)[index]  # (B, H, W)
+    rate = ratio.float().to(pred.device).index_select(0, index.view(-1)).view(b, h, w)  # 3x faster than [index]
     if shared_field:
         fields = torch.rand(c, h * w, generator=generator, device=pred.device)
         u = fields.gather(0, index.view(b, h * w)).view(b, h, w)
@@ -152,6 +227,7 @@ def unsup_loss(
     sample_mask: Tensor | None = None,
     normalize: Literal["valid", "all"] = "valid",
     ignore_index: int = 255,
+    logsumexp: Tensor | None = None,
 ) -> Tensor:
     """Re-weighted, sampled cross-entropy against teacher pseudo-labels.
 
@@ -171,6 +247,8 @@ def unsup_loss(
         sample_mask: ``(B, H, W)`` equalization mask (:func:`equalization_mask`) or None.
         normalize: ``"valid"`` or ``"all"``.
         ignore_index: label value of ignored pixels.
+        logsumexp: ``(B, H, W)`` log-sum-exp of ``student_logits`` when already computed
+            (:func:`logit_stats`), else computed here.
 
     Returns:
         Scalar loss.
@@ -183,7 +261,7 @@ def unsup_loss(
     valid, target = _valid_target(labels, student_logits.shape[1], ignore_index)
     confidence = confidence.detach().float()
     valid = valid & (confidence >= conf_thresh)
-    ce = _pixel_cross_entropy(student_logits, target, valid)
+    ce = _pixel_cross_entropy(student_logits, target, valid, logsumexp)
     weight = confidence.pow(gamma) if reweight else torch.ones_like(confidence)
     if sample_mask is not None:
         if sample_mask.shape != labels.shape:

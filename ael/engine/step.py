@@ -51,7 +51,16 @@ from ael.core.bank import (
 )
 from ael.core.copy_paste import adaptive_copy_paste
 from ael.core.cutmix import CutMixBank, boxes_to_mask, cutmix_boxes, mix_with_mask
-from ael.core.losses import equalization_mask, ohem_cross_entropy, pseudo_labels, unsup_loss
+from ael.core.losses import (
+    LogitStats,
+    class_argmax,
+    equalization_mask,
+    logit_stats,
+    max_probability,
+    ohem_cross_entropy,
+    pseudo_labels,
+    unsup_loss,
+)
 from ael.models.ema import EmaTeacher
 
 __all__ = ["SCALAR_LOGS", "AELStep", "StepBatch", "StepOptions", "step_options_from_config", "unsup_rampup"]
@@ -374,36 +383,42 @@ class AELStep:
                 parts.append(images_l)
             with _section("teacher_forward"), self._autocast(device):
                 t_logits = self.teacher(self._prep(torch.cat(parts)))["out"].float()  # (N, C, H, W)
-            # One pass over every teacher output: mixing commutes with argmax and max-probability,
-            # so the (N, H, W) maps are mixed below instead of the (N, C, H, W) logits.
-            t_pseudo, t_conf = pseudo_labels(t_logits)  # (N, H, W) each
-            pred_u, conf_u = t_pseudo[:m], t_conf[:m]
-            pred_j = t_pseudo[m:2 * m] if opt.adaptive_partners else None
-            conf_j = t_conf[m:2 * m] if opt.adaptive_partners else None
+            # Mixing commutes with argmax and max-probability (both per pixel), so the (M, H, W)
+            # pseudo-label maps are mixed rather than the (M, C, H, W) logits. Each teacher map is
+            # reduced once: the argmax of i and j (CutMix bank, components, mixed labels), the
+            # max-probability of the mix only (computed from i and j under the box).
+            mix_adaptive = opt.cutmix and opt.adaptive_partners
+            if mix_adaptive:
+                pred_uj = class_argmax(t_logits[:2 * m])  # (2M, H, W)
+                pred_u, pred_j = pred_uj[:m], pred_uj[m:]
+            else:
+                pred_u, conf_u = pseudo_labels(t_logits[:m])
             if teacher_on_labeled:
-                pseudo_l, conf_l = t_pseudo[-b_l:], t_conf[-b_l:]
+                pseudo_l, conf_l = pseudo_labels(t_logits[-b_l:])
             h, w = images_u.shape[-2:]
             if opt.cutmix:
-                if opt.adaptive_partners:
+                if mix_adaptive:
                     assert self.cutmix_bank is not None
                     if ids_u is not None:
-                        self.cutmix_bank.update(torch.cat([ids_u, batch.partner_ids]), torch.cat([pred_u, pred_j]))
+                        self.cutmix_bank.update(torch.cat([ids_u, batch.partner_ids]), pred_uj)
                     else:
                         self.cutmix_bank.update(batch.partner_ids, pred_j)
                     boxes = cutmix_boxes(pred_j, batch.partner_classes, area_thresh=opt.area_thresh,
                                          adaptive=True, generator=self.generator)
                     images_j = batch.partner_images
                     strong_j = batch.partner_strong if batch.partner_strong is not None else images_j
+                    box_mask = boxes_to_mask(boxes.boxes, h, w)  # (M, H, W)
+                    conf_m = max_probability(t_logits[:m], inside=t_logits[m:2 * m], mask=box_mask)
                 else:
                     # Plain CutMix-Seg: the partner is the next image of the batch.
                     images_j, strong_j = images_u.roll(1, 0), strong_u.roll(1, 0)
                     pred_j, conf_j = pred_u.roll(1, 0), conf_u.roll(1, 0)
                     boxes = cutmix_boxes(pred_j, None, area_thresh=opt.area_thresh,
                                          adaptive=False, generator=self.generator)
-                box_mask = boxes_to_mask(boxes.boxes, h, w)  # (M, H, W)
+                    box_mask = boxes_to_mask(boxes.boxes, h, w)
+                    conf_m = mix_with_mask(conf_u, conf_j, box_mask)
                 mixed = mix_with_mask(strong_u, strong_j, box_mask)
                 pseudo_m = mix_with_mask(pred_u, pred_j, box_mask)
-                conf_m = mix_with_mask(conf_u, conf_j, box_mask)
                 box_found = boxes.found.float().mean()
                 if want_media:
                     media.update(mix_a=images_u[0], mix_b=images_j[0], mixed=mixed[0], box=boxes.boxes[0],
@@ -426,9 +441,13 @@ class AELStep:
             s_out = self.student(self._prep(student_in))
         s_logits = s_out["out"].float()
         s_l = s_logits[:b_l]
+        sampling = opt.unsup and opt.sampling
+        # One pass over the labeled logits serves the supervised loss, the bank and the labeled
+        # pseudo-label loss (log-sum-exp) and its equalization sampling (argmax).
+        stats_l = logit_stats(s_l, argmax=sampling and opt.unsup_on_labeled)
         if opt.ohem:
             sup = ohem_cross_entropy(s_l, labels_l, thresh=opt.ohem_thresh, min_kept=opt.min_kept,
-                                     ignore_index=opt.ignore_index)
+                                     ignore_index=opt.ignore_index, logsumexp=stats_l.logsumexp)
         else:
             sup = F.cross_entropy(s_l, labels_l.long(), ignore_index=opt.ignore_index)
         sup_aux = zero
@@ -441,7 +460,8 @@ class AELStep:
                 sup_aux = F.cross_entropy(aux_l, labels_l.long(), ignore_index=opt.ignore_index)
 
         # Confidence-bank statistics from the main head on the (pasted) labeled pixels.
-        gt_prob = gt_class_probability(s_l, labels_l, ignore_index=opt.ignore_index)  # (B_l, H, W)
+        gt_prob = gt_class_probability(s_l, labels_l, ignore_index=opt.ignore_index,
+                                       logsumexp=stats_l.logsumexp)  # (B_l, H, W)
         sums, counts = class_confidence_stats_from_gt(gt_prob, labels_l, num_classes=c,
                                                       ignore_index=opt.ignore_index)
         if opt.bank_update == "before_unsup_loss":
@@ -452,25 +472,26 @@ class AELStep:
         mask_ratio = zero
         pseudo_conf = zero
         if opt.unsup:
-            ratio = equalization_ratio(self.bank.values, gamma2=opt.gamma2) if opt.sampling else None
+            ratio = equalization_ratio(self.bank.values, gamma2=opt.gamma2) if sampling else None
             s_m = s_logits[b_l:]
 
-            def loss_on(student_logits: Tensor, labels: Tensor, confidence: Tensor) -> tuple[Tensor, Tensor]:
+            def loss_on(student_logits: Tensor, stats: LogitStats, labels: Tensor,
+                        confidence: Tensor) -> tuple[Tensor, Tensor]:
                 mask = None
                 if ratio is not None:
-                    # max(1).indices: the same first maximum as argmax(1), several times faster on CPU.
-                    mask = equalization_mask(student_logits.detach().max(1).indices, ratio,
-                                             shared_field=opt.shared_field, generator=self.generator)
+                    mask = equalization_mask(stats.argmax, ratio, shared_field=opt.shared_field,
+                                             generator=self.generator)
                 loss = unsup_loss(student_logits, labels, confidence, conf_thresh=opt.conf_thresh,
                                   gamma=opt.gamma, reweight=opt.reweight, sample_mask=mask,
-                                  normalize=opt.normalize, ignore_index=opt.ignore_index)
+                                  normalize=opt.normalize, ignore_index=opt.ignore_index,
+                                  logsumexp=stats.logsumexp)
                 kept = mask.mean() if mask is not None else torch.ones((), device=device)
                 return loss, kept
 
-            unsup_m, mask_ratio = loss_on(s_m, pseudo_m, conf_m)
+            unsup_m, mask_ratio = loss_on(s_m, logit_stats(s_m, argmax=sampling), pseudo_m, conf_m)
             pseudo_conf = conf_m.mean()
             if opt.unsup_on_labeled:
-                unsup_l, _ = loss_on(s_l, pseudo_l, conf_l)
+                unsup_l, _ = loss_on(s_l, stats_l, pseudo_l, conf_l)
             if want_media:
                 media.update(pseudo_conf_mixed=conf_m[0])
 

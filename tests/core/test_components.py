@@ -1,4 +1,8 @@
-"""Connected components on the device equal scipy.ndimage.label with 8-connectivity."""
+"""Connected components on the device equal scipy.ndimage.label with 8-connectivity.
+
+Both backends run on the CPU: the torch iteration (what an accelerator runs) and the batched
+scipy labelling (what a CPU run uses); each is checked against per-map scipy labels.
+"""
 
 import numpy as np
 import pytest
@@ -41,21 +45,36 @@ def _spiral(size: int) -> np.ndarray:
     return grid
 
 
+@pytest.fixture(params=["torch", "scipy"])
+def backend(request):
+    return request.param
+
+
 @pytest.mark.parametrize("density", [0.2, 0.45, 0.6])
-def test_random_maps(generator, density):
+def test_random_maps(generator, density, backend):
     mask = torch.rand(4, 37, 53, generator=generator) < density
-    assert_same_partition(mask, connected_components(mask))
+    assert_same_partition(mask, connected_components(mask, backend=backend))
 
 
-def test_blobby_maps(generator):
+def test_blobby_maps(generator, backend):
     low = torch.randn(3, 5, 6, 6, generator=generator)
     pred = torch.nn.functional.interpolate(low, size=(96, 80), mode="bilinear").argmax(1)
     for c in range(5):
         mask = pred == c
-        assert_same_partition(mask, connected_components(mask))
+        assert_same_partition(mask, connected_components(mask, backend=backend))
 
 
-def test_adversarial_maps():
+def test_backends_agree_and_auto_is_scipy_on_cpu(generator):
+    low = torch.randn(4, 6, 9, 9, generator=generator)
+    pred = torch.nn.functional.interpolate(low, size=(120, 150), mode="bilinear").argmax(1)
+    mask = pred == 2
+    ours = connected_components(mask, backend="torch")
+    assert torch.equal(connected_components(mask, backend="scipy"), ours)
+    assert torch.equal(connected_components(mask), ours)
+    assert connected_components(mask).dtype == torch.long
+
+
+def test_adversarial_maps(backend):
     spiral = _spiral(41)
     assert ndimage.label(spiral, structure=EIGHT)[1] == 1
     snake = np.zeros((31, 31), dtype=bool)  # serpentine: rows joined at alternating ends
@@ -66,19 +85,19 @@ def test_adversarial_maps():
     checker = (np.indices((30, 30)).sum(0) % 2).astype(bool)
     maps = [spiral[:30, :30], snake[:30, :30], diagonals, checker, np.ones((30, 30), bool), np.zeros((30, 30), bool)]
     mask = torch.from_numpy(np.stack(maps))
-    labels = connected_components(mask, first_check=2, check_every=3)
+    labels = connected_components(mask, first_check=2, check_every=3, backend=backend)
     assert_same_partition(mask, labels)
     assert (labels[3][mask[3]] == 1).all()  # a checkerboard is one 8-connected component
     assert (labels[4] == 0).all() and (labels[5] == -1).all()
     # the full spiral needs many iterations: exercises the repeated convergence checks
     big = torch.from_numpy(spiral)[None]
-    assert_same_partition(big, connected_components(big, first_check=1, check_every=2))
+    assert_same_partition(big, connected_components(big, first_check=1, check_every=2, backend=backend))
 
 
-def test_single_pixels_and_thin_shapes():
+def test_single_pixels_and_thin_shapes(backend):
     mask = torch.zeros(1, 9, 9, dtype=torch.bool)
     mask[0, 0, 0] = mask[0, 8, 8] = mask[0, 4, :] = mask[0, 0, 8] = True
-    labels = connected_components(mask)
+    labels = connected_components(mask, backend=backend)
     assert_same_partition(mask, labels)
 
 
@@ -87,6 +106,8 @@ def test_bad_input():
         connected_components(torch.zeros(4, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="first_check"):
         connected_components(torch.zeros(1, 4, 4, dtype=torch.bool), first_check=0)
+    with pytest.raises(ValueError, match="backend"):
+        connected_components(torch.zeros(1, 4, 4, dtype=torch.bool), backend="skimage")
 
 
 def test_mask_boxes_tightest():

@@ -165,3 +165,19 @@ def test_mixing_images_logits_and_pseudo_labels(generator):
     assert torch.equal(conf_mixed, mix_with_mask(conf_i, conf_j, mask))
     with pytest.raises(ValueError, match="cannot mix"):
         mix_with_mask(images_i, logits_j, mask)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int64, torch.uint8, torch.int32, torch.bool])
+def test_mix_with_mask_is_exact_for_every_dtype(generator, dtype):
+    a = torch.randn(2, 3, 9, 7, generator=generator) * 1e3
+    b = torch.randn(2, 3, 9, 7, generator=generator) * 1e-3
+    if dtype == torch.bool:
+        a, b = a > 0, b > 0
+    elif not dtype.is_floating_point:
+        a, b = a.abs().to(dtype), (b * 1e6).abs().to(dtype)
+    else:
+        a, b = a.to(dtype), b.to(dtype)
+    a[0, 0, 0, 0] = 0 if dtype == torch.bool else a[0, 0, 0, 0]
+    mask = torch.rand(2, 9, 7, generator=generator) < 0.5
+    assert torch.equal(mix_with_mask(a, b, mask), torch.where(mask.unsqueeze(1), b, a))
+    assert torch.equal(mix_with_mask(a[:, 0], b[:, 0], mask), torch.where(mask, b[:, 0], a[:, 0]))
