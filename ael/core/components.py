@@ -79,6 +79,17 @@ def _batch_structure() -> np.ndarray:
     return structure
 
 
+@functools.cache
+def _have_scipy() -> bool:
+    """scipy is a dependency; without it (a trimmed environment) ``auto`` falls back to torch."""
+    try:
+        import scipy.ndimage  # noqa: F401
+    except ImportError:
+        logger.warning("scipy is not installed: connected components use the slower torch backend on the CPU")
+        return False
+    return True
+
+
 def _scipy_components(mask: Tensor) -> Tensor:
     """The labels of :func:`connected_components` for a CPU batch, through ``scipy.ndimage.label``."""
     from scipy import ndimage  # imported on first use: scipy.ndimage costs ~0.2 s at import
@@ -131,7 +142,7 @@ def connected_components(
     n = h * w
     if n >= 2**31 - 1:
         raise ValueError(f"maps of {h}x{w} pixels are too large for int32 labels")
-    if backend == "scipy" or (backend == "auto" and on_cpu):
+    if backend == "scipy" or (backend == "auto" and on_cpu and _have_scipy()):
         return _scipy_components(mask.bool())
     device = mask.device
     background = ~mask.reshape(b, n).bool()  # (B, N)

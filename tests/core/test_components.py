@@ -116,3 +116,12 @@ def test_mask_boxes_tightest():
     boxes, nonempty = mask_boxes(mask)
     assert boxes[0].tolist() == [2, 3, 7, 10]
     assert nonempty.tolist() == [True, False]
+
+
+def test_auto_falls_back_to_torch_without_scipy(monkeypatch, generator):
+    from ael.core import components
+
+    monkeypatch.setattr(components, "_scipy_components", lambda mask: pytest.fail("scipy used"))
+    monkeypatch.setattr(components, "_have_scipy", lambda: False)
+    mask = torch.rand(2, 20, 30, generator=generator) < 0.5
+    assert_same_partition(mask, connected_components(mask))
