@@ -21,6 +21,7 @@ predictions have realistic components.
 
     python benchmarks/core_step.py                      # both settings, CPU
     python benchmarks/core_step.py --device cuda --setting cityscapes
+    python benchmarks/core_step.py --passes             # plus the per-pixel passes on one map
 """
 
 from __future__ import annotations
@@ -316,6 +317,42 @@ def run(setting: str, device: torch.device, repeats: int) -> tuple[float, float]
     return ours, ref
 
 
+def per_pixel_floor(setting: str, device: torch.device, repeats: int) -> None:
+    """Time the per-pixel passes any implementation of the step must make, on one logit map.
+
+    The figures that bound the speed-up: a single torch elementwise exp over one (2, C, H, W) map,
+    our fused banded reductions of the same map, and the uniform draws of equalization sampling.
+    """
+    from ael.core._channel_ops import channel_stats
+
+    c, size, *_ = SETTINGS[setting]
+    x = make_inputs(c, size, device)
+    logits, other = x["teacher_i"], x["teacher_j"]
+    box = torch.zeros(2, size, size, dtype=torch.bool, device=device)
+    box[:, size // 8: size // 2, size // 4: 3 * size // 4] = True
+    passes = {
+        "torch.exp2 of the map": lambda: torch.exp2(logits),
+        "ours: argmax + exp-sum": lambda: channel_stats(logits),
+        "ours: exp-sum only": lambda: channel_stats(logits, argmax=False),
+        "ours: argmax only": lambda: channel_stats(logits, expsum=False),
+        "ours: exp-sum of a mix": lambda: channel_stats(logits, argmax=False, inside=other, mask=box),
+        "torch.rand, one per pixel": lambda: torch.rand(2, size, size, device=device),
+    }
+    print(f"\n[{setting}] per-pixel passes over one (2, {c}, {size}, {size}) map, median of {repeats}")
+    for name, fn in passes.items():
+        fn()
+        times = []
+        for _ in range(repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = Timer.clock()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(Timer.clock() - start)
+        print(f"  {name:<28}{statistics.median(times) * 1e3:>8.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -324,6 +361,8 @@ def main() -> None:
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
                         help="wall time, or this process's CPU time (for a machine shared with other jobs)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--passes", action="store_true",
+                        help="also time the per-pixel passes that bound the speed-up (one logit map)")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda needs a CUDA device, and none is available")
@@ -336,6 +375,8 @@ def main() -> None:
     settings = list(SETTINGS) if args.setting == "both" else [args.setting]
     for setting in settings:
         run(setting, device, args.repeats)
+        if args.passes:
+            per_pixel_floor(setting, device, max(args.repeats, 5))
 
 
 if __name__ == "__main__":

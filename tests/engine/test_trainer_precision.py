@@ -54,3 +54,15 @@ def test_grad_accum_keeps_the_global_batch_in_the_manifest(tmp_path):
     train(cfg, progress=False)
     extra = json.loads((only_run(tmp_path) / "manifest.json").read_text())["extra"]
     assert extra["global_batch_labeled"] == 2 * 3
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_and_evaluates(tmp_path):
+    # train.compile wraps the student in torch.compile (inductor on the CPU, which needs a C++
+    # compiler: skipped without one). Four real steps plus the final evaluation of both models.
+    import shutil
+
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("torch.compile on the CPU needs a C++ compiler")
+    losses = run_losses(tmp_path, compile=True)
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses), losses
