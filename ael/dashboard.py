@@ -19,17 +19,27 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ael.resources import CHECKOUT_ROOT, app_entry
+
 __all__ = ["APP_ENTRY", "cli_main", "streamlit_command"]
 
 logger = logging.getLogger(__name__)
 
-#: The Streamlit entry point, in the source checkout next to the package.
-APP_ENTRY = Path(__file__).resolve().parent.parent / "app" / "dashboard.py"
+def _default_app() -> Path:
+    try:
+        return app_entry()
+    except FileNotFoundError:
+        return CHECKOUT_ROOT / "app" / "dashboard.py"
+
+
+#: The Streamlit entry point: the source checkout's ``app/dashboard.py``, else the installed copy.
+APP_ENTRY = _default_app()
 
 
 def streamlit_command(runs_dir: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8501,
-                      app: Path = APP_ENTRY) -> list[str]:
+                      app: Path | None = None) -> list[str]:
     """The ``python -m streamlit run ...`` command line that serves the dashboard."""
+    app = APP_ENTRY if app is None else app
     return [
         sys.executable, "-m", "streamlit", "run", str(app),
         "--server.address", host,
@@ -60,8 +70,10 @@ def cli_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     if not 0 < args.port < 65536:
         parser.error(f"--port must be in [1, 65535], got {args.port}")
-    if not APP_ENTRY.is_file():
-        sys.stderr.write(f"ael dashboard: {APP_ENTRY} not found (the dashboard runs from a source checkout)\n")
+    try:
+        app = app_entry()
+    except FileNotFoundError as err:
+        sys.stderr.write(f"ael dashboard: {err}\n")
         return 2
     try:
         import streamlit  # noqa: F401
@@ -71,7 +83,7 @@ def cli_main(argv: Sequence[str]) -> int:
     runs = Path(args.runs)
     if not runs.is_dir():
         logger.warning("runs folder %s does not exist yet; the dashboard lists runs once it does", runs)
-    command = streamlit_command(runs, host=args.host, port=args.port)
+    command = streamlit_command(runs, host=args.host, port=args.port, app=app)
     logger.info("serving the dashboard on http://%s:%d (runs: %s)", args.host, args.port, runs.resolve())
     if os.name == "posix":
         # Become the server: signals (Ctrl-C, a supervisor's SIGTERM) reach it directly, no orphan.

@@ -4,11 +4,14 @@ Examples::
 
     ael train --config configs/synthetic.yaml
     ael train --config configs/cityscapes.yaml --config configs/release.yaml train.grad_accum=2
+    ael train --config cityscapes --config ablations/cutmix_seg   # shipped presets by name
     ael train --resume runs/20260101-120000-synthetic
     torchrun --standalone --nproc-per-node=4 --no-python ael train --config configs/voc_classic.yaml
 
 Several ``--config`` files are merged key by key, later files winning (so ``release.yaml`` and
 ``ablations/*.yaml`` are overlays on a dataset preset); ``key.sub=value`` overrides come last.
+A ``--config`` that is not a file names a shipped preset (``configs/<name>.yaml`` of the checkout
+or of the installed copy).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ael.config import Config, ConfigError, apply_overrides, config_from_dict, load_yaml
+from ael.resources import presets_dir
 
 __all__ = ["EXIT_STOPPED", "cli_main", "load_presets", "merge_dicts", "preset_name"]
 
@@ -41,15 +45,31 @@ def merge_dicts(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str
     return out
 
 
+def resolve_preset(path: str | Path) -> Path:
+    """A preset file: ``path`` itself when it is a file, else the shipped preset of that name.
+
+    ``cityscapes`` and ``ablations/ael`` name ``configs/cityscapes.yaml`` and
+    ``configs/ablations/ael.yaml`` of the checkout or of the installed copy
+    (:func:`ael.resources.presets_dir`), so an installed ``ael`` needs no checkout.
+    """
+    given = Path(path)
+    if given.is_file() or given.is_absolute():
+        return given
+    shipped = presets_dir() / (given if given.suffix else given.with_suffix(".yaml"))
+    return shipped if shipped.is_file() else given
+
+
 def load_presets(paths: Sequence[str | Path], overrides: Sequence[str] = ()) -> Config:
     """Load preset files (merged in order, later ones winning), then apply dotted overrides.
 
-    Each file is validated on its own first, so an error names the file it is in.
+    Each file is validated on its own first, so an error names the file it is in. A name that is
+    not a file is looked up among the shipped presets (:func:`resolve_preset`).
 
     Raises:
         ConfigError: naming the file (or "command line") and the key at fault.
     """
     merged: dict[str, Any] = {}
+    paths = [resolve_preset(p) for p in paths]
     for path in paths:
         data = load_yaml(path)
         config_from_dict(data, str(path))  # errors name this file
@@ -74,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Train AEL (or an ablation) from presets; one entry point for CPU, one GPU and torchrun.",
     )
     parser.add_argument("--config", action="append", default=[], metavar="FILE",
-                        help="a preset YAML; repeat to overlay (later files win). Default: the built-in defaults (synthetic set)")
+                        help="a preset YAML, or a shipped preset's name (cityscapes, ablations/ael); repeat "
+                             "to overlay (later files win). Default: the built-in defaults (synthetic set)")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue the run in RUN_DIR in place, from its latest valid checkpoint "
                              "(its saved config is used; overrides still apply)")

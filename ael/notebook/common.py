@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ael.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict, load_yaml
+from ael.resources import CHECKOUT_ROOT, presets_dir
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -31,10 +32,10 @@ __all__ = [
     "sync_figure",
 ]
 
-#: The checkout ``ael`` is imported from (an editable install): presets live in ``configs/``.
-REPO_ROOT = Path(__file__).resolve().parents[2]
-#: The ablation overlays (``ael``, ``cutmix_seg``, ``supervised``, ...).
-ABLATIONS_DIR = REPO_ROOT / "configs" / "ablations"
+#: The checkout ``ael`` is imported from (an editable install).
+REPO_ROOT = CHECKOUT_ROOT
+#: The ablation overlays (``ael``, ``cutmix_seg``, ``supervised``, ...): the checkout's, else the installed copy.
+ABLATIONS_DIR = presets_dir() / "ablations"
 
 
 def _merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
