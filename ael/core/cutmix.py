@@ -24,6 +24,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from ._channel_ops import select, select_bits
 from .components import connected_components, mask_boxes
 
 __all__ = [
@@ -365,12 +366,11 @@ def mix_with_mask(outside: Tensor, inside: Tensor, mask: Tensor) -> Tensor:
         raise ValueError(f"cannot mix tensors of shapes {tuple(outside.shape)} and {tuple(inside.shape)}")
     if mask.shape != (outside.shape[0], *outside.shape[-2:]):
         raise ValueError(f"mask has shape {tuple(mask.shape)}, expected {(outside.shape[0], *outside.shape[-2:])}")
+    if outside.dtype != inside.dtype:
+        raise ValueError(f"cannot mix tensors of dtypes {outside.dtype} and {inside.dtype}")
+    if mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a bool tensor, got {mask.dtype}")
     if outside.dim() == 4:
         mask = mask.unsqueeze(1)
-    # Both forms are exact for a 0/1 mask and several times faster than torch.where on a CPU.
-    if outside.dtype.is_floating_point:
-        return torch.lerp(outside, inside, mask.to(outside.dtype))
-    if outside.dtype == torch.bool:
-        return (outside & ~mask) | (inside & mask)
-    # Integers: outside + mask * (inside - outside), exact (wrapping arithmetic included).
-    return (inside - outside).mul_(mask.to(outside.dtype)).add_(outside)
+    # A bitwise select: the same values as torch.where, several times faster on a CPU.
+    return select(outside, inside, select_bits(mask, outside.element_size()))

@@ -47,8 +47,10 @@ def _valid_target(labels: Tensor, num_classes: int, ignore_index: int) -> tuple[
 def _pixel_cross_entropy(logits: Tensor, target: Tensor, valid: Tensor, logsumexp: Tensor | None) -> Tensor:
     """``(B, H, W)`` float32 cross-entropy, 0 where ``valid`` is False (as ``ignore_index``)."""
     safe_target = torch.where(valid, target, 0)
-    if logsumexp is not None and logsumexp.shape != target.shape:
-        raise ValueError(f"logsumexp must have shape {tuple(target.shape)}, got {tuple(logsumexp.shape)}")
+    if logsumexp is not None:
+        if logsumexp.shape != target.shape:
+            raise ValueError(f"logsumexp must have shape {tuple(target.shape)}, got {tuple(logsumexp.shape)}")
+        logsumexp = logsumexp.float()
     return PixelCrossEntropy.apply(logits.float(), safe_target, valid, logsumexp)
 
 
@@ -106,8 +108,8 @@ def max_probability(logits: Tensor, *, inside: Tensor | None = None, mask: Tenso
     if inside is not None:
         if inside.shape != logits.shape:
             raise ValueError(f"cannot mix logits of shapes {tuple(logits.shape)} and {tuple(inside.shape)}")
-        if mask is None or mask.shape != (logits.shape[0], *logits.shape[2:]):
-            raise ValueError(f"mask must have shape {(logits.shape[0], *logits.shape[2:])}")
+        if mask is None or mask.shape != (logits.shape[0], *logits.shape[2:]) or mask.dtype != torch.bool:
+            raise ValueError(f"mask must be a bool tensor of shape {(logits.shape[0], *logits.shape[2:])}")
         inside = inside.detach().float()
     stats = channel_stats(logits.detach().float(), argmax=False, inside=inside, mask=mask)
     return stats.expsum.reciprocal_()
@@ -206,10 +208,10 @@ def equalization_mask(
     b, h, w = pred.shape
     c = ratio.shape[0]
     index = pred.long().clamp(0, c - 1)
-    rate = ratio.float().to(pred.device).index_select(0, index.view(-1)).view(b, h, w)  # 3x faster than [index]
+    rate = ratio.float().to(pred.device).index_select(0, index.reshape(-1)).view(b, h, w)  # 3x faster than [index]
     if shared_field:
         fields = torch.rand(c, h * w, generator=generator, device=pred.device)
-        u = fields.gather(0, index.view(b, h * w)).view(b, h, w)
+        u = fields.gather(0, index.reshape(b, h * w)).view(b, h, w)
     else:
         u = torch.rand(b, h, w, generator=generator, device=pred.device)
     # Kept when u > 1 - r (as the release), i.e. with probability r; r = 1 always keeps.

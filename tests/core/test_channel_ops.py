@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from ael.core import (
     class_argmax,
+    equalization_mask,
     gt_class_probability,
     logit_stats,
     max_probability,
@@ -59,8 +60,15 @@ def test_max_probability_of_a_mix_is_that_of_the_mixed_logits(logits, generator)
     mask = torch.rand(2, 45, 1000, generator=generator) < 0.4
     mixed = torch.where(mask.unsqueeze(1), inside, logits)
     assert torch.equal(max_probability(logits, inside=inside, mask=mask), max_probability(mixed))
+    # an infinite logit on the side not taken does not reach the mix
+    logits[0, 0, 0, 0], inside[1, 2, 5, 5] = float("inf"), float("-inf")
+    mask[0, 0, 0], mask[1, 5, 5] = True, False
+    mixed = torch.where(mask.unsqueeze(1), inside, logits)
+    assert torch.equal(max_probability(logits, inside=inside, mask=mask), max_probability(mixed))
     with pytest.raises(ValueError, match="mask"):
         max_probability(logits, inside=inside)
+    with pytest.raises(ValueError, match="bool"):
+        max_probability(logits, inside=inside, mask=mask.float())
     with pytest.raises(ValueError, match="shapes"):
         max_probability(logits, inside=inside[:1], mask=mask)
 
@@ -93,3 +101,23 @@ def test_cross_entropy_matches_torch_in_value_and_gradient(logits, generator):
     ohem_cross_entropy(ours, labels, thresh=0.0, min_kept=10**6).backward()
     F.cross_entropy(theirs, labels, ignore_index=255).backward()
     torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-5, atol=1e-9)
+
+
+def test_degenerate_shapes_and_transposed_predictions(generator):
+    labels, conf = pseudo_labels(torch.randn(2, 3, 0, 4))
+    assert labels.shape == conf.shape == (2, 0, 4)
+    assert torch.equal(class_argmax(torch.randn(1, 1, 3, 3)), torch.zeros(1, 3, 3, dtype=torch.long))
+    pred = torch.randint(0, 5, (2, 8, 6), generator=generator).transpose(1, 2)
+    for shared in (False, True):
+        mask = equalization_mask(pred, torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0]), shared_field=shared,
+                                 generator=generator)
+        assert torch.equal(mask, ((pred != 2) & (pred != 4)).float())
+
+
+def test_a_float64_logsumexp_is_accepted(logits, generator):
+    labels = torch.randint(0, 7, (2, 45, 1000), generator=generator)
+    conf = torch.rand(2, 45, 1000, generator=generator)
+    x = logits.clone().requires_grad_()
+    loss = unsup_loss(x, labels, conf, logsumexp=logit_stats(logits).logsumexp.double())
+    loss.backward()
+    assert torch.isfinite(x.grad).all()

@@ -167,8 +167,9 @@ def test_mixing_images_logits_and_pseudo_labels(generator):
         mix_with_mask(images_i, logits_j, mask)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int64, torch.uint8, torch.int32, torch.bool])
-def test_mix_with_mask_is_exact_for_every_dtype(generator, dtype):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64, torch.int64, torch.uint8,
+                                   torch.int32, torch.bool])
+def test_mix_with_mask_is_bit_exact_for_every_dtype(generator, dtype):
     a = torch.randn(2, 3, 9, 7, generator=generator) * 1e3
     b = torch.randn(2, 3, 9, 7, generator=generator) * 1e-3
     if dtype == torch.bool:
@@ -177,7 +178,22 @@ def test_mix_with_mask_is_exact_for_every_dtype(generator, dtype):
         a, b = a.abs().to(dtype), (b * 1e6).abs().to(dtype)
     else:
         a, b = a.to(dtype), b.to(dtype)
-    a[0, 0, 0, 0] = 0 if dtype == torch.bool else a[0, 0, 0, 0]
+        # non-finite values and -0.0 on either side must not leak into the other's pixels
+        a[0, 0, 0, :4] = torch.tensor([float("inf"), float("nan"), -0.0, -float("inf")])
+        b[0, 0, 1, :4] = torch.tensor([float("nan"), float("inf"), -0.0, torch.finfo(dtype).max])
     mask = torch.rand(2, 9, 7, generator=generator) < 0.5
-    assert torch.equal(mix_with_mask(a, b, mask), torch.where(mask.unsqueeze(1), b, a))
-    assert torch.equal(mix_with_mask(a[:, 0], b[:, 0], mask), torch.where(mask, b[:, 0], a[:, 0]))
+    mask[0, :2, :4] = torch.tensor([[True, False, True, False], [False, True, False, True]])
+
+    def bits(t):
+        return t.view(torch.uint8) if t.dtype == torch.bool else t.view(torch.int8).view(-1)
+
+    assert torch.equal(bits(mix_with_mask(a, b, mask)), bits(torch.where(mask.unsqueeze(1), b, a)))
+    assert torch.equal(bits(mix_with_mask(a[:, 0], b[:, 0], mask)), bits(torch.where(mask, b[:, 0], a[:, 0])))
+
+
+def test_mix_with_mask_refuses_mixed_dtypes_and_soft_masks():
+    a, mask = torch.zeros(1, 4, 4), torch.ones(1, 4, 4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="dtypes"):
+        mix_with_mask(a, a.half(), mask)
+    with pytest.raises(ValueError, match="bool"):
+        mix_with_mask(a, a, mask.float())
