@@ -82,6 +82,10 @@ class ChannelStats(NamedTuple):
     argmax: Tensor | None  #: int64 first class reaching the maximum (None when not asked for)
     expsum: Tensor | None  #: float ``sum_c exp(x_c - top)`` (None when not asked for)
 
+    def logsumexp(self) -> Tensor:
+        """``top + log(expsum)``, computed in place of ``expsum`` (which it consumes)."""
+        return self.expsum.log_().add_(self.top)
+
 
 def channel_stats(
     logits: Tensor,
@@ -152,8 +156,14 @@ def channel_stats(
 
 def logsumexp(logits: Tensor) -> Tensor:
     """``(B, H, W)`` log-sum-exp over the classes of ``(B, C, H, W)`` logits (no gradient)."""
-    stats = channel_stats(logits, argmax=False)
-    return stats.expsum.log_().add_(stats.top)
+    return channel_stats(logits, argmax=False).logsumexp()
+
+
+def checked_logsumexp(logsumexp: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """A caller's precomputed log-sum-exp, checked against the ``(B, H, W)`` shape, as float32."""
+    if tuple(logsumexp.shape) != tuple(shape):
+        raise ValueError(f"logsumexp must have shape {tuple(shape)}, got {tuple(logsumexp.shape)}")
+    return logsumexp.detach().float()
 
 
 def pick_class(logits: Tensor, target: Tensor) -> Tensor:

@@ -20,8 +20,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from ._channel_ops import checked_logsumexp, pick_class
 from ._channel_ops import logsumexp as _logsumexp
-from ._channel_ops import pick_class
 
 __all__ = [
     "ConfidenceBank",
@@ -92,10 +92,7 @@ def gt_class_probability(
     valid = (labels >= 0) & (labels < c) & (labels != ignore_index)
     target = torch.where(valid, labels.long(), 0)
     logits = logits.detach().float()
-    if logsumexp is None:
-        logsumexp = _logsumexp(logits)
-    elif logsumexp.shape != (b, h, w):
-        raise ValueError(f"logsumexp must have shape {(b, h, w)}, got {tuple(logsumexp.shape)}")
+    logsumexp = _logsumexp(logits) if logsumexp is None else checked_logsumexp(logsumexp, (b, h, w))
     return torch.where(valid, pick_class(logits, target).sub_(logsumexp).exp_(), 1.0)
 
 

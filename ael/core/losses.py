@@ -13,7 +13,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from ._channel_ops import PixelCrossEntropy, channel_stats
+from ._channel_ops import PixelCrossEntropy, channel_stats, checked_logsumexp
 
 __all__ = [
     "LogitStats",
@@ -40,18 +40,16 @@ def _check_logits_labels(logits: Tensor, labels: Tensor, what: str) -> None:
 
 
 def _valid_target(labels: Tensor, num_classes: int, ignore_index: int) -> tuple[Tensor, Tensor]:
+    """``(valid, target)``: the valid pixels, and the labels as int64 with 0 at invalid pixels."""
     valid = (labels >= 0) & (labels < num_classes) & (labels != ignore_index)
-    return valid, torch.where(valid, labels.long(), ignore_index)
+    return valid, torch.where(valid, labels.long(), 0)
 
 
 def _pixel_cross_entropy(logits: Tensor, target: Tensor, valid: Tensor, logsumexp: Tensor | None) -> Tensor:
     """``(B, H, W)`` float32 cross-entropy, 0 where ``valid`` is False (as ``ignore_index``)."""
-    safe_target = torch.where(valid, target, 0)
     if logsumexp is not None:
-        if logsumexp.shape != target.shape:
-            raise ValueError(f"logsumexp must have shape {tuple(target.shape)}, got {tuple(logsumexp.shape)}")
-        logsumexp = logsumexp.float()
-    return PixelCrossEntropy.apply(logits.float(), safe_target, valid, logsumexp)
+        logsumexp = checked_logsumexp(logsumexp, target.shape)
+    return PixelCrossEntropy.apply(logits.float(), target, valid, logsumexp)
 
 
 class LogitStats(NamedTuple):
@@ -79,7 +77,7 @@ def logit_stats(logits: Tensor, *, argmax: bool = True) -> LogitStats:
     if logits.dim() != 4:
         raise ValueError(f"logits must have shape (B, C, H, W), got {tuple(logits.shape)}")
     stats = channel_stats(logits.detach().float(), argmax=argmax)
-    return LogitStats(stats.argmax, stats.expsum.log_().add_(stats.top))
+    return LogitStats(stats.argmax, stats.logsumexp())
 
 
 def class_argmax(logits: Tensor) -> Tensor:
