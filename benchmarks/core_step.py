@@ -130,7 +130,8 @@ def ours_step(x, *, c, k, area_thresh, area_thresh2, generator, timer):
         classes = core.sample_classes(core.cutmix_class_probs(conf), 2, generator=generator)
         partners = core.sample_partners(x["cutmix_bank"], classes, generator=generator)
     with timer.part("pseudo_labels"):
-        labels_i, labels_j = core.class_argmax(x["teacher_i"]), core.class_argmax(x["teacher_j"])
+        labels_i, conf_i = core.pseudo_labels(x["teacher_i"])
+        labels_j, conf_j = core.pseudo_labels(x["teacher_j"])
         labels_l, conf_l = core.pseudo_labels(x["teacher_labeled"])
     with timer.part("cutmix_bank"):
         bank = core.update_cutmix_bank(
@@ -143,7 +144,7 @@ def ours_step(x, *, c, k, area_thresh, area_thresh2, generator, timer):
         mask = core.boxes_to_mask(boxes.boxes, *labels_j.shape[1:])
         mixed_images = core.mix_with_mask(x["unlabeled_i"], x["unlabeled_j"], mask)
         mixed_labels = core.mix_with_mask(labels_i, labels_j, mask)
-        mixed_conf = core.max_probability(x["teacher_i"], inside=x["teacher_j"], mask=mask)
+        mixed_conf = core.mix_with_mask(conf_i, conf_j, mask)
     with timer.part("sampled_loss"):
         ratio = core.equalization_ratio(conf)
         stats_m = core.logit_stats(x["student_mixed"])

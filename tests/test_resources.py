@@ -60,11 +60,11 @@ def test_presets_by_name(tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("setuptools") is None, reason="building a wheel needs setuptools")
-def test_the_wheel_carries_the_app_and_the_presets(tmp_path):
+def test_the_wheel_carries_the_app_the_presets_and_the_kernel(tmp_path):
     source = tmp_path / "src"
-    for name in ("ael", "app", "configs"):
-        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("ael", "app", "configs"):  # without the checkout's own build of the kernel
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd"))
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(tmp_path / "dist"), str(source)], check=True, capture_output=True)
@@ -75,3 +75,6 @@ def test_the_wheel_carries_the_app_and_the_presets(tmp_path):
                 if p.is_file() and p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts}
     assert data == expected
     assert "ael/resources.py" in names and "ael/core/_channel_ops.py" in names
+    kernels = [n for n in names if n.startswith("ael/core/_native_lib")]
+    if shutil.which("cc") or shutil.which("gcc"):  # built where a C compiler is (optional elsewhere)
+        assert len(kernels) == 1, names

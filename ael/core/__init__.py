@@ -5,8 +5,12 @@
 - :mod:`.components`: 8-connected components on the device.
 - :mod:`.cutmix`: CutMix bank, partner sampling, mix boxes, mixing.
 - :mod:`.losses`: OHEM cross-entropy, equalization sampling, re-weighted unsupervised loss.
+
+On a CPU the per-pixel reductions over the class axis run in a compiled kernel when ``pip``
+built it (``native_kernel_status()`` says; ``AEL_NATIVE=0`` turns it off), else in PyTorch.
 """
 
+from ._native import status as native_kernel_status
 from .bank import (
     ConfidenceBank,
     ReduceFn,
@@ -76,6 +80,7 @@ __all__ = [
     "mask_boxes",
     "max_probability",
     "mix_with_mask",
+    "native_kernel_status",
     "ohem_cross_entropy",
     "pseudo_labels",
     "random_boxes",

@@ -37,6 +37,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from . import _native
+
 #: Pixels (times C channels) per band on the CPU: about 1-3 MB of float32 at C = 19-21.
 _CPU_BAND_PIXELS = 16_384
 #: Elements per band elsewhere: bounds each scratch buffer to 256 MB of float32 (a few bands for
@@ -115,6 +117,9 @@ def channel_stats(
     """
     if (inside is None) != (mask is None):
         raise ValueError("inside and mask go together")
+    compiled = _native.channel_stats(logits, argmax=argmax, expsum=expsum, inside=inside, mask=mask)
+    if compiled is not None:
+        return ChannelStats(*compiled)
     b, c, h, w = logits.shape
     device = logits.device
     top = logits.new_empty(b, h, w)
@@ -169,6 +174,9 @@ def checked_logsumexp(logsumexp: Tensor, shape: tuple[int, ...]) -> Tensor:
 def pick_class(logits: Tensor, target: Tensor) -> Tensor:
     """``(B, H, W)`` logit of class ``target[b, y, x]`` (int64 in [0, C)) at every pixel (no gradient)."""
     with torch.no_grad():
+        picked = _native.pick_class(logits, target)
+        if picked is not None:
+            return picked
         return logits.gather(1, target.unsqueeze(1)).squeeze(1)
 
 

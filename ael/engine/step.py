@@ -53,10 +53,8 @@ from ael.core.copy_paste import adaptive_copy_paste
 from ael.core.cutmix import CutMixBank, boxes_to_mask, cutmix_boxes, mix_with_mask
 from ael.core.losses import (
     LogitStats,
-    class_argmax,
     equalization_mask,
     logit_stats,
-    max_probability,
     ohem_cross_entropy,
     pseudo_labels,
     unsup_loss,
@@ -384,13 +382,13 @@ class AELStep:
             with _section("teacher_forward"), self._autocast(device):
                 t_logits = self.teacher(self._prep(torch.cat(parts)))["out"].float()  # (N, C, H, W)
             # Mixing commutes with argmax and max-probability (both per pixel), so the (M, H, W)
-            # pseudo-label maps are mixed rather than the (M, C, H, W) logits. Each teacher map is
-            # reduced once: the argmax of i and j (CutMix bank, components, mixed labels), the
-            # max-probability of the mix only (computed from i and j under the box).
+            # pseudo-label maps of i and j are mixed rather than the (M, C, H, W) logits; each
+            # teacher map is reduced once, in one pass.
             mix_adaptive = opt.cutmix and opt.adaptive_partners
             if mix_adaptive:
-                pred_uj = class_argmax(t_logits[:2 * m])  # (2M, H, W)
+                pred_uj, conf_uj = pseudo_labels(t_logits[:2 * m])  # (2M, H, W)
                 pred_u, pred_j = pred_uj[:m], pred_uj[m:]
+                conf_u, conf_j = conf_uj[:m], conf_uj[m:]
             else:
                 pred_u, conf_u = pseudo_labels(t_logits[:m])
             if teacher_on_labeled:
@@ -408,7 +406,6 @@ class AELStep:
                     images_j = batch.partner_images
                     strong_j = batch.partner_strong if batch.partner_strong is not None else images_j
                     box_mask = boxes_to_mask(boxes.boxes, h, w)  # (M, H, W)
-                    conf_m = max_probability(t_logits[:m], inside=t_logits[m:2 * m], mask=box_mask)
                 else:
                     # Plain CutMix-Seg: the partner is the next image of the batch.
                     images_j, strong_j = images_u.roll(1, 0), strong_u.roll(1, 0)
@@ -416,7 +413,7 @@ class AELStep:
                     boxes = cutmix_boxes(pred_j, None, area_thresh=opt.area_thresh,
                                          adaptive=False, generator=self.generator)
                     box_mask = boxes_to_mask(boxes.boxes, h, w)
-                    conf_m = mix_with_mask(conf_u, conf_j, box_mask)
+                conf_m = mix_with_mask(conf_u, conf_j, box_mask)
                 mixed = mix_with_mask(strong_u, strong_j, box_mask)
                 pseudo_m = mix_with_mask(pred_u, pred_j, box_mask)
                 box_found = boxes.found.float().mean()

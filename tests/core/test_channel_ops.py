@@ -1,6 +1,8 @@
 """The one-pass class-axis reductions: exact argmax, log-sum-exp, max-probability, cross-entropy.
 
-Maps are sized so that the CPU band loop runs several bands with a ragged last one.
+Every test runs twice: through the compiled CPU kernel (skipped where it is not built) and
+through the PyTorch implementation. Maps are sized so that the PyTorch band loop runs several
+bands with a ragged last one, and the kernel's pixel blocks end ragged too.
 """
 
 import pytest
@@ -8,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ael.core import (
+    _native,
     class_argmax,
     equalization_mask,
     gt_class_probability,
@@ -18,6 +21,15 @@ from ael.core import (
     unsup_loss,
 )
 from ael.core._channel_ops import row_bands
+
+
+@pytest.fixture(autouse=True, params=["compiled", "pytorch"])
+def implementation(request, monkeypatch):
+    """Which implementation the reductions use for this run of the test."""
+    if request.param == "compiled" and not _native.available():
+        pytest.skip(f"compiled kernel not available: {_native.status()}")
+    monkeypatch.setattr(_native, "enabled", request.param == "compiled")
+    return request.param
 
 
 @pytest.fixture

@@ -1,0 +1,25 @@
+"""Builds the optional CPU kernel (ael/core/_native.c); everything else is in pyproject.toml.
+
+The kernel is a plain C shared library loaded with ctypes (no Python headers). It is optional:
+without a C compiler the build skips it with a warning and ael uses its PyTorch implementation
+of the same reductions (slower on a CPU, identical results).
+"""
+
+import sys
+
+from setuptools import Extension, setup
+
+compile_args = [] if sys.platform == "win32" else ["-O3", "-std=gnu11", "-pthread"]
+link_args = [] if sys.platform == "win32" else ["-pthread"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "ael.core._native_lib",
+            sources=["ael/core/_native.c"],
+            extra_compile_args=compile_args,
+            extra_link_args=link_args,
+            optional=True,
+        )
+    ]
+)

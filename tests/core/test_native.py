@@ -1,0 +1,159 @@
+"""The compiled CPU kernel (ael/core/_native.c) against the PyTorch implementation it replaces.
+
+The maximum, the argmax and the picked logits must be identical; the exp-sum agrees to float32
+rounding. Skipped where the kernel is not built (no C compiler at install), except in CI, which
+sets AEL_REQUIRE_NATIVE=1 so that a build that silently fell back fails here.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ael.core import _native
+from ael.core._channel_ops import channel_stats, pick_class
+
+if not _native.available():
+    if os.environ.get("AEL_REQUIRE_NATIVE") == "1":
+        raise RuntimeError(f"AEL_REQUIRE_NATIVE=1 but {_native.status()}")
+    pytest.skip(f"compiled kernel not available: {_native.status()}", allow_module_level=True)
+
+
+def both(monkeypatch, fn):
+    """``fn()`` through the kernel, then through PyTorch."""
+    monkeypatch.setattr(_native, "enabled", True)
+    compiled = fn()
+    monkeypatch.setattr(_native, "enabled", False)
+    return compiled, fn()
+
+
+def assert_same_stats(compiled, reference):
+    assert torch.equal(compiled.top, reference.top)
+    assert torch.equal(compiled.argmax, reference.argmax)
+    torch.testing.assert_close(compiled.expsum, reference.expsum, rtol=2e-6, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 19, 37, 41), (3, 2, 1, 300), (1, 21, 16, 8), (2, 5, 0, 7)])
+def test_stats_match_pytorch_on_ragged_shapes(monkeypatch, generator, shape):
+    x = torch.randn(*shape, generator=generator) * 5
+    compiled, reference = both(monkeypatch, lambda: channel_stats(x))
+    assert_same_stats(compiled, reference)
+    assert compiled.argmax.dtype == torch.int64 and compiled.top.shape == (shape[0], *shape[2:])
+
+
+def test_ties_extremes_and_nan(monkeypatch, generator):
+    x = torch.randint(-2, 3, (2, 6, 20, 30), generator=generator).float()  # many exact ties
+    x[0, :, 0, 0] = torch.tensor([-torch.inf, 5.0, 5.0, -torch.inf, 0.0, 1.0])
+    x[0, :, 0, 1] = -torch.inf  # every class impossible: max -inf, exp-sum NaN, as torch
+    x[0, :, 0, 2] = torch.tensor([1e30, -1e30, 3e38, 3e38, 0.0, -3e38])
+    x[1, 3, 5, 5] = torch.nan
+    x[1, 0, 6, 6] = torch.nan
+    x[1, :, 7, 7] = torch.tensor([-100.0, -130.0, -200.0, -99.5, -1e4, -126.9])  # exp of deep negatives
+    compiled, reference = both(monkeypatch, lambda: channel_stats(x))
+    assert torch.equal(compiled.top.nan_to_num(nan=7.0), reference.top.nan_to_num(nan=7.0))
+    assert torch.equal(compiled.argmax, reference.argmax)
+    assert torch.equal(compiled.argmax, torch.where(x.isnan().any(1), 0, x.max(1).indices))
+    torch.testing.assert_close(compiled.expsum, reference.expsum, rtol=2e-6, atol=0, equal_nan=True)
+    assert compiled.argmax[0, 0, 0] == 1 and compiled.top[1, 5, 5].isnan() and compiled.expsum[1, 6, 6].isnan()
+
+
+def test_exp_sum_is_accurate_against_float64(generator):
+    x = torch.randn(2, 19, 33, 65, generator=generator) * 20
+    stats = channel_stats(x)
+    exact = (x.double() - x.double().amax(1, keepdim=True)).exp().sum(1)
+    torch.testing.assert_close(stats.expsum.double(), exact, rtol=1e-6, atol=0)
+
+
+def test_mix_matches_the_mixed_logits(monkeypatch, generator):
+    outside, inside = torch.randn(2, 2, 7, 23, 29, generator=generator).unbind(0)
+    mask = torch.rand(2, 23, 29, generator=generator) < 0.4
+    mixed = torch.where(mask.unsqueeze(1), inside, outside)
+    compiled, reference = both(monkeypatch, lambda: channel_stats(outside, inside=inside, mask=mask))
+    assert_same_stats(compiled, reference)
+    monkeypatch.setattr(_native, "enabled", True)
+    assert_same_stats(compiled, channel_stats(mixed))
+
+
+def test_pick_class_matches_gather(monkeypatch, generator):
+    x = torch.randn(3, 11, 17, 19, generator=generator)
+    target = torch.randint(0, 11, (3, 17, 19), generator=generator)
+    compiled, reference = both(monkeypatch, lambda: pick_class(x, target))
+    assert torch.equal(compiled, reference)
+    assert torch.equal(compiled, x.gather(1, target.unsqueeze(1)).squeeze(1))
+
+
+def test_pick_class_never_reads_outside_the_map():
+    x = torch.zeros(1, 3, 2, 2)
+    target = torch.tensor([[[0, 3], [-1, 2]]])
+    picked = _native.pick_class(x, target)
+    assert picked is not None
+    assert torch.equal(picked.isnan(), torch.tensor([[[False, True], [True, False]]]))
+
+
+def test_results_do_not_depend_on_the_thread_count(generator):
+    x = torch.randn(2, 19, 50, 61, generator=generator)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = channel_stats(x)
+        torch.set_num_threads(3)
+        three = channel_stats(x)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one.top, three.top) and torch.equal(one.argmax, three.argmax)
+    assert torch.equal(one.expsum, three.expsum)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda x: x.double(),
+        lambda x: x.contiguous(memory_format=torch.channels_last),
+        lambda x: x[:, :, ::2],
+    ],
+    ids=["float64", "channels_last", "strided"],
+)
+def test_other_layouts_fall_back_to_pytorch(generator, make):
+    x = make(torch.randn(2, 5, 12, 10, generator=generator))
+    assert _native.channel_stats(x, argmax=True, expsum=True, inside=None, mask=None) is None
+    assert _native.pick_class(x, torch.zeros(2, *x.shape[2:], dtype=torch.long)) is None
+    assert torch.equal(channel_stats(x).argmax, x.max(1).indices)
+
+
+def test_a_mix_with_a_strided_mask_falls_back(generator):
+    x, y = torch.randn(2, 2, 3, 8, 8, generator=generator).unbind(0)
+    mask = (torch.rand(2, 8, 16, generator=generator) < 0.5)[:, :, ::2]
+    assert _native.channel_stats(x, argmax=True, expsum=True, inside=y, mask=mask) is None
+    stats = channel_stats(x, inside=y, mask=mask)
+    assert torch.equal(stats.argmax, torch.where(mask.unsqueeze(1), y, x).max(1).indices)
+
+
+def test_the_environment_switch_disables_the_kernel():
+    code = "from ael.core import _native; print(_native.available()); print(_native.status())"
+    env = {**os.environ, "AEL_NATIVE": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["False", "PyTorch (the compiled kernel is disabled by AEL_NATIVE=0)"]
+    assert _native.status() == "compiled kernel"
+
+
+def test_an_install_without_the_kernel_falls_back(monkeypatch, generator):
+    monkeypatch.setattr(_native, "_library", None)
+    monkeypatch.setattr(_native, "_load_error", None)
+    monkeypatch.setattr(_native, "_find_library", lambda: None)
+    assert not _native.available()
+    assert _native.status() == "PyTorch (compiled kernel unavailable: not built (no C compiler when ael was installed))"
+    x = torch.randn(2, 4, 9, 9, generator=generator)
+    assert _native.channel_stats(x, argmax=True, expsum=True, inside=None, mask=None) is None
+    assert torch.equal(channel_stats(x).argmax, x.max(1).indices)
+
+
+def test_a_broken_build_falls_back_and_says_why(monkeypatch, tmp_path):
+    broken = tmp_path / "_native_lib.so"
+    broken.write_bytes(b"not a shared library")
+    monkeypatch.setattr(_native, "_library", None)
+    monkeypatch.setattr(_native, "_load_error", None)
+    monkeypatch.setattr(_native, "_find_library", lambda: broken)
+    assert not _native.available()
+    assert _native.status().startswith(f"PyTorch (compiled kernel unavailable: {broken}")
