@@ -322,36 +322,57 @@ def per_pixel_floor(setting: str, device: torch.device, repeats: int) -> None:
     """Time the per-pixel passes any implementation of the step must make, on one logit map.
 
     The figures that bound the speed-up: a single torch elementwise exp over one (2, C, H, W) map,
-    our fused banded reductions of the same map, and the uniform draws of equalization sampling.
+    our reductions of the same map (the compiled CPU kernel where it is built, and the PyTorch
+    implementation), and the uniform draws of equalization sampling. Each repeat reads another of
+    three maps, so that no map is still in the cache from the previous repeat (as in a real step).
     """
+    from ael.core import _native
     from ael.core._channel_ops import channel_stats
 
     c, size, *_ = SETTINGS[setting]
-    x = make_inputs(c, size, device)
-    logits, other = x["teacher_i"], x["teacher_j"]
+    maps = [make_inputs(c, size, device, seed=seed)["teacher_i"] for seed in range(3)]
+    other = make_inputs(c, size, device, seed=3)["teacher_j"]
     box = torch.zeros(2, size, size, dtype=torch.bool, device=device)
     box[:, size // 8: size // 2, size // 4: 3 * size // 4] = True
     passes = {
-        "torch.exp2 of the map": lambda: torch.exp2(logits),
-        "ours: argmax + exp-sum": lambda: channel_stats(logits),
-        "ours: exp-sum only": lambda: channel_stats(logits, argmax=False),
-        "ours: argmax only": lambda: channel_stats(logits, expsum=False),
-        "ours: exp-sum of a mix": lambda: channel_stats(logits, argmax=False, inside=other, mask=box),
-        "torch.rand, one per pixel": lambda: torch.rand(2, size, size, device=device),
+        "torch.exp2 of the map": lambda x: torch.exp2(x),
+        "argmax + exp-sum": lambda x: channel_stats(x),
+        "exp-sum only": lambda x: channel_stats(x, argmax=False),
+        "argmax only": lambda x: channel_stats(x, top=False, expsum=False),
+        "exp-sum of a mix": lambda x: channel_stats(x, argmax=False, inside=other, mask=box),
     }
+    kernel_built = device.type == "cpu" and _native.available()
     print(f"\n[{setting}] per-pixel passes over one (2, {c}, {size}, {size}) map, median of {repeats}")
-    for name, fn in passes.items():
-        fn()
+    print(f"  {'pass':<28}{'compiled ms' if kernel_built else '':>12}{'PyTorch ms':>12}")
+
+    def median_time(fn) -> float:
+        fn(maps[0])
         times = []
-        for _ in range(repeats):
+        for r in range(repeats):
+            x = maps[r % len(maps)]
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = Timer.clock()
-            fn()
+            fn(x)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(Timer.clock() - start)
-        print(f"  {name:<28}{statistics.median(times) * 1e3:>8.1f} ms")
+        return statistics.median(times) * 1e3
+
+    enabled = _native.enabled
+    try:
+        for name, fn in passes.items():
+            _native.enabled = False
+            pytorch = median_time(fn)
+            compiled = ""
+            if kernel_built and name != "torch.exp2 of the map":
+                _native.enabled = True
+                compiled = f"{median_time(fn):.1f}"
+            print(f"  {name:<28}{compiled:>12}{pytorch:>12.1f}")
+    finally:
+        _native.enabled = enabled
+    draw = lambda x: torch.rand(2, size, size, device=device)  # noqa: E731
+    print(f"  {'torch.rand, one per pixel':<28}{'':>12}{median_time(draw):>12.1f}")
 
 
 def main() -> None:

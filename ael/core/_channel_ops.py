@@ -80,7 +80,7 @@ def select(outside: Tensor, inside: Tensor, bits: Tensor, out: Tensor | None = N
 class ChannelStats(NamedTuple):
     """Per-pixel reductions over classes of ``(B, C, H, W)`` logits (each ``(B, H, W)``)."""
 
-    top: Tensor  #: float maximum logit
+    top: Tensor | None  #: float maximum logit (may be None when not asked for)
     argmax: Tensor | None  #: int64 first class reaching the maximum (None when not asked for)
     expsum: Tensor | None  #: float ``sum_c exp(x_c - top)`` (None when not asked for)
 
@@ -92,6 +92,7 @@ class ChannelStats(NamedTuple):
 def channel_stats(
     logits: Tensor,
     *,
+    top: bool = True,
     argmax: bool = True,
     expsum: bool = True,
     inside: Tensor | None = None,
@@ -105,6 +106,7 @@ def channel_stats(
     Args:
         logits: ``(B, C, H, W)`` float32 logits (no gradient is recorded; the class indices are
             exact in float32 for any C below 2**24, not in bfloat16).
+        top: return the maximum (the compiled kernel then skips writing it).
         argmax: compute the argmax.
         expsum: compute ``sum_c exp(x_c - max)``: softmax maximum = ``1 / expsum``,
             logsumexp = ``top + log(expsum)``.
@@ -117,12 +119,12 @@ def channel_stats(
     """
     if (inside is None) != (mask is None):
         raise ValueError("inside and mask go together")
-    compiled = _native.channel_stats(logits, argmax=argmax, expsum=expsum, inside=inside, mask=mask)
+    compiled = _native.channel_stats(logits, top=top, argmax=argmax, expsum=expsum, inside=inside, mask=mask)
     if compiled is not None:
         return ChannelStats(*compiled)
     b, c, h, w = logits.shape
     device = logits.device
-    top = logits.new_empty(b, h, w)
+    maximum = logits.new_empty(b, h, w)
     reversed_first = logits.new_empty(b, h, w) if argmax else None
     sums = logits.new_empty(b, h, w) if expsum else None
     bands = row_bands(logits)
@@ -145,7 +147,7 @@ def channel_stats(
             if inside is not None:
                 x = select(x, inside[:, :, band], bits[:, :, band], out=mixed[:, :, :n])
             t = torch.amax(x, dim=1, keepdim=True, out=band_top[:, :, :n])
-            top[:, band] = t.squeeze(1)
+            maximum[:, band] = t.squeeze(1)
             d = torch.sub(x, t, out=diff[:, :, :n])  # 0 exactly at the maxima, < 0 elsewhere
             if argmax:
                 k = torch.sign(d, out=keys[:, :, :n])
@@ -156,7 +158,7 @@ def channel_stats(
     first = None
     if reversed_first is not None:
         first = reversed_first.neg_().add_(c - 1).long()
-    return ChannelStats(top, first, sums)
+    return ChannelStats(maximum, first, sums)
 
 
 def logsumexp(logits: Tensor) -> Tensor:

@@ -89,7 +89,8 @@ INLINE void stats_block(const float *restrict x, const float *restrict in, const
         }
         for (int64_t p = 0; p < n; p++) sums[p] = nan[p] ? NAN : acc[p];
     }
-    for (int64_t p = 0; p < n; p++) top[p] = nan[p] ? NAN : best[p];
+    if (top)
+        for (int64_t p = 0; p < n; p++) top[p] = nan[p] ? NAN : best[p];
     if (arg)
         for (int64_t p = 0; p < n; p++) arg[p] = nan[p] ? 0 : idx[p];
 }
@@ -160,19 +161,19 @@ static void parallel_blocks(job work, int64_t batch, block_fn fn, int threads) {
 
 static void stats_of_block(const job *j, int64_t image, int64_t p0, int64_t n) {
     int64_t in_offset = image * j->classes * j->hw + p0, out_offset = image * j->hw + p0;
-    float *sums = j->sums ? j->sums + out_offset : 0;
+    float *top = j->top ? j->top + out_offset : 0, *sums = j->sums ? j->sums + out_offset : 0;
     int64_t *argmax = j->argmax ? j->argmax + out_offset : 0;
     if (j->inside)
         stats_block_mixed(j->logits + in_offset, j->inside + in_offset, j->mask + out_offset, j->hw, j->classes, n,
-                          j->top + out_offset, argmax, sums);
+                          top, argmax, sums);
     else
-        stats_block_plain(j->logits + in_offset, 0, 0, j->hw, j->classes, n, j->top + out_offset, argmax, sums);
+        stats_block_plain(j->logits + in_offset, 0, 0, j->hw, j->classes, n, top, argmax, sums);
 }
 
 /*
  * Per-pixel maximum (top), first argmax and exp-sum over the classes of contiguous (B, C, HW)
  * float32 logits; with `inside` and `mask` ((B, HW) bytes, 0 or 1), of the mix that takes
- * `inside` where the mask is set. `argmax` and `sums` may be NULL. Returns 0, or -1 on bad sizes.
+ * `inside` where the mask is set. `top`, `argmax` and `sums` may each be NULL. Returns 0, or -1 on bad sizes.
  */
 int ael_channel_stats(const float *logits, const float *inside, const uint8_t *mask, int64_t batch,
                       int64_t classes, int64_t hw, float *top, int64_t *argmax, float *sums, int threads) {

@@ -86,8 +86,8 @@ def _check(code: int, name: str, logits: Tensor) -> None:
 
 
 def channel_stats(
-    logits: Tensor, *, argmax: bool, expsum: bool, inside: Tensor | None, mask: Tensor | None
-) -> tuple[Tensor, Tensor | None, Tensor | None] | None:
+    logits: Tensor, *, top: bool = True, argmax: bool, expsum: bool, inside: Tensor | None, mask: Tensor | None
+) -> tuple[Tensor | None, Tensor | None, Tensor | None] | None:
     """``(top, argmax, expsum)`` of ``logits`` ``(B, C, H, W)`` by the kernel, or None to fall back.
 
     Same contract as :func:`ael.core._channel_ops.channel_stats` (which validates the arguments).
@@ -103,7 +103,7 @@ def channel_stats(
     library = _load()
     if library is None:
         return None
-    top = logits.new_empty(b, h, w)
+    maximum = logits.new_empty(b, h, w) if top else None
     first = torch.empty(b, h, w, dtype=torch.int64) if argmax else None
     sums = logits.new_empty(b, h, w) if expsum else None
     code = library.ael_channel_stats(
@@ -111,13 +111,13 @@ def channel_stats(
         None if inside is None else inside.data_ptr(),
         None if mask is None else mask.data_ptr(),
         b, c, h * w,
-        top.data_ptr(),
+        None if maximum is None else maximum.data_ptr(),
         None if first is None else first.data_ptr(),
         None if sums is None else sums.data_ptr(),
         torch.get_num_threads(),
     )
     _check(code, "ael_channel_stats", logits)
-    return top, first, sums
+    return maximum, first, sums
 
 
 def pick_class(logits: Tensor, target: Tensor) -> Tensor | None:

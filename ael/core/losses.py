@@ -87,7 +87,7 @@ def class_argmax(logits: Tensor) -> Tensor:
     """
     if logits.dim() != 4:
         raise ValueError(f"logits must have shape (B, C, H, W), got {tuple(logits.shape)}")
-    return channel_stats(logits.detach().float(), expsum=False).argmax
+    return channel_stats(logits.detach().float(), top=False, expsum=False).argmax
 
 
 def max_probability(logits: Tensor, *, inside: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
@@ -109,7 +109,7 @@ def max_probability(logits: Tensor, *, inside: Tensor | None = None, mask: Tenso
         if mask is None or mask.shape != (logits.shape[0], *logits.shape[2:]) or mask.dtype != torch.bool:
             raise ValueError(f"mask must be a bool tensor of shape {(logits.shape[0], *logits.shape[2:])}")
         inside = inside.detach().float()
-    stats = channel_stats(logits.detach().float(), argmax=False, inside=inside, mask=mask)
+    stats = channel_stats(logits.detach().float(), top=False, argmax=False, inside=inside, mask=mask)
     return stats.expsum.reciprocal_()
 
 
@@ -178,7 +178,7 @@ def pseudo_labels(teacher_logits: Tensor) -> tuple[Tensor, Tensor]:
     """
     if teacher_logits.dim() != 4:
         raise ValueError(f"teacher_logits must have shape (B, C, H, W), got {tuple(teacher_logits.shape)}")
-    stats = channel_stats(teacher_logits.detach().float())
+    stats = channel_stats(teacher_logits.detach().float(), top=False)
     return stats.argmax, stats.expsum.reciprocal_()
 
 

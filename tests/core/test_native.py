@@ -157,3 +157,11 @@ def test_a_broken_build_falls_back_and_says_why(monkeypatch, tmp_path):
     monkeypatch.setattr(_native, "_find_library", lambda: broken)
     assert not _native.available()
     assert _native.status().startswith(f"PyTorch (compiled kernel unavailable: {broken}")
+
+
+def test_the_maximum_can_be_left_out(generator):
+    x = torch.randn(2, 7, 13, 17, generator=generator)
+    full, lean = channel_stats(x), channel_stats(x, top=False)
+    assert lean.top is None
+    assert torch.equal(lean.argmax, full.argmax) and torch.equal(lean.expsum, full.expsum)
+    assert torch.equal(channel_stats(x, top=False, expsum=False).argmax, full.argmax)
