@@ -105,6 +105,10 @@ CLONES static void stats_block_mixed(const float *x, const float *in, const uint
     stats_block(x, in, mask, hw, classes, n, top, arg, sums, 1);
 }
 
+/* The interface version: ael/core/_native.py refuses a build whose version differs from its own
+ * (a stale in-place build after an update), so a changed signature can never be called. */
+int ael_native_abi(void) { return 2; }
+
 /* ---- work split: blocks of BLOCK pixels of each image, over `threads` POSIX threads ---- */
 
 typedef struct {

@@ -21,6 +21,9 @@ from torch import Tensor
 #: Set to False (tests, ``AEL_NATIVE=0``) to use the PyTorch implementation everywhere.
 enabled = os.environ.get("AEL_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
 
+#: The interface version this module calls (``ael_native_abi()`` in ``_native.c``).
+ABI = 2
+
 _library: ctypes.CDLL | None = None
 _load_error: str | None = None
 
@@ -51,12 +54,18 @@ def _load() -> ctypes.CDLL | None:
     }
     try:
         library = ctypes.CDLL(str(path))
+        library.ael_native_abi.restype = ctypes.c_int
+        library.ael_native_abi.argtypes = []
+        built = library.ael_native_abi()
         for name, argtypes in signatures.items():
             function = getattr(library, name)
             function.restype = ctypes.c_int
             function.argtypes = argtypes
-    except (OSError, AttributeError) as error:  # a stale or foreign build: fall back, say why in status()
+    except (OSError, AttributeError) as error:  # a foreign or broken build: fall back, say why in status()
         _load_error = f"{path}: {error}"
+        return None
+    if built != ABI:
+        _load_error = f"{path} is a stale build (interface {built}, expected {ABI}): reinstall ael (pip install -e .)"
         return None
     _library = library
     return library
@@ -92,8 +101,8 @@ def channel_stats(
 
     Same contract as :func:`ael.core._channel_ops.channel_stats` (which validates the arguments).
     """
-    if not enabled or logits.dim() != 4 or not _usable(logits):
-        return None
+    if not enabled or logits.dim() != 4 or logits.shape[1] == 0 or not _usable(logits):
+        return None  # (no classes: PyTorch raises its own error)
     b, c, h, w = logits.shape
     if inside is not None and not (
         _usable(inside) and inside.shape == logits.shape and mask.dtype == torch.bool

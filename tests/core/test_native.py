@@ -165,3 +165,11 @@ def test_the_maximum_can_be_left_out(generator):
     assert lean.top is None
     assert torch.equal(lean.argmax, full.argmax) and torch.equal(lean.expsum, full.expsum)
     assert torch.equal(channel_stats(x, top=False, expsum=False).argmax, full.argmax)
+
+
+def test_a_stale_build_is_refused(monkeypatch):
+    monkeypatch.setattr(_native, "_library", None)
+    monkeypatch.setattr(_native, "_load_error", None)
+    monkeypatch.setattr(_native, "ABI", _native.ABI + 1)  # as if the Python side were newer than the build
+    assert not _native.available()
+    assert "stale build" in _native.status() and "pip install -e ." in _native.status()
