@@ -287,34 +287,40 @@ def reference_step(x, *, c, k, area_thresh, area_thresh2, generator, timer):
 
 
 def run(setting: str, device: torch.device, repeats: int) -> tuple[float, float]:
+    """Time both implementations, interleaved (ours, reference, ours, ...) so that a drift in the
+    machine's speed hits both alike; print medians per part and the median of the per-pair ratios."""
     c, size, area_thresh, area_thresh2, k = SETTINGS[setting]
     x = make_inputs(c, size, device)
     kwargs = {"c": c, "k": k, "area_thresh": area_thresh, "area_thresh2": area_thresh2}
-    results = {}
-    for name, step in (("ours", ours_step), ("reference", reference_step)):
-        generator = torch.Generator(device=device).manual_seed(0)
-        random.seed(0)
-        np.random.seed(0)
-        step(x, generator=generator, timer=Timer(device), **kwargs)  # warm-up
-        times, parts = [], defaultdict(list)
-        for _ in range(repeats):
+    steps = {"ours": ours_step, "reference": reference_step}
+    random.seed(0)
+    np.random.seed(0)
+    generators = {name: torch.Generator(device=device).manual_seed(0) for name in steps}
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    parts: dict[str, dict[str, list[float]]] = {name: defaultdict(list) for name in steps}
+    for name, step in steps.items():  # warm-up
+        step(x, generator=generators[name], timer=Timer(device), **kwargs)
+    for _ in range(repeats):
+        for name, step in steps.items():
             timer = Timer(device)
             start = Timer.clock()
-            step(x, generator=generator, timer=timer, **kwargs)
+            step(x, generator=generators[name], timer=timer, **kwargs)
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            times.append(Timer.clock() - start)
+            times[name].append(Timer.clock() - start)
             for part, seconds in timer.parts.items():
-                parts[part].append(seconds)
-        results[name] = (statistics.median(times), {p: statistics.median(v) for p, v in parts.items()})
-    ours, ref = results["ours"][0], results["reference"][0]
+                parts[name][part].append(seconds)
+    ours, ref = statistics.median(times["ours"]), statistics.median(times["reference"])
+    pair_ratio = statistics.median(r / o for o, r in zip(times["ours"], times["reference"]))
     print(f"\n[{setting}] {c} classes, crop {size}, 2 labeled + 2 unlabeled, device {device}, "
           f"median of {repeats}, {'CPU' if Timer.clock is time.process_time else 'wall'} time")
     print(f"  {'part':<16}{'ours ms':>10}{'reference ms':>14}{'ratio':>8}")
-    for part in results["ours"][1]:
-        o, r = results["ours"][1][part] * 1e3, results["reference"][1][part] * 1e3
+    for part in parts["ours"]:
+        o = statistics.median(parts["ours"][part]) * 1e3
+        r = statistics.median(parts["reference"][part]) * 1e3
         print(f"  {part:<16}{o:>10.1f}{r:>14.1f}{r / max(o, 1e-9):>8.1f}")
     print(f"  {'total':<16}{ours * 1e3:>10.1f}{ref * 1e3:>14.1f}{ref / ours:>8.1f}")
+    print(f"  median ratio of the {repeats} interleaved pairs: {pair_ratio:.1f}x")
     return ours, ref
 
 

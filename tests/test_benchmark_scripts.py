@@ -1,0 +1,21 @@
+"""The benchmark scripts run (their figures are recorded in benchmarks/RESULTS.md, not asserted)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_core_step_prints_both_implementations_and_the_passes():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "core_step.py"), "--setting", "voc", "--repeats", "1",
+         "--passes"],
+        capture_output=True, text=True, check=True, timeout=600,
+    ).stdout
+    assert re.search(r"^  total\s+[\d.]+\s+[\d.]+\s+[\d.]+$", out, re.MULTILINE), out
+    assert "median ratio of the 1 interleaved pairs" in out
+    for name in ("copy_paste", "bank", "cutmix_bank", "components_box", "mixing", "sampled_loss"):
+        assert re.search(rf"^  {name}\s+[\d.]+\s+[\d.]+", out, re.MULTILINE), name
+    assert re.search(r"^  argmax \+ exp-sum\s+[\d.]+", out, re.MULTILINE), out
