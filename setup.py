@@ -9,7 +9,8 @@ import sys
 
 from setuptools import Extension, setup
 
-compile_args = [] if sys.platform == "win32" else ["-O3", "-std=gnu11", "-pthread"]
+# -fno-fast-math: the NaN checks (x != x) must survive a user's CFLAGS.
+compile_args = [] if sys.platform == "win32" else ["-O3", "-std=gnu11", "-pthread", "-fno-fast-math"]
 link_args = [] if sys.platform == "win32" else ["-pthread"]
 
 setup(

@@ -32,12 +32,13 @@
 #endif
 #define INLINE static inline __attribute__((always_inline))
 
-/* 2^d for d <= 0 (2^-127 and below flush to 0): 2^round(d) from the exponent bits, times a
- * polynomial for 2^f on [-0.5, 0.5] (relative error 2e-9 before float32 rounding). */
+/* 2^d for d <= 0 (2^-127 and below flush to 0; NaN stays NaN): 2^round(d) from the exponent
+ * bits, times a polynomial for 2^f on [-0.5, 0.5] (relative error 2e-9 before float32 rounding).
+ * The clamp maps NaN to -127 too, so that no NaN is ever converted to an integer (undefined). */
 INLINE float exp2_nonpositive(float d) {
-    d = d < -127.0f ? -127.0f : d;
-    float n = rintf(d);
-    float f = d - n;
+    float clamped = d > -127.0f ? d : -127.0f;
+    float n = rintf(clamped);
+    float f = clamped - n;
     float p = 1.5337577e-4f;
     p = p * f + 1.3399860e-3f;
     p = p * f + 9.6185198e-3f;
@@ -48,7 +49,7 @@ INLINE float exp2_nonpositive(float d) {
     int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return d != d ? d : p * scale;
 }
 
 /* The logit of one class at pixel p: from `inside` where the mask is set when mixing. Both are
@@ -107,7 +108,7 @@ CLONES static void stats_block_mixed(const float *x, const float *in, const uint
 
 /* The interface version: ael/core/_native.py refuses a build whose version differs from its own
  * (a stale in-place build after an update), so a changed signature can never be called. */
-int ael_native_abi(void) { return 2; }
+int ael_native_abi(void) { return 3; }
 
 /* ---- work split: blocks of BLOCK pixels of each image, over `threads` POSIX threads ---- */
 

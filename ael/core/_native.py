@@ -22,7 +22,7 @@ from torch import Tensor
 enabled = os.environ.get("AEL_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 #: The interface version this module calls (``ael_native_abi()`` in ``_native.c``).
-ABI = 2
+ABI = 3
 
 _library: ctypes.CDLL | None = None
 _load_error: str | None = None
@@ -86,7 +86,9 @@ def status() -> str:
 
 
 def _usable(tensor: Tensor, dtype: torch.dtype = torch.float32) -> bool:
-    return tensor.device.type == "cpu" and tensor.dtype == dtype and tensor.is_contiguous()
+    """Plain dense memory the kernel can read as it is (no lazy negation, no opaque layout)."""
+    return (tensor.device.type == "cpu" and tensor.dtype == dtype and tensor.layout == torch.strided
+            and tensor.is_contiguous() and not tensor.is_neg())
 
 
 def _check(code: int, name: str, logits: Tensor) -> None:
@@ -101,8 +103,8 @@ def channel_stats(
 
     Same contract as :func:`ael.core._channel_ops.channel_stats` (which validates the arguments).
     """
-    if not enabled or logits.dim() != 4 or logits.shape[1] == 0 or not _usable(logits):
-        return None  # (no classes: PyTorch raises its own error)
+    if not enabled or logits.dim() != 4 or not 0 < logits.shape[1] < 2**31 or not _usable(logits):
+        return None  # (no classes: PyTorch raises its own error; the kernel keeps class indices in int32)
     b, c, h, w = logits.shape
     if inside is not None and not (
         _usable(inside) and inside.shape == logits.shape and mask.dtype == torch.bool
@@ -131,7 +133,7 @@ def channel_stats(
 
 def pick_class(logits: Tensor, target: Tensor) -> Tensor | None:
     """``(B, H, W)`` logit of class ``target`` ``(B, H, W)`` int64 in [0, C), or None to fall back."""
-    if not enabled or logits.dim() != 4 or not _usable(logits):
+    if not enabled or logits.dim() != 4 or logits.shape[1] == 0 or not _usable(logits):
         return None
     b, c, h, w = logits.shape
     if target.shape != (b, h, w) or not _usable(target, torch.int64):

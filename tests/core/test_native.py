@@ -22,20 +22,34 @@ if not _native.available():
 
 
 def both(monkeypatch, fn):
-    """``fn()`` through the kernel, then through PyTorch."""
+    """``fn()`` through the kernel (checking that it ran, not a silent fallback), then through PyTorch."""
+    ran = []
+
+    def spying_on(original):
+        def spy(*args, **kwargs):
+            result = original(*args, **kwargs)
+            ran.append(result is not None)
+            return result
+        return spy
+
+    for name in ("channel_stats", "pick_class"):
+        monkeypatch.setattr(_native, name, spying_on(getattr(_native, name)))
     monkeypatch.setattr(_native, "enabled", True)
     compiled = fn()
+    assert ran and all(ran), "the compiled kernel did not run"
     monkeypatch.setattr(_native, "enabled", False)
     return compiled, fn()
 
 
 def assert_same_stats(compiled, reference):
-    assert torch.equal(compiled.top, reference.top)
+    assert torch.equal(compiled.top.nan_to_num(nan=7.0), reference.top.nan_to_num(nan=7.0))
     assert torch.equal(compiled.argmax, reference.argmax)
-    torch.testing.assert_close(compiled.expsum, reference.expsum, rtol=2e-6, atol=0)
+    torch.testing.assert_close(compiled.expsum, reference.expsum, rtol=2e-6, atol=0, equal_nan=True)
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 19, 37, 41), (3, 2, 1, 300), (1, 21, 16, 8), (2, 5, 0, 7)])
+@pytest.mark.parametrize(
+    "shape", [(1, 1, 1, 1), (2, 19, 37, 41), (3, 2, 1, 300), (1, 21, 16, 8), (2, 5, 0, 7), (0, 3, 4, 4)]
+)
 def test_stats_match_pytorch_on_ragged_shapes(monkeypatch, generator, shape):
     x = torch.randn(*shape, generator=generator) * 5
     compiled, reference = both(monkeypatch, lambda: channel_stats(x))
@@ -51,6 +65,8 @@ def test_ties_extremes_and_nan(monkeypatch, generator):
     x[1, 3, 5, 5] = torch.nan
     x[1, 0, 6, 6] = torch.nan
     x[1, :, 7, 7] = torch.tensor([-100.0, -130.0, -200.0, -99.5, -1e4, -126.9])  # exp of deep negatives
+    x[1, :, 8, 8] = torch.tensor([torch.inf, 0.0, torch.inf, 1.0, -torch.inf, 2.0])  # +inf: max inf, exp-sum NaN
+    x[1, :, 9, 9] = torch.tensor([1.0, 0.0, torch.nan, torch.inf, -torch.inf, 2.0])  # NaN wins over inf
     compiled, reference = both(monkeypatch, lambda: channel_stats(x))
     assert torch.equal(compiled.top.nan_to_num(nan=7.0), reference.top.nan_to_num(nan=7.0))
     assert torch.equal(compiled.argmax, reference.argmax)
@@ -69,6 +85,9 @@ def test_exp_sum_is_accurate_against_float64(generator):
 def test_mix_matches_the_mixed_logits(monkeypatch, generator):
     outside, inside = torch.randn(2, 2, 7, 23, 29, generator=generator).unbind(0)
     mask = torch.rand(2, 23, 29, generator=generator) < 0.4
+    mask[0, 0, :4] = torch.tensor([True, True, False, False])
+    inside[0, 1, 0, 0], outside[0, 2, 0, 1] = torch.inf, torch.nan  # taken: they show
+    inside[0, 3, 0, 2], outside[0, 4, 0, 3] = torch.nan, -torch.inf  # not taken: they must not
     mixed = torch.where(mask.unsqueeze(1), inside, outside)
     compiled, reference = both(monkeypatch, lambda: channel_stats(outside, inside=inside, mask=mask))
     assert_same_stats(compiled, reference)
@@ -84,7 +103,7 @@ def test_pick_class_matches_gather(monkeypatch, generator):
     assert torch.equal(compiled, x.gather(1, target.unsqueeze(1)).squeeze(1))
 
 
-def test_pick_class_never_reads_outside_the_map():
+def test_pick_class_gives_nan_for_targets_outside_the_classes():
     x = torch.zeros(1, 3, 2, 2)
     target = torch.tensor([[[0, 3], [-1, 2]]])
     picked = _native.pick_class(x, target)
@@ -92,18 +111,20 @@ def test_pick_class_never_reads_outside_the_map():
     assert torch.equal(picked.isnan(), torch.tensor([[[False, True], [True, False]]]))
 
 
-def test_results_do_not_depend_on_the_thread_count(generator):
-    x = torch.randn(2, 19, 50, 61, generator=generator)
+@pytest.mark.parametrize("size", [(50, 61), (3, 5)], ids=["many blocks", "fewer blocks than threads"])
+def test_results_do_not_depend_on_the_thread_count(generator, size):
+    x = torch.randn(2, 19, *size, generator=generator)
     threads = torch.get_num_threads()
+    results = []
     try:
-        torch.set_num_threads(1)
-        one = channel_stats(x)
-        torch.set_num_threads(3)
-        three = channel_stats(x)
+        for count in (1, 3, 64):  # 64: more threads than blocks in the small map
+            torch.set_num_threads(count)
+            results.append(channel_stats(x))
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(one.top, three.top) and torch.equal(one.argmax, three.argmax)
-    assert torch.equal(one.expsum, three.expsum)
+    for other in results[1:]:
+        assert torch.equal(results[0].top, other.top) and torch.equal(results[0].argmax, other.argmax)
+        assert torch.equal(results[0].expsum, other.expsum)
 
 
 @pytest.mark.parametrize(
@@ -112,8 +133,9 @@ def test_results_do_not_depend_on_the_thread_count(generator):
         lambda x: x.double(),
         lambda x: x.contiguous(memory_format=torch.channels_last),
         lambda x: x[:, :, ::2],
+        lambda x: torch._neg_view(x),  # lazily negated: the raw memory is not the values
     ],
-    ids=["float64", "channels_last", "strided"],
+    ids=["float64", "channels_last", "strided", "negative view"],
 )
 def test_other_layouts_fall_back_to_pytorch(generator, make):
     x = make(torch.randn(2, 5, 12, 10, generator=generator))
