@@ -34,11 +34,12 @@
 
 /* 2^d for d <= 0 (2^-127 and below flush to 0; NaN stays NaN): 2^round(d) from the exponent
  * bits, times a polynomial for 2^f on [-0.5, 0.5] (relative error 2e-9 before float32 rounding).
- * The clamp maps NaN to -127 too, so that no NaN is ever converted to an integer (undefined). */
+ * No NaN is ever converted to an integer (undefined behaviour), and the loops stay branch-free. */
 INLINE float exp2_nonpositive(float d) {
-    float clamped = d > -127.0f ? d : -127.0f;
-    float n = rintf(clamped);
-    float f = clamped - n;
+    float kept = d < -127.0f ? -127.0f : d; /* NaN stays NaN, and carries through f and p */
+    float safe = d > -127.0f ? d : -127.0f; /* NaN becomes -127 here: safe to convert to int */
+    float n = rintf(safe);
+    float f = kept - n;
     float p = 1.5337577e-4f;
     p = p * f + 1.3399860e-3f;
     p = p * f + 9.6185198e-3f;
@@ -49,7 +50,7 @@ INLINE float exp2_nonpositive(float d) {
     int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return d != d ? d : p * scale;
+    return p * scale;
 }
 
 /* The logit of one class at pixel p: from `inside` where the mask is set when mixing. Both are
