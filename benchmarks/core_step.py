@@ -337,15 +337,11 @@ def per_pixel_floor(setting: str, device: torch.device, repeats: int) -> None:
 
     c, size, *_ = SETTINGS[setting]
     maps = [make_inputs(c, size, device, seed=seed)["teacher_i"] for seed in range(3)]
-    other = make_inputs(c, size, device, seed=3)["teacher_j"]
-    box = torch.zeros(2, size, size, dtype=torch.bool, device=device)
-    box[:, size // 8: size // 2, size // 4: 3 * size // 4] = True
     passes = {
         "torch.exp2 of the map": lambda x: torch.exp2(x),
         "argmax + exp-sum": lambda x: channel_stats(x),
         "exp-sum only": lambda x: channel_stats(x, argmax=False),
         "argmax only": lambda x: channel_stats(x, top=False, expsum=False),
-        "exp-sum of a mix": lambda x: channel_stats(x, argmax=False, inside=other, mask=box),
     }
     kernel_built = device.type == "cpu" and _native.available()
     print(f"\n[{setting}] per-pixel passes over one (2, {c}, {size}, {size}) map, median of {repeats}")

@@ -15,9 +15,6 @@ with only vectorised float operations:
 - argmax: ``d = x - max`` is exactly 0 at the maxima and negative elsewhere, so
   ``(C - 1 - c) + C * sign(d)`` is ``C - 1 - c`` at the maxima and negative elsewhere; its
   maximum over ``c`` gives the *first* maximum, as ``Tensor.max`` does;
-- a CutMix mix ``where(mask, inside, outside)`` is built band by band as a bitwise select on the
-  integer view of the values (:func:`select`): bit-exact for every value (NaN, inf, -0.0
-  included) and ~5x faster than ``torch.where`` on a CPU;
 - ``exp(d) = exp2(d * log2(e))`` (a relative error of a few float32 ulps, far inside the
   tolerance of any loss).
 
@@ -99,8 +96,6 @@ def channel_stats(
     top: bool = True,
     argmax: bool = True,
     expsum: bool = True,
-    inside: Tensor | None = None,
-    mask: Tensor | None = None,
 ) -> ChannelStats:
     """Maximum, first argmax and exp-sum over the class axis, in one banded pass.
 
@@ -114,16 +109,11 @@ def channel_stats(
         argmax: compute the argmax.
         expsum: compute ``sum_c exp(x_c - max)``: softmax maximum = ``1 / expsum``,
             logsumexp = ``top + log(expsum)``.
-        inside: optional ``(B, C, H, W)`` logits used where ``mask`` is True: the statistics are
-            those of ``where(mask, inside, logits)`` (a CutMix mix), without building the mix.
-        mask: ``(B, H, W)`` bool, with ``inside``.
 
     Returns:
         :class:`ChannelStats`.
     """
-    if (inside is None) != (mask is None):
-        raise ValueError("inside and mask go together")
-    compiled = _native.channel_stats(logits, top=top, argmax=argmax, expsum=expsum, inside=inside, mask=mask)
+    compiled = _native.channel_stats(logits, top=top, argmax=argmax, expsum=expsum)
     if compiled is not None:
         return ChannelStats(*compiled)
     b, c, h, w = logits.shape
@@ -141,15 +131,10 @@ def channel_stats(
         reversed_index = reversed_index.view(1, c, 1, 1)
         if device.type == "cpu":  # a contiguous operand vectorises; on an accelerator broadcasting is free
             reversed_index = reversed_index.expand(b, c, rows, w).contiguous()
-    if inside is not None:
-        mixed = logits.new_empty(b, c, rows, w)
-        bits = select_bits(mask, logits.element_size()).unsqueeze(1)  # (B, 1, H, W)
     with torch.no_grad():
         for band in bands:
             n = band.stop - band.start
             x = logits[:, :, band]
-            if inside is not None:
-                x = select(x, inside[:, :, band], bits[:, :, band], out=mixed[:, :, :n])
             t = torch.amax(x, dim=1, keepdim=True, out=band_top[:, :, :n])
             maximum[:, band] = t.squeeze(1)
             d = torch.sub(x, t, out=diff[:, :, :n])  # 0 exactly at the maxima, < 0 elsewhere

@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Pixels per block: C blocks of this many floats (two maps for a mix) stay in L1 for the exp pass. */
+/* Pixels per block: C blocks of this many floats stay in L1 for the exp pass. */
 #define BLOCK 128
 #define MAX_THREADS 256
 
@@ -53,29 +53,20 @@ INLINE float exp2_nonpositive(float d) {
     return p * scale;
 }
 
-/* The logit of one class at pixel p: from `inside` where the mask is set when mixing. Both are
- * loaded unconditionally so that the loops vectorise as a blend. */
-INLINE float logit_at(const float *outside, const float *inside, const uint8_t *mask, int64_t p, int mixed) {
-    if (!mixed) return outside[p];
-    float o = outside[p], i = inside[p];
-    return mask[p] ? i : o;
-}
-
-INLINE void stats_block(const float *restrict x, const float *restrict in, const uint8_t *restrict mask,
-                        int64_t hw, int64_t classes, int64_t n, float *restrict top, int64_t *restrict arg,
-                        float *restrict sums, int mixed) {
+CLONES static void stats_block(const float *restrict x, int64_t hw, int64_t classes, int64_t n,
+                               float *restrict top, int64_t *restrict arg, float *restrict sums) {
     float best[BLOCK], acc[BLOCK];
     int32_t idx[BLOCK], nan[BLOCK];
     for (int64_t p = 0; p < n; p++) {
-        float a = logit_at(x, in, mask, p, mixed);
+        float a = x[p];
         best[p] = a;
         idx[p] = 0;
         nan[p] = a != a;
     }
     for (int64_t c = 1; c < classes; c++) {
-        const float *xc = x + c * hw, *ic = mixed ? in + c * hw : 0;
+        const float *xc = x + c * hw;
         for (int64_t p = 0; p < n; p++) {
-            float a = logit_at(xc, ic, mask, p, mixed);
+            float a = xc[p];
             int greater = a > best[p]; /* strict: the first maximum wins ties */
             best[p] = greater ? a : best[p];
             idx[p] = greater ? (int32_t)c : idx[p];
@@ -85,9 +76,8 @@ INLINE void stats_block(const float *restrict x, const float *restrict in, const
     if (sums) {
         for (int64_t p = 0; p < n; p++) acc[p] = 0.0f;
         for (int64_t c = 0; c < classes; c++) {
-            const float *xc = x + c * hw, *ic = mixed ? in + c * hw : 0;
-            for (int64_t p = 0; p < n; p++)
-                acc[p] += exp2_nonpositive((logit_at(xc, ic, mask, p, mixed) - best[p]) * 1.44269504088896341f);
+            const float *xc = x + c * hw;
+            for (int64_t p = 0; p < n; p++) acc[p] += exp2_nonpositive((xc[p] - best[p]) * 1.44269504088896341f);
         }
         for (int64_t p = 0; p < n; p++) sums[p] = nan[p] ? NAN : acc[p];
     }
@@ -97,25 +87,14 @@ INLINE void stats_block(const float *restrict x, const float *restrict in, const
         for (int64_t p = 0; p < n; p++) arg[p] = nan[p] ? 0 : idx[p];
 }
 
-CLONES static void stats_block_plain(const float *x, const float *in, const uint8_t *mask, int64_t hw,
-                                     int64_t classes, int64_t n, float *top, int64_t *arg, float *sums) {
-    stats_block(x, in, mask, hw, classes, n, top, arg, sums, 0);
-}
-
-CLONES static void stats_block_mixed(const float *x, const float *in, const uint8_t *mask, int64_t hw,
-                                     int64_t classes, int64_t n, float *top, int64_t *arg, float *sums) {
-    stats_block(x, in, mask, hw, classes, n, top, arg, sums, 1);
-}
-
 /* The interface version: ael/core/_native.py refuses a build whose version differs from its own
  * (a stale in-place build after an update), so a changed signature can never be called. */
-int ael_native_abi(void) { return 3; }
+int ael_native_abi(void) { return 4; }
 
 /* ---- work split: blocks of BLOCK pixels of each image, over `threads` POSIX threads ---- */
 
 typedef struct {
-    const float *logits, *inside;
-    const uint8_t *mask;
+    const float *logits;
     const int64_t *target;
     int64_t classes, hw, first_block, end_block;
     float *top, *sums, *picked;
@@ -166,26 +145,19 @@ static void parallel_blocks(job work, int64_t batch, block_fn fn, int threads) {
 /* ---- channel statistics ---- */
 
 static void stats_of_block(const job *j, int64_t image, int64_t p0, int64_t n) {
-    int64_t in_offset = image * j->classes * j->hw + p0, out_offset = image * j->hw + p0;
-    float *top = j->top ? j->top + out_offset : 0, *sums = j->sums ? j->sums + out_offset : 0;
-    int64_t *argmax = j->argmax ? j->argmax + out_offset : 0;
-    if (j->inside)
-        stats_block_mixed(j->logits + in_offset, j->inside + in_offset, j->mask + out_offset, j->hw, j->classes, n,
-                          top, argmax, sums);
-    else
-        stats_block_plain(j->logits + in_offset, 0, 0, j->hw, j->classes, n, top, argmax, sums);
+    int64_t out = image * j->hw + p0;
+    stats_block(j->logits + image * j->classes * j->hw + p0, j->hw, j->classes, n, j->top ? j->top + out : 0,
+                j->argmax ? j->argmax + out : 0, j->sums ? j->sums + out : 0);
 }
 
 /*
  * Per-pixel maximum (top), first argmax and exp-sum over the classes of contiguous (B, C, HW)
- * float32 logits; with `inside` and `mask` ((B, HW) bytes, 0 or 1), of the mix that takes
- * `inside` where the mask is set. `top`, `argmax` and `sums` may each be NULL. Returns 0, or -1 on bad sizes.
+ * float32 logits. `top`, `argmax` and `sums` may each be NULL. Returns 0, or -1 on bad sizes.
  */
-int ael_channel_stats(const float *logits, const float *inside, const uint8_t *mask, int64_t batch,
-                      int64_t classes, int64_t hw, float *top, int64_t *argmax, float *sums, int threads) {
-    if (batch < 0 || classes < 1 || hw < 0 || (inside && !mask)) return -1;
-    job work = {.logits = logits, .inside = inside, .mask = mask, .classes = classes, .hw = hw,
-                .top = top, .sums = sums, .argmax = argmax};
+int ael_channel_stats(const float *logits, int64_t batch, int64_t classes, int64_t hw, float *top,
+                      int64_t *argmax, float *sums, int threads) {
+    if (batch < 0 || classes < 1 || hw < 0) return -1;
+    job work = {.logits = logits, .classes = classes, .hw = hw, .top = top, .sums = sums, .argmax = argmax};
     parallel_blocks(work, batch, stats_of_block, threads);
     return 0;
 }

@@ -22,7 +22,7 @@ from torch import Tensor
 enabled = os.environ.get("AEL_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 #: The interface version this module calls (``ael_native_abi()`` in ``_native.c``).
-ABI = 3
+ABI = 4
 
 _library: ctypes.CDLL | None = None
 _load_error: str | None = None
@@ -47,8 +47,8 @@ def _load() -> ctypes.CDLL | None:
         return None
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     signatures = {
-        # logits, inside, mask, batch, classes, pixels, top, argmax, sums, threads
-        "ael_channel_stats": [pointer, pointer, pointer, size, size, size, pointer, pointer, pointer, ctypes.c_int],
+        # logits, batch, classes, pixels, top, argmax, sums, threads
+        "ael_channel_stats": [pointer, size, size, size, pointer, pointer, pointer, ctypes.c_int],
         # logits, target, batch, classes, pixels, picked, threads
         "ael_pick_class": [pointer, pointer, size, size, size, pointer, ctypes.c_int],
     }
@@ -91,37 +91,35 @@ def _usable(tensor: Tensor, dtype: torch.dtype = torch.float32) -> bool:
             and tensor.is_contiguous() and not tensor.is_neg())
 
 
+def _library_for(logits: Tensor) -> ctypes.CDLL | None:
+    """The loaded kernel when it is enabled and can read ``logits`` ``(B, C, H, W)``, else None."""
+    # The kernel keeps class indices in int32; no classes at all is left to PyTorch's own error.
+    if not enabled or logits.dim() != 4 or not 0 < logits.shape[1] < 2**31 or not _usable(logits):
+        return None
+    return _load()
+
+
 def _check(code: int, name: str, logits: Tensor) -> None:
     if code != 0:  # only on sizes the caller has already checked: a bug, not a user error
         raise RuntimeError(f"{name} failed (code {code}) on logits of shape {tuple(logits.shape)}")
 
 
 def channel_stats(
-    logits: Tensor, *, top: bool = True, argmax: bool, expsum: bool, inside: Tensor | None, mask: Tensor | None
+    logits: Tensor, *, top: bool, argmax: bool, expsum: bool
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None] | None:
     """``(top, argmax, expsum)`` of ``logits`` ``(B, C, H, W)`` by the kernel, or None to fall back.
 
-    Same contract as :func:`ael.core._channel_ops.channel_stats` (which validates the arguments).
+    Same contract as :func:`ael.core._channel_ops.channel_stats`.
     """
-    if not enabled or logits.dim() != 4 or not 0 < logits.shape[1] < 2**31 or not _usable(logits):
-        return None  # (no classes: PyTorch raises its own error; the kernel keeps class indices in int32)
-    b, c, h, w = logits.shape
-    if inside is not None and not (
-        _usable(inside) and inside.shape == logits.shape and mask.dtype == torch.bool
-        and mask.shape == (b, h, w) and mask.device.type == "cpu" and mask.is_contiguous()
-    ):
-        return None
-    library = _load()
+    library = _library_for(logits)
     if library is None:
         return None
+    b, c, h, w = logits.shape
     maximum = logits.new_empty(b, h, w) if top else None
     first = torch.empty(b, h, w, dtype=torch.int64) if argmax else None
     sums = logits.new_empty(b, h, w) if expsum else None
     code = library.ael_channel_stats(
-        logits.data_ptr(),
-        None if inside is None else inside.data_ptr(),
-        None if mask is None else mask.data_ptr(),
-        b, c, h * w,
+        logits.data_ptr(), b, c, h * w,
         None if maximum is None else maximum.data_ptr(),
         None if first is None else first.data_ptr(),
         None if sums is None else sums.data_ptr(),
@@ -133,13 +131,11 @@ def channel_stats(
 
 def pick_class(logits: Tensor, target: Tensor) -> Tensor | None:
     """``(B, H, W)`` logit of class ``target`` ``(B, H, W)`` int64 in [0, C), or None to fall back."""
-    if not enabled or logits.dim() != 4 or logits.shape[1] == 0 or not _usable(logits):
+    library = _library_for(logits)
+    if library is None:
         return None
     b, c, h, w = logits.shape
     if target.shape != (b, h, w) or not _usable(target, torch.int64):
-        return None
-    library = _load()
-    if library is None:
         return None
     picked = logits.new_empty(b, h, w)
     code = library.ael_pick_class(

@@ -13,7 +13,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from ._channel_ops import PixelCrossEntropy, channel_stats, checked_logsumexp
+from ._channel_ops import PixelCrossEntropy, channel_stats, checked_logsumexp, select, select_bits
 
 __all__ = [
     "LogitStats",
@@ -94,7 +94,8 @@ def max_probability(logits: Tensor, *, inside: Tensor | None = None, mask: Tenso
     """``(B, H, W)`` float32 maximum softmax probability of ``(B, C, H, W)`` logits.
 
     With ``inside`` and ``mask``, that of the mix ``where(mask, inside, logits)`` (CutMix of
-    teacher outputs), computed without building the mixed logits.
+    teacher outputs), computed without building the mixed logits: the max-probability is per
+    pixel, so the two maps' are mixed (bit-exact, whatever the side not taken holds).
 
     Args:
         logits: ``(B, C, H, W)`` (image i of a mix).
@@ -108,9 +109,10 @@ def max_probability(logits: Tensor, *, inside: Tensor | None = None, mask: Tenso
             raise ValueError(f"cannot mix logits of shapes {tuple(logits.shape)} and {tuple(inside.shape)}")
         if mask is None or mask.shape != (logits.shape[0], *logits.shape[2:]) or mask.dtype != torch.bool:
             raise ValueError(f"mask must be a bool tensor of shape {(logits.shape[0], *logits.shape[2:])}")
-        inside = inside.detach().float()
-    stats = channel_stats(logits.detach().float(), top=False, argmax=False, inside=inside, mask=mask)
-    return stats.expsum.reciprocal_()
+    probability = channel_stats(logits.detach().float(), top=False, argmax=False).expsum.reciprocal_()
+    if inside is None:
+        return probability
+    return select(probability, max_probability(inside), select_bits(mask, probability.element_size()))
 
 
 def ohem_cross_entropy(
