@@ -23,9 +23,10 @@ pseudo-label loss and the sampling of the student's labeled output all read one 
 On an accelerator the whole map is one band: same code, one kernel per operation. The band loop
 is over a fixed number of row bands (from the shape only), never over classes or data.
 
-On a CPU, :func:`channel_stats` and :func:`pick_class` first try the compiled kernel
-(:mod:`ael.core._native`), which does the same in one C pass at 3-4x the speed; the code here
-is the fallback, and the implementation on every other device.
+On a CPU, :func:`channel_stats`, :func:`pick_class`, :func:`class_probability` and the
+forward of :class:`PixelCrossEntropy` first try the compiled kernel (:mod:`ael.core._native`),
+which does the same in one C pass at 3-4x the speed; the code here is the fallback, and the
+implementation on every other device.
 
 Private to :mod:`ael.core`.
 """
@@ -171,6 +172,22 @@ def pick_class(logits: Tensor, target: Tensor) -> Tensor:
         return logits.gather(1, target.unsqueeze(1)).squeeze(1)
 
 
+def class_probability(logits: Tensor, labels: Tensor, logsumexp: Tensor, *, ignore_index: int) -> Tensor:
+    """``(B, H, W)`` softmax probability of class ``labels[b, y, x]``: ``exp(min(logit - logsumexp, 0))``.
+
+    1 where the label is outside [0, C) or ``ignore_index``. No gradient is recorded.
+    """
+    with torch.no_grad():
+        picked = _native.pick_class(logits, labels, mode="probability", offset=logsumexp,
+                                    ignore_index=ignore_index, fill=1.0)
+        if picked is not None:
+            return picked
+        c = logits.shape[1]
+        valid = (labels >= 0) & (labels < c) & (labels != ignore_index)
+        target = torch.where(valid, labels.long(), 0)
+        return torch.where(valid, pick_class(logits, target).sub_(logsumexp).clamp_max_(0.0).exp_(), 1.0)
+
+
 class PixelCrossEntropy(torch.autograd.Function):
     """Per-pixel cross-entropy ``(B, H, W)`` (0 where ``valid`` is False), banded both ways.
 
@@ -183,9 +200,12 @@ class PixelCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, target: Tensor, valid: Tensor, lse: Tensor | None) -> Tensor:  # type: ignore[override]
         lse = logsumexp(logits) if lse is None else lse.detach()
-        picked = pick_class(logits, target)
         ctx.save_for_backward(logits, target, valid, lse)
-        return torch.where(valid, lse - picked, 0.0)
+        with torch.no_grad():
+            ce = _native.pick_class(logits, target, mode="cross_entropy", offset=lse, mask=valid, fill=0.0)
+            if ce is not None:
+                return ce
+            return torch.where(valid, lse - pick_class(logits, target), 0.0)
 
     @staticmethod
     def backward(ctx, grad_ce: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]

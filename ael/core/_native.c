@@ -1,5 +1,8 @@
 /*
- * CPU kernel for the per-pixel reductions over the class axis of (B, C, H, W) float32 logits.
+ * CPU kernels for the per-pixel work of an AEL step: the reductions over the class axis of
+ * (B, C, H, W) float32 logits, picking one class's logit per pixel (raw, as a cross-entropy or
+ * as a probability), per-class pixel histograms, and the bounding box of a random large
+ * 8-connected component of one class per map.
  *
  * Why native code: on a CPU, PyTorch needs about eight elementwise kernels per reduction (max,
  * subtract, exp, sum, the argmax keys...), and even banded to stay in cache they cost ~6x more
@@ -12,16 +15,20 @@
  * and sum_c exp(x_c - max) to a few float32 ulps (exp via a degree-6 polynomial of 2^f). A NaN
  * logit makes that pixel's maximum and exp-sum NaN and its argmax 0.
  *
- * The work is split over `threads` POSIX threads by blocks of pixels; there is no OpenMP, so
- * nothing competes with PyTorch's own OpenMP pool between calls.
+ * The work is split by blocks of pixels over the team of the OpenMP runtime PyTorch already
+ * runs on (found at load time, see ael_use_openmp), or over POSIX threads where there is none.
+ * Nothing here links an OpenMP runtime of its own.
  */
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Pixels per block: C blocks of this many floats stay in L1 for the exp pass. */
+#ifndef BLOCK
 #define BLOCK 128
+#endif
 #define MAX_THREADS 256
 
 /* AVX2 + FMA clone chosen at load time where the CPU has them; the default clone runs anywhere. */
@@ -32,7 +39,7 @@
 #endif
 #define INLINE static inline __attribute__((always_inline))
 
-/* 2^d for d <= 0 (2^-127 and below flush to 0; NaN stays NaN): 2^round(d) from the exponent
+/* 2^d for d <= 0 (the only range the reductions and probabilities need) (2^-127 and below flush to 0; NaN stays NaN): 2^round(d) from the exponent
  * bits, times a polynomial for 2^f on [-0.5, 0.5] (relative error 2e-9 before float32 rounding).
  * No NaN is ever converted to an integer (undefined behaviour), and the loops stay branch-free. */
 INLINE float exp2_nonpositive(float d) {
@@ -66,10 +73,12 @@ CLONES static void stats_block(const float *restrict x, int64_t hw, int64_t clas
     for (int64_t c = 1; c < classes; c++) {
         const float *xc = x + c * hw;
         for (int64_t p = 0; p < n; p++) {
-            float a = xc[p];
-            int greater = a > best[p]; /* strict: the first maximum wins ties */
-            best[p] = greater ? a : best[p];
-            idx[p] = greater ? (int32_t)c : idx[p];
+            /* Unconditional stores of bit-selected values: a conditional store would compile to
+             * a masked store behind a data-dependent branch, mispredicted on noisy logits. */
+            float a = xc[p], b = best[p];
+            int32_t greater = -(int32_t)(a > b); /* strict: the first maximum wins ties */
+            best[p] = a > b ? a : b;
+            idx[p] = (idx[p] & ~greater) | ((int32_t)c & greater);
             nan[p] |= a != a;
         }
     }
@@ -89,62 +98,131 @@ CLONES static void stats_block(const float *restrict x, int64_t hw, int64_t clas
 
 /* The interface version: ael/core/_native.py refuses a build whose version differs from its own
  * (a stale in-place build after an update), so a changed signature can never be called. */
-int ael_native_abi(void) { return 4; }
+int ael_native_abi(void) { return 5; }
 
-/* ---- work split: blocks of BLOCK pixels of each image, over `threads` POSIX threads ---- */
+/* ---- work split: a range of items over `threads` threads ---- */
 
-typedef struct {
-    const float *logits;
-    const int64_t *target;
-    int64_t classes, hw, first_block, end_block;
-    float *top, *sums, *picked;
-    int64_t *argmax;
-} job;
-
-typedef void (*block_fn)(const job *, int64_t image, int64_t first_pixel, int64_t n);
+typedef void (*range_fn)(void *ctx, int thread, int64_t begin, int64_t end);
 
 typedef struct {
-    job work;
-    block_fn fn;
-} task;
+    void *ctx;
+    range_fn fn;
+    int thread;
+    int64_t begin, end;
+} chunk;
 
-static void *run_task(void *arg) {
-    const task *t = (const task *)arg;
-    const job *j = &t->work;
-    int64_t per_image = (j->hw + BLOCK - 1) / BLOCK;
-    for (int64_t u = j->first_block; u < j->end_block; u++) {
-        int64_t p0 = (u % per_image) * BLOCK;
-        t->fn(j, u / per_image, p0, j->hw - p0 < BLOCK ? j->hw - p0 : BLOCK);
-    }
+static void *run_chunk(void *arg) {
+    const chunk *c = (const chunk *)arg;
+    c->fn(c->ctx, c->thread, c->begin, c->end);
     return 0;
 }
 
-static void parallel_blocks(job work, int64_t batch, block_fn fn, int threads) {
-    int64_t blocks = batch * ((work.hw + BLOCK - 1) / BLOCK);
-    if (threads > blocks) threads = (int)blocks;
+/*
+ * The OpenMP runtime PyTorch runs on, when ael/core/_native.py finds one (ael_use_openmp). After
+ * each of its parallel operations PyTorch's OpenMP workers keep spinning for a few milliseconds
+ * (libgomp's GOMP_SPINCOUNT); threads of our own would then share the cores with them, which
+ * doubled the time of these kernels inside a training step (16 instead of 8 ms per map). Work
+ * handed to that runtime's own team runs on the spinning workers instead.
+ */
+typedef void (*omp_parallel_fn)(void (*fn)(void *), void *data, unsigned threads, unsigned flags);
+typedef int (*omp_int_fn)(void);
+static omp_parallel_fn omp_parallel = 0;
+static omp_int_fn omp_thread_num = 0, omp_team_size = 0;
+
+/* Use GOMP_parallel, omp_get_thread_num and omp_get_num_threads of a loaded OpenMP runtime for
+ * the work split (all three NULL: back to POSIX threads). Returns 0, or -1 when only some are given. */
+int ael_use_openmp(void *parallel, void *thread_num, void *team_size) {
+    if (!parallel != !thread_num || !parallel != !team_size) return -1;
+    omp_parallel = (omp_parallel_fn)parallel;
+    omp_thread_num = (omp_int_fn)thread_num;
+    omp_team_size = (omp_int_fn)team_size;
+    return 0;
+}
+
+typedef struct {
+    chunk *chunks;
+    int count;
+} team_work;
+
+/* One member of an OpenMP team: its chunks (a runtime may give a smaller team than asked for). */
+static void run_team_member(void *arg) {
+    const team_work *w = (const team_work *)arg;
+    int size = omp_team_size();
+    for (int t = omp_thread_num(); t < w->count; t += size > 0 ? size : w->count) run_chunk(&w->chunks[t]);
+}
+
+/* Threads that parallel_range uses for `items` items (what per-thread partial results need). */
+static int threads_for(int64_t items, int threads) {
+    if (threads > items) threads = (int)items;
     if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads < 1) threads = 1;
-    task tasks[MAX_THREADS];
+    return threads < 1 ? 1 : threads;
+}
+
+/* fn(ctx, t, begin, end) over contiguous shares of [0, items), share t of threads_for(...). */
+static void parallel_range(int64_t items, range_fn fn, void *ctx, int threads) {
+    threads = threads_for(items, threads);
+    chunk chunks[MAX_THREADS];
+    for (int t = 0; t < threads; t++)
+        chunks[t] = (chunk){.ctx = ctx, .fn = fn, .thread = t, .begin = items * t / threads,
+                            .end = items * (t + 1) / threads};
+    if (threads == 1) {
+        run_chunk(&chunks[0]);
+        return;
+    }
+    if (omp_parallel) {
+        team_work w = {.chunks = chunks, .count = threads};
+        omp_parallel(run_team_member, &w, (unsigned)threads, 0);
+        return;
+    }
     pthread_t ids[MAX_THREADS];
     int started[MAX_THREADS];
-    for (int t = 0; t < threads; t++) {
-        tasks[t].work = work;
-        tasks[t].work.first_block = blocks * t / threads;
-        tasks[t].work.end_block = blocks * (t + 1) / threads;
-        tasks[t].fn = fn;
-    }
     for (int t = 1; t < threads; t++) {
-        started[t] = pthread_create(&ids[t], 0, run_task, &tasks[t]) == 0;
-        if (!started[t]) run_task(&tasks[t]); /* no thread to be had: do its share here */
+        started[t] = pthread_create(&ids[t], 0, run_chunk, &chunks[t]) == 0;
+        if (!started[t]) run_chunk(&chunks[t]); /* no thread to be had: do its share here */
     }
-    run_task(&tasks[0]);
+    run_chunk(&chunks[0]);
     for (int t = 1; t < threads; t++)
         if (started[t]) pthread_join(ids[t], 0);
 }
 
+/* Per-pixel work goes by blocks of BLOCK pixels of one image: block u is pixels
+ * [(u % per_image) * BLOCK, ...) of image u / per_image. */
+typedef void (*block_fn)(void *ctx, int thread, int64_t image, int64_t first_pixel, int64_t n);
+
+typedef struct {
+    void *ctx;
+    block_fn fn;
+    int64_t hw;
+} blocks;
+
+static void run_blocks(void *arg, int thread, int64_t begin, int64_t end) {
+    const blocks *b = (const blocks *)arg;
+    int64_t per_image = (b->hw + BLOCK - 1) / BLOCK;
+    for (int64_t u = begin; u < end; u++) {
+        int64_t p0 = (u % per_image) * BLOCK;
+        b->fn(b->ctx, thread, u / per_image, p0, b->hw - p0 < BLOCK ? b->hw - p0 : BLOCK);
+    }
+}
+
+static int64_t block_count(int64_t batch, int64_t hw) { return batch * ((hw + BLOCK - 1) / BLOCK); }
+
+static void parallel_blocks(int64_t batch, int64_t hw, block_fn fn, void *ctx, int threads) {
+    blocks b = {.ctx = ctx, .fn = fn, .hw = hw};
+    parallel_range(block_count(batch, hw), run_blocks, &b, threads);
+}
+
 /* ---- channel statistics ---- */
 
-static void stats_of_block(const job *j, int64_t image, int64_t p0, int64_t n) {
+typedef struct {
+    const float *logits;
+    int64_t classes, hw;
+    float *top, *sums;
+    int64_t *argmax;
+} stats_job;
+
+static void stats_of_block(void *ctx, int thread, int64_t image, int64_t p0, int64_t n) {
+    (void)thread;
+    const stats_job *j = (const stats_job *)ctx;
     int64_t out = image * j->hw + p0;
     stats_block(j->logits + image * j->classes * j->hw + p0, j->hw, j->classes, n, j->top ? j->top + out : 0,
                 j->argmax ? j->argmax + out : 0, j->sums ? j->sums + out : 0);
@@ -157,31 +235,311 @@ static void stats_of_block(const job *j, int64_t image, int64_t p0, int64_t n) {
 int ael_channel_stats(const float *logits, int64_t batch, int64_t classes, int64_t hw, float *top,
                       int64_t *argmax, float *sums, int threads) {
     if (batch < 0 || classes < 1 || hw < 0) return -1;
-    job work = {.logits = logits, .classes = classes, .hw = hw, .top = top, .sums = sums, .argmax = argmax};
-    parallel_blocks(work, batch, stats_of_block, threads);
+    stats_job j = {.logits = logits, .classes = classes, .hw = hw, .top = top, .sums = sums, .argmax = argmax};
+    parallel_blocks(batch, hw, stats_of_block, &j, threads);
     return 0;
 }
 
 /* ---- picking one class's logit per pixel ---- */
 
-static void pick_block(const job *j, int64_t image, int64_t p0, int64_t n) {
+enum { PICK_LOGIT = 0, PICK_CROSS_ENTROPY = 1, PICK_PROBABILITY = 2 };
+
+typedef struct {
+    const float *logits, *offset;
+    const int64_t *target;
+    const uint8_t *mask;
+    int64_t classes, hw, ignore;
+    int mode;
+    float fill;
+    float *picked;
+} pick_job;
+
+CLONES static void pick_block(void *ctx, int thread, int64_t image, int64_t p0, int64_t n) {
+    (void)thread;
+    const pick_job *j = (const pick_job *)ctx;
     const float *x = j->logits + image * j->classes * j->hw + p0;
     const int64_t *target = j->target + image * j->hw + p0;
+    const float *offset = j->offset ? j->offset + image * j->hw + p0 : 0;
+    const uint8_t *mask = j->mask ? j->mask + image * j->hw + p0 : 0;
     float *out = j->picked + image * j->hw + p0;
     for (int64_t p = 0; p < n; p++) {
         int64_t c = target[p];
-        out[p] = (uint64_t)c < (uint64_t)j->classes ? x[c * j->hw + p] : NAN; /* never read out of bounds */
+        /* An invalid target reads class 0 (never out of bounds) and gives `fill`. */
+        int valid = (uint64_t)c < (uint64_t)j->classes && c != j->ignore && (!mask || mask[p]);
+        float v = x[(valid ? c : 0) * j->hw + p];
+        if (j->mode == PICK_CROSS_ENTROPY) v = offset[p] - v;
+        else if (j->mode == PICK_PROBABILITY) {
+            float d = v - offset[p]; /* <= 0 for a log-sum-exp offset; larger values give 1 */
+            v = exp2_nonpositive((d < 0.0f ? d : (d == d ? 0.0f : d)) * 1.44269504088896341f);
+        }
+        out[p] = valid ? v : j->fill;
     }
 }
 
 /*
- * picked[b, p] = logits[b, target[b, p], p] for contiguous (B, C, HW) float32 logits and (B, HW)
- * int64 targets (NaN where a target is outside [0, C)). Returns 0, or -1 on bad sizes.
+ * For contiguous (B, C, HW) float32 logits and (B, HW) int64 targets, at every pixel whose target
+ * t is valid (in [0, C), not `ignore`, and mask[p] where `mask` (B, HW) uint8 is not NULL):
+ *   mode 0: picked = logits[b, t, p]
+ *   mode 1: picked = offset[b, p] - logits[b, t, p]          (cross-entropy, offset = logsumexp)
+ *   mode 2: picked = exp(min(logits[b, t, p] - offset[b, p], 0))  (softmax probability)
+ * and picked = `fill` elsewhere. `offset` (B, HW) float32 is needed by modes 1 and 2.
+ * Returns 0, or -1 on bad sizes or arguments.
  */
 int ael_pick_class(const float *logits, const int64_t *target, int64_t batch, int64_t classes, int64_t hw,
-                   float *picked, int threads) {
-    if (batch < 0 || classes < 1 || hw < 0) return -1;
-    job work = {.logits = logits, .target = target, .classes = classes, .hw = hw, .picked = picked};
-    parallel_blocks(work, batch, pick_block, threads);
+                   int64_t ignore, const uint8_t *mask, const float *offset, int mode, float fill, float *picked,
+                   int threads) {
+    if (batch < 0 || classes < 1 || hw < 0 || mode < 0 || mode > 2 || (mode != PICK_LOGIT && !offset)) return -1;
+    pick_job j = {.logits = logits, .offset = offset, .target = target, .mask = mask, .classes = classes,
+                  .hw = hw, .ignore = ignore, .mode = mode, .fill = fill, .picked = picked};
+    parallel_blocks(batch, hw, pick_block, &j, threads);
     return 0;
+}
+
+/* ---- equalization sampling: keep a pixel with the rate of its class ---- */
+
+typedef struct {
+    const int64_t *pred;
+    const float *rates, *uniform;
+    int64_t classes, hw;
+    float *kept;
+} keep_job;
+
+CLONES static void keep_block(void *ctx, int thread, int64_t image, int64_t p0, int64_t n) {
+    (void)thread;
+    const keep_job *j = (const keep_job *)ctx;
+    int64_t at = image * j->hw + p0;
+    const int64_t *pred = j->pred + at;
+    const float *u = j->uniform + at;
+    float *kept = j->kept + at;
+    for (int64_t p = 0; p < n; p++) {
+        int64_t c = pred[p];
+        c = c < 0 ? 0 : (c >= j->classes ? j->classes - 1 : c); /* clamped, as the PyTorch path */
+        kept[p] = u[p] > 1.0f - j->rates[c] ? 1.0f : 0.0f;
+    }
+}
+
+/*
+ * kept[b, p] = 1 where uniform[b, p] > 1 - rates[pred[b, p]] (pred clamped to [0, C)), else 0:
+ * a pixel predicted as class c is kept with probability rates[c]. pred: contiguous (B, HW) int64;
+ * uniform, kept: (B, HW) float32; rates: (C,) float32. Returns 0, or -1 on bad sizes.
+ */
+int ael_keep_mask(const int64_t *pred, const float *rates, const float *uniform, int64_t batch, int64_t hw,
+                  int64_t classes, float *kept, int threads) {
+    if (batch < 0 || classes < 1 || hw < 0) return -1;
+    keep_job j = {.pred = pred, .rates = rates, .uniform = uniform, .classes = classes, .hw = hw, .kept = kept};
+    parallel_blocks(batch, hw, keep_block, &j, threads);
+    return 0;
+}
+
+/* ---- per-class histograms ---- */
+
+typedef struct {
+    const int64_t *labels;
+    const float *values;
+    int64_t batch, classes, hw, ignore;
+    int64_t *counts; /* (threads, B, C) partial counts */
+    double *sums;    /* (threads, B, C) partial sums, or NULL */
+} histogram_job;
+
+static void histogram_block(void *ctx, int thread, int64_t image, int64_t p0, int64_t n) {
+    const histogram_job *j = (const histogram_job *)ctx;
+    const int64_t *labels = j->labels + image * j->hw + p0;
+    int64_t at = ((int64_t)thread * j->batch + image) * j->classes;
+    int64_t *counts = j->counts + at;
+    for (int64_t p = 0; p < n; p++) {
+        int64_t c = labels[p];
+        if ((uint64_t)c < (uint64_t)j->classes && c != j->ignore) counts[c]++;
+    }
+    if (j->sums) {
+        const float *values = j->values + image * j->hw + p0;
+        double *sums = j->sums + at;
+        for (int64_t p = 0; p < n; p++) {
+            int64_t c = labels[p];
+            if ((uint64_t)c < (uint64_t)j->classes && c != j->ignore) sums[c] += values[p];
+        }
+    }
+}
+
+/*
+ * counts[b, c] = number of pixels of image b labeled c, and, where `values` (B, HW) float32 and
+ * `sums` are not NULL, sums[b, c] = the sum of their values (accumulated in double), over the
+ * pixels whose label is in [0, C) and not `ignore`. labels: contiguous (B, HW) int64.
+ * Returns 0, -1 on bad sizes, -2 when memory for the per-thread partial results is short.
+ */
+int ael_class_histogram(const int64_t *labels, const float *values, int64_t batch, int64_t hw, int64_t classes,
+                        int64_t ignore, int64_t *counts, double *sums, int threads) {
+    if (batch < 0 || classes < 1 || hw < 0) return -1;
+    int used = threads_for(block_count(batch, hw), threads);
+    int64_t size = batch * classes;
+    histogram_job j = {.labels = labels, .values = sums ? values : 0, .batch = batch, .classes = classes,
+                       .hw = hw, .ignore = ignore};
+    j.counts = calloc((size_t)(used * size + 1), sizeof *j.counts);
+    j.sums = sums ? calloc((size_t)(used * size + 1), sizeof *j.sums) : 0;
+    if (!j.counts || (sums && !j.sums)) {
+        free(j.counts);
+        free(j.sums);
+        return -2;
+    }
+    parallel_blocks(batch, hw, histogram_block, &j, used);
+    for (int64_t i = 0; i < size; i++) {
+        int64_t count = 0;
+        double sum = 0.0;
+        for (int t = 0; t < used; t++) {
+            count += j.counts[t * size + i];
+            if (sums) sum += j.sums[t * size + i];
+        }
+        counts[i] = count;
+        if (sums) sums[i] = sum;
+    }
+    free(j.counts);
+    free(j.sums);
+    return 0;
+}
+
+/* ---- a random large 8-connected component of one class per map, and its box ---- */
+
+typedef struct {
+    const int64_t *pred, *classes;
+    const float *uniform;
+    int64_t h, w, max_small_area;
+    int64_t *boxes;
+    uint8_t *found;
+    int failed;
+} component_job;
+
+static int32_t find_root(int32_t *parent, int32_t x) {
+    while (parent[x] != x) {
+        parent[x] = parent[parent[x]]; /* path halving */
+        x = parent[x];
+    }
+    return x;
+}
+
+/* Joins the sets of provisional labels a and b under the smaller root, so that a component's
+ * root is its first provisional label, which is the label of its first pixel in raster order. */
+static int32_t join(int32_t *parent, int32_t a, int32_t b) {
+    a = find_root(parent, a);
+    b = find_root(parent, b);
+    if (a < b) {
+        parent[b] = a;
+        return a;
+    }
+    parent[a] = b;
+    return b;
+}
+
+/* One map: two-pass union-find labelling of the pixels of class `cls` (8-connectivity), area and
+ * extent of every component, then the k-th large one (area > max_small_area) in order of first
+ * pixel, k = floor(u * L) for L large components: the same draw as the PyTorch implementation.
+ * box = (top, left, bottom, right), bottom/right exclusive; found = 0 (box zeros) when L = 0.
+ * Returns 0, or -2 when memory is short. */
+static int component_box(const int64_t *pred, int64_t cls, float u, int64_t h, int64_t w, int64_t max_small_area,
+                         int64_t *box, uint8_t *found) {
+    int64_t n = h * w;
+    found[0] = 0;
+    box[0] = box[1] = box[2] = box[3] = 0;
+    if (n == 0) return 0;
+    /* A pixel opens a new provisional label only when its left neighbour is not of the class,
+     * so a row opens at most ceil(w / 2): labels fit int32 for any map below 2^32 pixels. */
+    int64_t most = h * ((w + 1) / 2);
+    int32_t *label = malloc((size_t)n * sizeof *label);
+    int32_t *parent = malloc((size_t)most * sizeof *parent);
+    if (!label || !parent) {
+        free(label);
+        free(parent);
+        return -2;
+    }
+    int32_t opened = 0;
+    for (int64_t y = 0; y < h; y++) {
+        const int64_t *row = pred + y * w;
+        int32_t *here = label + y * w;
+        const int32_t *up = y ? label + (y - 1) * w : 0;
+        for (int64_t x = 0; x < w; x++) {
+            if (row[x] != cls) {
+                here[x] = -1;
+                continue;
+            }
+            /* the neighbours already visited: left, up-left, up, up-right */
+            int32_t around[4] = {x ? here[x - 1] : -1, up && x ? up[x - 1] : -1, up ? up[x] : -1,
+                                 up && x + 1 < w ? up[x + 1] : -1};
+            int32_t root = -1;
+            for (int k = 0; k < 4; k++) {
+                if (around[k] < 0) continue;
+                root = root < 0 ? find_root(parent, around[k]) : join(parent, root, around[k]);
+            }
+            if (root < 0) {
+                root = opened++;
+                parent[root] = root;
+            }
+            here[x] = root;
+        }
+    }
+    /* parent[l] < l below every root, so one increasing pass resolves every label to its root's
+     * component number, and components are numbered by their first pixel in raster order. */
+    int32_t components = 0;
+    for (int32_t l = 0; l < opened; l++) parent[l] = parent[l] == l ? components++ : parent[parent[l]];
+    int64_t *stats = calloc((size_t)components * 5 + 1, sizeof *stats); /* area, top, left, bottom, right */
+    if (!stats) {
+        free(label);
+        free(parent);
+        return -2;
+    }
+    for (int32_t k = 0; k < components; k++) {
+        stats[5 * k + 1] = h;
+        stats[5 * k + 2] = w;
+    }
+    for (int64_t y = 0; y < h; y++) {
+        const int32_t *here = label + y * w;
+        for (int64_t x = 0; x < w; x++) {
+            if (here[x] < 0) continue;
+            int64_t *s = stats + 5 * (int64_t)parent[here[x]];
+            s[0]++;
+            if (y < s[1]) s[1] = y;
+            if (x < s[2]) s[2] = x;
+            if (y + 1 > s[3]) s[3] = y + 1;
+            if (x + 1 > s[4]) s[4] = x + 1;
+        }
+    }
+    int64_t large = 0;
+    for (int32_t k = 0; k < components; k++) large += stats[5 * k] > max_small_area;
+    if (large > 0) {
+        int64_t pick = (int64_t)floorf(u * (float)large); /* float32, as the PyTorch implementation */
+        if (pick > large - 1) pick = large - 1;
+        if (pick < 0) pick = 0;
+        for (int32_t k = 0; k < components; k++) {
+            if (stats[5 * k] <= max_small_area || pick-- > 0) continue;
+            memcpy(box, stats + 5 * k + 1, 4 * sizeof *box);
+            found[0] = 1;
+            break;
+        }
+    }
+    free(stats);
+    free(label);
+    free(parent);
+    return 0;
+}
+
+static void boxes_of_maps(void *ctx, int thread, int64_t begin, int64_t end) {
+    (void)thread;
+    component_job *j = (component_job *)ctx;
+    int64_t n = j->h * j->w;
+    for (int64_t b = begin; b < end; b++)
+        if (component_box(j->pred + b * n, j->classes[b], j->uniform[b], j->h, j->w, j->max_small_area,
+                           j->boxes + 4 * b, j->found + b))
+            __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * For each map b of contiguous (B, H, W) int64 predictions: the box of a random large
+ * 8-connected component of class classes[b] (see component_box), one map per thread.
+ * boxes: (B, 4) int64; found: (B,) uint8; uniform: (B,) float32 draws in [0, 1).
+ * Returns 0, -1 on bad sizes, -2 when memory is short.
+ */
+int ael_component_boxes(const int64_t *pred, const int64_t *classes, const float *uniform, int64_t batch, int64_t h,
+                        int64_t w, int64_t max_small_area, int64_t *boxes, uint8_t *found, int threads) {
+    if (batch < 0 || h < 0 || w < 0 || (h > 0 && w > 0 && h * ((w + 1) / 2) >= INT32_MAX)) return -1;
+    component_job j = {.pred = pred, .classes = classes, .uniform = uniform, .h = h, .w = w,
+                       .max_small_area = max_small_area, .boxes = boxes, .found = found};
+    parallel_range(batch, boxes_of_maps, &j, threads);
+    return j.failed ? -2 : 0;
 }

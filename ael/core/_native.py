@@ -1,4 +1,4 @@
-"""The optional compiled CPU kernel (``_native.c``), loaded with ctypes.
+"""The optional compiled CPU kernels (``_native.c``), loaded with ctypes.
 
 ``pip install`` builds ``ael/core/_native_lib*.so`` when a C compiler is there (``setup.py``);
 without one, or with ``AEL_NATIVE=0`` in the environment, :func:`channel_stats` returns None and
@@ -22,7 +22,7 @@ from torch import Tensor
 enabled = os.environ.get("AEL_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 #: The interface version this module calls (``ael_native_abi()`` in ``_native.c``).
-ABI = 4
+ABI = 5
 
 _library: ctypes.CDLL | None = None
 _load_error: str | None = None
@@ -49,8 +49,17 @@ def _load() -> ctypes.CDLL | None:
     signatures = {
         # logits, batch, classes, pixels, top, argmax, sums, threads
         "ael_channel_stats": [pointer, size, size, size, pointer, pointer, pointer, ctypes.c_int],
-        # logits, target, batch, classes, pixels, picked, threads
-        "ael_pick_class": [pointer, pointer, size, size, size, pointer, ctypes.c_int],
+        # logits, target, batch, classes, pixels, ignore, mask, offset, mode, fill, picked, threads
+        "ael_pick_class": [pointer, pointer, size, size, size, size, pointer, pointer, ctypes.c_int,
+                           ctypes.c_float, pointer, ctypes.c_int],
+        # labels, values, batch, pixels, classes, ignore, counts, sums, threads
+        "ael_class_histogram": [pointer, pointer, size, size, size, size, pointer, pointer, ctypes.c_int],
+        # pred, classes, uniform, batch, height, width, max_small_area, boxes, found, threads
+        "ael_component_boxes": [pointer, pointer, pointer, size, size, size, size, pointer, pointer, ctypes.c_int],
+        # pred, rates, uniform, batch, pixels, classes, kept, threads
+        "ael_keep_mask": [pointer, pointer, pointer, size, size, size, pointer, ctypes.c_int],
+        # GOMP_parallel, omp_get_thread_num, omp_get_num_threads (all NULL: POSIX threads)
+        "ael_use_openmp": [pointer, pointer, pointer],
     }
     try:
         library = ctypes.CDLL(str(path))
@@ -68,7 +77,43 @@ def _load() -> ctypes.CDLL | None:
         _load_error = f"{path} is a stale build (interface {built}, expected {ABI}): reinstall ael (pip install -e .)"
         return None
     _library = library
+    use_openmp(True)
     return library
+
+
+_OPENMP_SYMBOLS = ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads")
+#: Which threads the kernels run on: "openmp" (PyTorch's OpenMP team) or "posix".
+threads_kind = "posix"
+
+
+def _openmp_addresses() -> list[int] | None:
+    """Addresses of the OpenMP entry points of the runtime PyTorch has loaded, or None.
+
+    PyTorch loads its OpenMP runtime (libgomp; LLVM's and Intel's export the same GOMP entry
+    points) into the process's global namespace; nothing is loaded here.
+    """
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return None
+    try:
+        process = ctypes.CDLL(None)
+        return [ctypes.cast(getattr(process, name), ctypes.c_void_p).value for name in _OPENMP_SYMBOLS]
+    except (OSError, AttributeError, TypeError):  # not exported (another platform): POSIX threads
+        return None
+
+
+def use_openmp(wanted: bool) -> bool:
+    """Run the kernels on PyTorch's OpenMP team (``wanted`` and one is found), else on POSIX
+    threads; returns whether OpenMP is used. Called at load; tests call it to compare both."""
+    global threads_kind
+    library = _library if _library is not None else _load()
+    if library is None:
+        return False
+    addresses = _openmp_addresses() if wanted else None
+    if addresses is None or not all(addresses):
+        addresses = [None, None, None]
+    library.ael_use_openmp(*addresses)
+    threads_kind = "openmp" if addresses[0] else "posix"
+    return threads_kind == "openmp"
 
 
 def available() -> bool:
@@ -99,9 +144,11 @@ def _library_for(logits: Tensor) -> ctypes.CDLL | None:
     return _load()
 
 
-def _check(code: int, name: str, logits: Tensor) -> None:
+def _check(code: int, name: str, shape: tuple[int, ...]) -> None:
+    if code == -2:
+        raise MemoryError(f"{name}: out of memory for a map of shape {shape}")
     if code != 0:  # only on sizes the caller has already checked: a bug, not a user error
-        raise RuntimeError(f"{name} failed (code {code}) on logits of shape {tuple(logits.shape)}")
+        raise RuntimeError(f"{name} failed (code {code}) on a tensor of shape {shape}")
 
 
 def channel_stats(
@@ -125,21 +172,111 @@ def channel_stats(
         None if sums is None else sums.data_ptr(),
         torch.get_num_threads(),
     )
-    _check(code, "ael_channel_stats", logits)
+    _check(code, "ael_channel_stats", tuple(logits.shape))
     return maximum, first, sums
 
 
-def pick_class(logits: Tensor, target: Tensor) -> Tensor | None:
-    """``(B, H, W)`` logit of class ``target`` ``(B, H, W)`` int64 in [0, C), or None to fall back."""
+#: What :func:`pick_class` returns at a valid pixel (see ``ael_pick_class`` in ``_native.c``).
+PICK_MODES = {"logit": 0, "cross_entropy": 1, "probability": 2}
+
+
+def pick_class(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    mode: str = "logit",
+    offset: Tensor | None = None,
+    ignore_index: int = -1,
+    mask: Tensor | None = None,
+    fill: float = float("nan"),
+) -> Tensor | None:
+    """Per-pixel pick of class ``target`` ``(B, H, W)`` from ``logits`` ``(B, C, H, W)``, or None to fall back.
+
+    At a valid pixel (target in [0, C), not ``ignore_index``, ``mask`` True where given): the
+    logit (``"logit"``), ``offset - logit`` (``"cross_entropy"``, offset = log-sum-exp) or
+    ``exp(min(logit - offset, 0))`` (``"probability"``); ``fill`` elsewhere.
+    """
     library = _library_for(logits)
     if library is None:
         return None
     b, c, h, w = logits.shape
-    if target.shape != (b, h, w) or not _usable(target, torch.int64):
+    pixel_maps = [(target, torch.int64), (offset, torch.float32), (mask, torch.bool)]
+    if any(t is not None and (t.shape != (b, h, w) or not _usable(t, dtype)) for t, dtype in pixel_maps):
         return None
+    if mode != "logit" and offset is None:
+        raise ValueError(f"pick mode {mode!r} needs an offset")
     picked = logits.new_empty(b, h, w)
     code = library.ael_pick_class(
-        logits.data_ptr(), target.data_ptr(), b, c, h * w, picked.data_ptr(), torch.get_num_threads()
+        logits.data_ptr(), target.data_ptr(), b, c, h * w, ignore_index,
+        None if mask is None else mask.data_ptr(), None if offset is None else offset.data_ptr(),
+        PICK_MODES[mode], fill, picked.data_ptr(), torch.get_num_threads(),
     )
-    _check(code, "ael_pick_class", logits)
+    _check(code, "ael_pick_class", tuple(logits.shape))
     return picked
+
+
+def keep_mask(pred: Tensor, rates: Tensor, uniform: Tensor) -> Tensor | None:
+    """``(B, H, W)`` float32 1 where ``uniform > 1 - rates[pred]`` (pred clamped to [0, C)), else 0;
+    or None to fall back. ``pred`` int64 and ``uniform`` float32 ``(B, H, W)``, ``rates`` ``(C,)`` float32."""
+    if not enabled or pred.dim() != 3 or rates.dim() != 1 or rates.shape[0] < 1 or uniform.shape != pred.shape:
+        return None
+    if not (_usable(pred, torch.int64) and _usable(rates) and _usable(uniform)):
+        return None
+    library = _load()
+    if library is None:
+        return None
+    b, h, w = pred.shape
+    kept = uniform.new_empty(b, h, w)
+    code = library.ael_keep_mask(pred.data_ptr(), rates.data_ptr(), uniform.data_ptr(), b, h * w, rates.shape[0],
+                                 kept.data_ptr(), torch.get_num_threads())
+    _check(code, "ael_keep_mask", tuple(pred.shape))
+    return kept
+
+
+def class_histogram(
+    labels: Tensor, num_classes: int, *, ignore_index: int, values: Tensor | None = None
+) -> tuple[Tensor, Tensor | None] | None:
+    """Per-image class counts ``(B, C)`` int64 of ``labels`` ``(B, H, W)`` and, given ``values``
+    ``(B, H, W)`` float32, their per-class sums ``(B, C)`` float64; or None to fall back.
+
+    Labels outside [0, C) or equal to ``ignore_index`` are not counted.
+    """
+    if not enabled or labels.dim() != 3 or num_classes < 1 or not _usable(labels, torch.int64):
+        return None
+    if values is not None and (values.shape != labels.shape or not _usable(values)):
+        return None
+    library = _load()
+    if library is None:
+        return None
+    b, h, w = labels.shape
+    counts = torch.empty(b, num_classes, dtype=torch.int64)
+    sums = torch.empty(b, num_classes, dtype=torch.float64) if values is not None else None
+    code = library.ael_class_histogram(
+        labels.data_ptr(), None if values is None else values.data_ptr(), b, h * w, num_classes, ignore_index,
+        counts.data_ptr(), None if sums is None else sums.data_ptr(), torch.get_num_threads(),
+    )
+    _check(code, "ael_class_histogram", tuple(labels.shape))
+    return counts, sums
+
+
+def component_boxes(
+    pred: Tensor, classes: Tensor, uniform: Tensor, max_small_area: int
+) -> tuple[Tensor, Tensor] | None:
+    """``(boxes (B, 4) int64, found (B,) bool)`` of :func:`ael.core.cutmix.component_boxes` by
+    the kernel, or None to fall back. ``uniform`` ``(B,)`` float32 picks among the large components."""
+    if not enabled or pred.dim() != 3 or not _usable(pred, torch.int64):
+        return None
+    b, h, w = pred.shape
+    if not (_usable(classes, torch.int64) and classes.shape == (b,) and _usable(uniform) and uniform.shape == (b,)):
+        return None
+    library = _load()
+    if library is None:
+        return None
+    boxes = torch.empty(b, 4, dtype=torch.int64)
+    found = torch.empty(b, dtype=torch.bool)
+    code = library.ael_component_boxes(
+        pred.data_ptr(), classes.data_ptr(), uniform.data_ptr(), b, h, w, max_small_area,
+        boxes.data_ptr(), found.data_ptr(), torch.get_num_threads(),
+    )
+    _check(code, "ael_component_boxes", tuple(pred.shape))
+    return boxes, found

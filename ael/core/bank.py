@@ -20,7 +20,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from ._channel_ops import checked_logsumexp, pick_class
+from . import _native
+from ._channel_ops import checked_logsumexp, class_probability
 from ._channel_ops import logsumexp as _logsumexp
 
 __all__ = [
@@ -83,17 +84,17 @@ def gt_class_probability(
             None to compute it.
 
     Returns:
-        ``(B, H, W)`` float tensor; 1 at invalid pixels (mask them with the labels).
+        ``(B, H, W)`` float tensor, at most 1 (a log-sum-exp below the logit, from a caller's
+        inconsistent input, is taken as equal to it); 1 at invalid pixels (mask them with the
+        labels).
     """
     if logits.dim() != 4:
         raise ValueError(f"logits must have shape (B, C, H, W), got {tuple(logits.shape)}")
-    b, c, h, w = logits.shape
+    b, _, h, w = logits.shape
     _check_labels(labels, b, h, w, "gt_class_probability")
-    valid = (labels >= 0) & (labels < c) & (labels != ignore_index)
-    target = torch.where(valid, labels.long(), 0)
     logits = logits.detach().float()
     logsumexp = _logsumexp(logits) if logsumexp is None else checked_logsumexp(logsumexp, (b, h, w))
-    return torch.where(valid, pick_class(logits, target).sub_(logsumexp).exp_(), 1.0)
+    return class_probability(logits, labels, logsumexp, ignore_index=ignore_index)
 
 
 def class_confidence_stats_from_gt(
@@ -115,6 +116,10 @@ def class_confidence_stats_from_gt(
     if gt_prob.dim() != 3:
         raise ValueError(f"gt_prob must have shape (B, H, W), got {tuple(gt_prob.shape)}")
     _check_labels(labels, *gt_prob.shape, what="class_confidence_stats")
+    compiled = _native.class_histogram(labels, num_classes, ignore_index=ignore_index, values=gt_prob.detach())
+    if compiled is not None:
+        counts, sums = compiled
+        return sums.sum(dim=0).float(), counts.sum(dim=0)
     valid = (labels >= 0) & (labels < num_classes) & (labels != ignore_index)
     index = torch.where(valid, labels.long(), 0).flatten()  # (B*H*W,)
     values = torch.where(valid, gt_prob.detach().float(), 0.0).flatten()

@@ -24,6 +24,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from . import _native
 from ._channel_ops import select, select_bits
 from .components import connected_components, mask_boxes
 
@@ -74,11 +75,15 @@ def cutmix_bank_bits(
     if pred.dim() != 3:
         raise ValueError(f"pred must have shape (N, H, W), got {tuple(pred.shape)}")
     n, h, w = pred.shape
-    valid = (pred >= 0) & (pred < num_classes) & (pred != ignore_index)
-    index = torch.where(valid, pred.long(), num_classes).view(n, h * w)  # extra bin: invalid
-    counts = torch.zeros(n, num_classes + 1, dtype=torch.long, device=pred.device)
-    counts.scatter_add_(1, index, torch.ones_like(index))
-    counts = counts[:, :num_classes]  # (N, C)
+    compiled = _native.class_histogram(pred, num_classes, ignore_index=ignore_index)
+    if compiled is not None:
+        counts = compiled[0]
+    else:
+        valid = (pred >= 0) & (pred < num_classes) & (pred != ignore_index)
+        index = torch.where(valid, pred.long(), num_classes).view(n, h * w)  # extra bin: invalid
+        counts = torch.zeros(n, num_classes + 1, dtype=torch.long, device=pred.device)
+        counts.scatter_add_(1, index, torch.ones_like(index))
+        counts = counts[:, :num_classes]  # (N, C)
     bits = (counts > 0) & (counts >= area_thresh2 * h * w)
     return bits.t().contiguous()
 
@@ -255,36 +260,51 @@ def component_boxes(
     """Bounding box of a random large 8-connected component of the given class, per map.
 
     A component is large when its pixel count exceeds ``area_thresh * H * W``. Among the
-    large components of ``classes[b]`` in ``pred[b]`` one is picked uniformly (the release's
-    "first large one in random order"), through one uniform key per pixel.
+    ``L`` large components of ``classes[b]`` in ``pred[b]``, taken in the raster order of their
+    first pixels, the ``floor(u * L)``-th is picked for one uniform ``u`` per map: uniformly,
+    as the release's "first large one in random order".
+
+    On a CPU, with int64 maps, the compiled kernel labels, measures and picks in one pass per
+    map; elsewhere the labels come from :func:`ael.core.components.connected_components` and the
+    pick from tensor operations. Both give the same boxes for the same draws.
 
     Args:
         pred: ``(B, H, W)`` integer class maps (teacher argmax of the partner images).
         classes: ``(B,)`` int64 class per map.
         area_thresh: fraction of the image a component must exceed.
-        generator: random source on ``pred.device``.
+        generator: random source on ``pred.device`` (``B`` uniforms).
 
     Returns:
         ``(boxes, found)``: ``(B, 4)`` int64 tightest boxes of the chosen components, and
         ``(B,)`` bool, False where the class is absent or no component is large enough (the
-        box is then meaningless).
+        box is then all zeros).
     """
     if pred.dim() != 3 or classes.shape != pred.shape[:1]:
         raise ValueError(f"pred must be (B, H, W) and classes (B,), got {tuple(pred.shape)}, {tuple(classes.shape)}")
     b, h, w = pred.shape
     n = h * w
-    mask = pred == classes.to(pred.device).view(b, 1, 1).to(pred.dtype)
+    # area > area_thresh * n  <=>  area > floor(area_thresh * n), for integer areas
+    max_small_area = math.floor(area_thresh * n)
+    uniform = torch.rand(b, generator=generator, device=pred.device)
+    classes = classes.to(pred.device)
+    compiled = _native.component_boxes(pred, classes, uniform, max_small_area)
+    if compiled is not None:
+        return compiled
+    mask = pred == classes.view(b, 1, 1).to(pred.dtype)
     labels = connected_components(mask).view(b, n)  # -1 background, else root index
     index = torch.where(labels >= 0, labels, n)
     areas = torch.zeros(b, n + 1, dtype=torch.long, device=pred.device)
     areas.scatter_add_(1, index, torch.ones_like(index))
-    large_root = areas[:, :n] > area_thresh * n  # (B, N): only roots carry an area
-    keys = torch.rand(b, n, generator=generator, device=pred.device)
-    best, root = torch.where(large_root, keys, -1.0).max(dim=1)
-    found = best >= 0
+    large_root = areas[:, :n] > max_small_area  # (B, N): only roots carry an area
+    large = large_root.sum(dim=1)  # (B,)
+    found = large > 0
+    # float32 product, as the kernel: the pick is the same for the same draw
+    pick = torch.minimum((uniform * large.float()).floor().long(), large - 1)
+    rank = large_root.cumsum(dim=1) - 1  # rank of each large root in raster order
+    root = (large_root & (rank == pick.unsqueeze(1))).to(torch.uint8).argmax(dim=1)
     chosen = (labels == root.unsqueeze(1)) & found.unsqueeze(1)
     boxes, _ = mask_boxes(chosen.view(b, h, w))
-    return boxes, found
+    return torch.where(found.unsqueeze(1), boxes, 0), found
 
 
 class CutMixBoxes(NamedTuple):
@@ -306,8 +326,9 @@ def cutmix_boxes(
 ) -> CutMixBoxes:
     """The mix box of every mixed image: a component box of the sampled class, else random.
 
-    Random draws, in order: the component keys ``(B, H*W)`` (adaptive only), then 3 uniforms
-    per box for the fallback, always drawn so a run's random stream does not depend on data.
+    Random draws, in order: one uniform per map for the component pick (adaptive only), then
+    3 uniforms per box for the fallback, always drawn so a run's random stream does not depend
+    on data.
 
     Args:
         pred: ``(B, H, W)`` teacher argmax of the partner images j.
