@@ -1,7 +1,8 @@
 /*
  * CPU kernels for the per-pixel work of an AEL step: the reductions over the class axis of
  * (B, C, H, W) float32 logits, picking one class's logit per pixel (raw, as a cross-entropy or
- * as a probability), per-class pixel histograms, and the bounding box of a random large
+ * as a probability), per-class pixel histograms, the equalization keep mask, the terms of the
+ * re-weighted pseudo-label loss, Copy-Paste, and the bounding box of a random large
  * 8-connected component of one class per map.
  *
  * Why native code: on a CPU, PyTorch needs about eight elementwise kernels per reduction (max,
@@ -98,7 +99,7 @@ CLONES static void stats_block(const float *restrict x, int64_t hw, int64_t clas
 
 /* The interface version: ael/core/_native.py refuses a build whose version differs from its own
  * (a stale in-place build after an update), so a changed signature can never be called. */
-int ael_native_abi(void) { return 5; }
+int ael_native_abi(void) { return 7; }
 
 /* ---- work split: a range of items over `threads` threads ---- */
 
@@ -209,6 +210,40 @@ static int64_t block_count(int64_t batch, int64_t hw) { return batch * ((hw + BL
 static void parallel_blocks(int64_t batch, int64_t hw, block_fn fn, void *ctx, int threads) {
     blocks b = {.ctx = ctx, .fn = fn, .hw = hw};
     parallel_range(block_count(batch, hw), run_blocks, &b, threads);
+}
+
+/* Work that accumulates (histograms, loss sums) goes by SHARDS fixed runs of consecutive blocks,
+ * each into its own partial result, merged in shard order: the totals do not depend on the
+ * number of threads (floating-point sums included). fn's `thread` argument is the shard. */
+#define SHARDS 64
+
+typedef struct {
+    void *ctx;
+    block_fn fn;
+    int64_t hw, blocks;
+    int shards;
+} sharded;
+
+static void run_shards(void *arg, int thread, int64_t begin, int64_t end) {
+    (void)thread;
+    const sharded *s = (const sharded *)arg;
+    int64_t per_image = (s->hw + BLOCK - 1) / BLOCK;
+    for (int64_t shard = begin; shard < end; shard++)
+        for (int64_t u = s->blocks * shard / s->shards; u < s->blocks * (shard + 1) / s->shards; u++) {
+            int64_t p0 = (u % per_image) * BLOCK;
+            s->fn(s->ctx, (int)shard, u / per_image, p0, s->hw - p0 < BLOCK ? s->hw - p0 : BLOCK);
+        }
+}
+
+/* Shards parallel_shards uses for (batch, hw): the size of the partial results to allocate. */
+static int shard_count(int64_t batch, int64_t hw) {
+    int64_t blocks = block_count(batch, hw);
+    return blocks < SHARDS ? (blocks < 1 ? 1 : (int)blocks) : SHARDS;
+}
+
+static void parallel_shards(int64_t batch, int64_t hw, block_fn fn, void *ctx, int threads) {
+    sharded s = {.ctx = ctx, .fn = fn, .hw = hw, .blocks = block_count(batch, hw), .shards = shard_count(batch, hw)};
+    parallel_range(s.shards, run_shards, &s, threads);
 }
 
 /* ---- channel statistics ---- */
@@ -337,14 +372,14 @@ typedef struct {
     const int64_t *labels;
     const float *values;
     int64_t batch, classes, hw, ignore;
-    int64_t *counts; /* (threads, B, C) partial counts */
-    double *sums;    /* (threads, B, C) partial sums, or NULL */
+    int64_t *counts; /* (shards, B, C) partial counts */
+    double *sums;    /* (shards, B, C) partial sums, or NULL */
 } histogram_job;
 
-static void histogram_block(void *ctx, int thread, int64_t image, int64_t p0, int64_t n) {
+static void histogram_block(void *ctx, int shard, int64_t image, int64_t p0, int64_t n) {
     const histogram_job *j = (const histogram_job *)ctx;
     const int64_t *labels = j->labels + image * j->hw + p0;
-    int64_t at = ((int64_t)thread * j->batch + image) * j->classes;
+    int64_t at = ((int64_t)shard * j->batch + image) * j->classes;
     int64_t *counts = j->counts + at;
     for (int64_t p = 0; p < n; p++) {
         int64_t c = labels[p];
@@ -364,27 +399,27 @@ static void histogram_block(void *ctx, int thread, int64_t image, int64_t p0, in
  * counts[b, c] = number of pixels of image b labeled c, and, where `values` (B, HW) float32 and
  * `sums` are not NULL, sums[b, c] = the sum of their values (accumulated in double), over the
  * pixels whose label is in [0, C) and not `ignore`. labels: contiguous (B, HW) int64.
- * Returns 0, -1 on bad sizes, -2 when memory for the per-thread partial results is short.
+ * Returns 0, -1 on bad sizes, -2 when memory for the partial results is short.
  */
 int ael_class_histogram(const int64_t *labels, const float *values, int64_t batch, int64_t hw, int64_t classes,
                         int64_t ignore, int64_t *counts, double *sums, int threads) {
     if (batch < 0 || classes < 1 || hw < 0) return -1;
-    int used = threads_for(block_count(batch, hw), threads);
+    int shards = shard_count(batch, hw);
     int64_t size = batch * classes;
     histogram_job j = {.labels = labels, .values = sums ? values : 0, .batch = batch, .classes = classes,
                        .hw = hw, .ignore = ignore};
-    j.counts = calloc((size_t)(used * size + 1), sizeof *j.counts);
-    j.sums = sums ? calloc((size_t)(used * size + 1), sizeof *j.sums) : 0;
+    j.counts = calloc((size_t)(shards * size + 1), sizeof *j.counts);
+    j.sums = sums ? calloc((size_t)(shards * size + 1), sizeof *j.sums) : 0;
     if (!j.counts || (sums && !j.sums)) {
         free(j.counts);
         free(j.sums);
         return -2;
     }
-    parallel_blocks(batch, hw, histogram_block, &j, used);
+    parallel_shards(batch, hw, histogram_block, &j, threads);
     for (int64_t i = 0; i < size; i++) {
         int64_t count = 0;
         double sum = 0.0;
-        for (int t = 0; t < used; t++) {
+        for (int t = 0; t < shards; t++) {
             count += j.counts[t * size + i];
             if (sums) sum += j.sums[t * size + i];
         }
@@ -393,6 +428,143 @@ int ael_class_histogram(const int64_t *labels, const float *values, int64_t batc
     }
     free(j.counts);
     free(j.sums);
+    return 0;
+}
+
+/* ---- the re-weighted pseudo-label cross-entropy: per-pixel terms and sums ---- */
+
+typedef struct {
+    const float *logits, *lse, *confidence, *sample;
+    const int64_t *labels;
+    int64_t classes, hw, ignore;
+    float conf_thresh, gamma;
+    int64_t *target;
+    uint8_t *valid;
+    float *weight;
+    double *partial; /* (shards, 3) */
+} terms_job;
+
+CLONES static void terms_block(void *ctx, int shard, int64_t image, int64_t p0, int64_t n) {
+    const terms_job *j = (const terms_job *)ctx;
+    int64_t at = image * j->hw + p0;
+    const float *x = j->logits + image * j->classes * j->hw + p0;
+    double weighted_ce = 0.0, valid_weight = 0.0, all_weight = 0.0;
+    for (int64_t p = 0; p < n; p++) {
+        int64_t c = j->labels[at + p];
+        float conf = j->confidence[at + p];
+        int valid = (uint64_t)c < (uint64_t)j->classes && c != j->ignore && conf >= j->conf_thresh;
+        int64_t t = valid ? c : 0;
+        float w = j->gamma == 2.0f ? conf * conf : (j->gamma == 0.0f ? 1.0f : powf(conf, j->gamma));
+        if (j->sample) w *= j->sample[at + p];
+        float ce = valid ? j->lse[at + p] - x[t * j->hw + p] : 0.0f;
+        j->target[at + p] = t;
+        j->valid[at + p] = (uint8_t)valid;
+        j->weight[at + p] = w;
+        weighted_ce += (double)(w * ce);
+        valid_weight += valid ? (double)w : 0.0;
+        all_weight += (double)w;
+    }
+    double *partial = j->partial + 3 * (int64_t)shard;
+    partial[0] += weighted_ce;
+    partial[1] += valid_weight;
+    partial[2] += all_weight;
+}
+
+/*
+ * The terms of the re-weighted, sampled cross-entropy against pseudo-labels, for contiguous
+ * (B, C, HW) float32 logits with their (B, HW) log-sum-exp `lse`, (B, HW) int64 `labels`,
+ * float32 `confidence` and optional float32 `sample` mask. A pixel is valid when its label is
+ * in [0, C), not `ignore`, and its confidence >= conf_thresh. Writes target (the label, 0 where
+ * invalid), valid (0/1) and weight = confidence^gamma * sample (gamma 0: 1) per pixel, and
+ * sums[0] = sum weight * CE (CE = lse - logit of the label, 0 where invalid), sums[1] = sum of
+ * the weights of the valid pixels, sums[2] = sum of all weights, in double.
+ * Returns 0, -1 on bad sizes, -2 when memory is short.
+ */
+int ael_pseudo_label_terms(const float *logits, const float *lse, const int64_t *labels, const float *confidence,
+                           const float *sample, int64_t batch, int64_t classes, int64_t hw, int64_t ignore,
+                           float conf_thresh, float gamma, int64_t *target, uint8_t *valid, float *weight,
+                           double *sums, int threads) {
+    if (batch < 0 || classes < 1 || hw < 0) return -1;
+    int shards = shard_count(batch, hw);
+    terms_job j = {.logits = logits, .lse = lse, .confidence = confidence, .sample = sample, .labels = labels,
+                   .classes = classes, .hw = hw, .ignore = ignore, .conf_thresh = conf_thresh, .gamma = gamma,
+                   .target = target, .valid = valid, .weight = weight};
+    j.partial = calloc((size_t)shards * 3, sizeof *j.partial);
+    if (!j.partial) return -2;
+    parallel_shards(batch, hw, terms_block, &j, threads);
+    sums[0] = sums[1] = sums[2] = 0.0;
+    for (int t = 0; t < shards; t++)
+        for (int k = 0; k < 3; k++) sums[k] += j.partial[3 * t + k];
+    free(j.partial);
+    return 0;
+}
+
+/* ---- Copy-Paste: pixels of the chosen classes from a source onto each target ---- */
+
+typedef struct {
+    const float *images, *source_images;
+    const int64_t *labels, *source_labels, *source;
+    const uint8_t *chosen, *applied;
+    int64_t batch, classes, hw, channels, ignore;
+    float *new_images;
+    int64_t *new_labels;
+    int64_t *counts; /* (shards, B, C) pasted pixels per class */
+} paste_job;
+
+static void paste_block(void *ctx, int shard, int64_t image, int64_t p0, int64_t n) {
+    const paste_job *j = (const paste_job *)ctx;
+    int64_t at = image * j->hw + p0;
+    int applied = j->applied[image] != 0;
+    int64_t src = applied ? j->source[image] : 0;
+    const int64_t *labels = j->labels + at, *src_labels = j->source_labels + src * j->hw + p0;
+    const uint8_t *chosen = j->chosen + image * j->classes;
+    int64_t *new_labels = j->new_labels + at;
+    int64_t *counts = j->counts + ((int64_t)shard * j->batch + image) * j->classes;
+    uint8_t paste[BLOCK];
+    for (int64_t p = 0; p < n; p++) {
+        int64_t c = src_labels[p];
+        int valid = applied && (uint64_t)c < (uint64_t)j->classes && c != j->ignore;
+        paste[p] = (uint8_t)(valid && chosen[c]);
+        new_labels[p] = paste[p] ? c : labels[p];
+        counts[valid ? c : 0] += paste[p];
+    }
+    for (int64_t ch = 0; ch < j->channels; ch++) {
+        int64_t plane = ch * j->hw + p0;
+        const float *x = j->images + image * j->channels * j->hw + plane;
+        const float *y = j->source_images + src * j->channels * j->hw + plane;
+        float *out = j->new_images + image * j->channels * j->hw + plane;
+        for (int64_t p = 0; p < n; p++) out[p] = paste[p] ? y[p] : x[p];
+    }
+}
+
+/*
+ * Copy-Paste onto (B, K, HW) float32 images and (B, HW) int64 labels from the (S, K, HW) / (S, HW)
+ * pool entry source[b] of each image where applied[b]: every pixel whose source label c is in
+ * [0, C), not `ignore`, and chosen[b, c] takes the source's label and pixel values. Writes
+ * new_images, new_labels and counts[b, c] (pasted pixels). chosen: (B, C) uint8 (bool);
+ * applied: (B,) uint8; source: (B,) int64 in [0, S) where applied (not read elsewhere).
+ * Returns 0, -1 on bad sizes, -2 when memory is short.
+ */
+int ael_copy_paste(const float *images, const int64_t *labels, const float *source_images,
+                   const int64_t *source_labels, const int64_t *source, const uint8_t *chosen, const uint8_t *applied,
+                   int64_t batch, int64_t channels, int64_t hw, int64_t classes, int64_t ignore, float *new_images,
+                   int64_t *new_labels, int64_t *counts, int threads) {
+    if (batch < 0 || channels < 0 || classes < 1 || hw < 0) return -1;
+    int shards = shard_count(batch, hw);
+    int64_t size = batch * classes;
+    paste_job j = {.images = images, .source_images = source_images, .labels = labels,
+                   .source_labels = source_labels, .source = source, .chosen = chosen, .applied = applied,
+                   .batch = batch, .classes = classes, .hw = hw, .channels = channels, .ignore = ignore,
+                   .new_images = new_images, .new_labels = new_labels};
+    j.counts = calloc((size_t)(shards * size + 1), sizeof *j.counts);
+    if (!j.counts) return -2;
+    parallel_shards(batch, hw, paste_block, &j, threads);
+    for (int64_t i = 0; i < size; i++) {
+        int64_t count = 0;
+        for (int t = 0; t < shards; t++) count += j.counts[t * size + i];
+        counts[i] = count;
+    }
+    free(j.counts);
     return 0;
 }
 

@@ -22,7 +22,7 @@ from torch import Tensor
 enabled = os.environ.get("AEL_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 #: The interface version this module calls (``ael_native_abi()`` in ``_native.c``).
-ABI = 5
+ABI = 7
 
 _library: ctypes.CDLL | None = None
 _load_error: str | None = None
@@ -58,6 +58,14 @@ def _load() -> ctypes.CDLL | None:
         "ael_component_boxes": [pointer, pointer, pointer, size, size, size, size, pointer, pointer, ctypes.c_int],
         # pred, rates, uniform, batch, pixels, classes, kept, threads
         "ael_keep_mask": [pointer, pointer, pointer, size, size, size, pointer, ctypes.c_int],
+        # logits, lse, labels, confidence, sample, batch, classes, pixels, ignore, conf_thresh, gamma,
+        # target, valid, weight, sums, threads
+        "ael_pseudo_label_terms": [pointer, pointer, pointer, pointer, pointer, size, size, size, size,
+                                   ctypes.c_float, ctypes.c_float, pointer, pointer, pointer, pointer, ctypes.c_int],
+        # images, labels, source images, source labels, source, chosen, applied, batch, channels, pixels,
+        # classes, ignore, new images, new labels, counts, threads
+        "ael_copy_paste": [pointer, pointer, pointer, pointer, pointer, pointer, pointer, size, size, size, size,
+                           size, pointer, pointer, pointer, ctypes.c_int],
         # GOMP_parallel, omp_get_thread_num, omp_get_num_threads (all NULL: POSIX threads)
         "ael_use_openmp": [pointer, pointer, pointer],
     }
@@ -231,6 +239,81 @@ def keep_mask(pred: Tensor, rates: Tensor, uniform: Tensor) -> Tensor | None:
                                  kept.data_ptr(), torch.get_num_threads())
     _check(code, "ael_keep_mask", tuple(pred.shape))
     return kept
+
+
+def pseudo_label_terms(
+    logits: Tensor,
+    logsumexp: Tensor,
+    labels: Tensor,
+    confidence: Tensor,
+    sample: Tensor | None,
+    *,
+    ignore_index: int,
+    conf_thresh: float,
+    gamma: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+    """Per-pixel terms of the re-weighted pseudo-label cross-entropy, or None to fall back.
+
+    Returns ``(target, valid, weight, sums)``: ``(B, H, W)`` int64 labels (0 where invalid),
+    bool validity (label in [0, C), not ``ignore_index``, confidence >= ``conf_thresh``),
+    float32 ``confidence ** gamma * sample``, and ``(3,)`` float64 sums: weight * CE, the
+    weights of the valid pixels, all weights.
+    """
+    library = _library_for(logits)
+    if library is None:
+        return None
+    b, c, h, w = logits.shape
+    maps = [(logsumexp, torch.float32), (labels, torch.int64), (confidence, torch.float32), (sample, torch.float32)]
+    if any(t is not None and (t.shape != (b, h, w) or not _usable(t, dtype)) for t, dtype in maps):
+        return None
+    target = torch.empty(b, h, w, dtype=torch.int64)
+    valid = torch.empty(b, h, w, dtype=torch.bool)
+    weight = logits.new_empty(b, h, w)
+    sums = torch.empty(3, dtype=torch.float64)
+    code = library.ael_pseudo_label_terms(
+        logits.data_ptr(), logsumexp.data_ptr(), labels.data_ptr(), confidence.data_ptr(),
+        None if sample is None else sample.data_ptr(), b, c, h * w, ignore_index, conf_thresh, gamma,
+        target.data_ptr(), valid.data_ptr(), weight.data_ptr(), sums.data_ptr(), torch.get_num_threads(),
+    )
+    _check(code, "ael_pseudo_label_terms", tuple(logits.shape))
+    return target, valid, weight, sums
+
+
+def copy_paste(
+    images: Tensor,
+    labels: Tensor,
+    source_images: Tensor,
+    source_labels: Tensor,
+    source: Tensor,
+    chosen: Tensor,
+    applied: Tensor,
+    *,
+    ignore_index: int,
+) -> tuple[Tensor, Tensor, Tensor] | None:
+    """``(new_images, new_labels, counts)`` of the paste in :func:`ael.core.copy_paste.adaptive_copy_paste`
+    by the kernel, or None to fall back. ``counts`` ``(B, C)`` int64: pasted pixels per class."""
+    if not enabled or images.dim() != 4 or labels.dim() != 3 or chosen.dim() != 2:
+        return None
+    b, k, h, w = images.shape
+    s = source_images.shape[0]
+    expected = [(images, torch.float32, (b, k, h, w)), (labels, torch.int64, (b, h, w)),
+                (source_images, torch.float32, (s, k, h, w)), (source_labels, torch.int64, (s, h, w)),
+                (source, torch.int64, (b,)), (chosen, torch.bool, (b, chosen.shape[1])), (applied, torch.bool, (b,))]
+    if chosen.shape[1] < 1 or any(t.shape != shape or not _usable(t, dtype) for t, dtype, shape in expected):
+        return None
+    library = _load()
+    if library is None:
+        return None
+    new_images = torch.empty_like(images)
+    new_labels = torch.empty_like(labels)
+    counts = torch.empty(b, chosen.shape[1], dtype=torch.int64)
+    code = library.ael_copy_paste(
+        images.data_ptr(), labels.data_ptr(), source_images.data_ptr(), source_labels.data_ptr(),
+        source.data_ptr(), chosen.data_ptr(), applied.data_ptr(), b, k, h * w, chosen.shape[1], ignore_index,
+        new_images.data_ptr(), new_labels.data_ptr(), counts.data_ptr(), torch.get_num_threads(),
+    )
+    _check(code, "ael_copy_paste", tuple(images.shape))
+    return new_images, new_labels, counts
 
 
 def class_histogram(

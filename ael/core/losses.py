@@ -14,7 +14,14 @@ import torch
 from torch import Tensor
 
 from . import _native
-from ._channel_ops import PixelCrossEntropy, channel_stats, checked_logsumexp, select, select_bits
+from ._channel_ops import (
+    PixelCrossEntropy,
+    WeightedPixelCrossEntropy,
+    channel_stats,
+    checked_logsumexp,
+    select,
+    select_bits,
+)
 
 __all__ = [
     "LogitStats",
@@ -223,6 +230,37 @@ def equalization_mask(
     return (u > 1.0 - rate).float()
 
 
+def _compiled_unsup_loss(
+    student_logits: Tensor,
+    labels: Tensor,
+    confidence: Tensor,
+    *,
+    conf_thresh: float,
+    gamma: float,
+    sample_mask: Tensor | None,
+    normalize: str,
+    ignore_index: int,
+    logsumexp: Tensor | None,
+) -> Tensor | None:
+    """:func:`unsup_loss` through the compiled kernel (one pass for the terms and their sums), or
+    None where it does not apply (not a CPU float32 tensor, no kernel)."""
+    if student_logits.device.type != "cpu" or student_logits.dtype != torch.float32 or not _native.available():
+        return None
+    if logsumexp is None:
+        lse = channel_stats(student_logits.detach(), argmax=False).logsumexp()
+    else:
+        lse = checked_logsumexp(logsumexp, labels.shape)
+    sample = None if sample_mask is None else sample_mask.detach().float()
+    terms = _native.pseudo_label_terms(student_logits.detach(), lse, labels, confidence, sample,
+                                       ignore_index=ignore_index, conf_thresh=conf_thresh, gamma=gamma)
+    if terms is None:
+        return None
+    target, valid, weight, sums = terms
+    sums = sums.float()
+    denominator = (sums[1] if normalize == "valid" else sums[2]).clamp_min(1e-12)
+    return WeightedPixelCrossEntropy.apply(student_logits, target, valid, lse, weight, sums[0], denominator)
+
+
 def unsup_loss(
     student_logits: Tensor,
     labels: Tensor,
@@ -265,14 +303,19 @@ def unsup_loss(
         raise ValueError(f"normalize must be one of {_NORMALIZE}, got {normalize!r}")
     if confidence.shape != labels.shape:
         raise ValueError(f"confidence must have shape {tuple(labels.shape)}, got {tuple(confidence.shape)}")
-    valid, target = _valid_target(labels, student_logits.shape[1], ignore_index)
+    if sample_mask is not None and sample_mask.shape != labels.shape:
+        raise ValueError(f"sample_mask must have shape {tuple(labels.shape)}, got {tuple(sample_mask.shape)}")
     confidence = confidence.detach().float()
+    compiled = _compiled_unsup_loss(student_logits, labels, confidence, conf_thresh=conf_thresh,
+                                    gamma=gamma if reweight else 0.0, sample_mask=sample_mask,
+                                    normalize=normalize, ignore_index=ignore_index, logsumexp=logsumexp)
+    if compiled is not None:
+        return compiled
+    valid, target = _valid_target(labels, student_logits.shape[1], ignore_index)
     valid = valid & (confidence >= conf_thresh)
     ce = _pixel_cross_entropy(student_logits, target, valid, logsumexp)
     weight = confidence.pow(gamma) if reweight else torch.ones_like(confidence)
     if sample_mask is not None:
-        if sample_mask.shape != labels.shape:
-            raise ValueError(f"sample_mask must have shape {tuple(labels.shape)}, got {tuple(sample_mask.shape)}")
         weight = weight * sample_mask.detach().float()
     denominator = (weight * valid).sum() if normalize == "valid" else weight.sum()
     return (weight * ce).sum() / denominator.clamp_min(1e-12)

@@ -1,0 +1,175 @@
+"""The compiled kernels behind the loss and Copy-Paste of a step, against the PyTorch fallback.
+
+``unsup_loss`` (one compiled pass for its per-pixel terms and sums, a custom backward) must give
+the fallback's value and gradient, and F.cross_entropy's; ``adaptive_copy_paste`` must give the
+fallback's result bit for bit. Skipped where the kernel is not built, except in CI
+(AEL_REQUIRE_NATIVE=1).
+"""
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ael.core import _native, adaptive_copy_paste
+from ael.core.losses import unsup_loss
+
+if not _native.available():
+    if os.environ.get("AEL_REQUIRE_NATIVE") == "1":
+        raise RuntimeError(f"AEL_REQUIRE_NATIVE=1 but {_native.status()}")
+    pytest.skip(f"compiled kernel not available: {_native.status()}", allow_module_level=True)
+
+
+def compiled_then_fallback(monkeypatch, name, fn):
+    """``fn()`` with the kernel (asserting that ``_native.<name>`` ran), then with PyTorch."""
+    ran = []
+    original = getattr(_native, name)
+
+    def spy(*args, **kwargs):
+        result = original(*args, **kwargs)
+        ran.append(result is not None)
+        return result
+
+    monkeypatch.setattr(_native, name, spy)
+    monkeypatch.setattr(_native, "enabled", True)
+    compiled = fn()
+    assert ran and all(ran), f"the compiled {name} did not run"
+    monkeypatch.setattr(_native, "enabled", False)
+    return compiled, fn()
+
+
+def loss_inputs(generator, b=2, c=5, h=13, w=17):
+    logits = torch.randn(b, c, h, w, generator=generator) * 3
+    labels = torch.randint(-2, c + 2, (b, h, w), generator=generator)
+    labels[0, 0, :4] = 255
+    confidence = torch.rand(b, h, w, generator=generator)
+    sample = (torch.rand(b, h, w, generator=generator) > 0.3).float()
+    return logits, labels, confidence, sample
+
+
+def reference_loss(logits, labels, confidence, sample, *, gamma, reweight, conf_thresh, normalize, c):
+    valid = (labels >= 0) & (labels < c) & (labels != 255) & (confidence >= conf_thresh)
+    ce = F.cross_entropy(logits, torch.where(valid, labels, 0), reduction="none") * valid
+    weight = (confidence**gamma if reweight else torch.ones_like(confidence)) * sample
+    denominator = (weight * valid).sum() if normalize == "valid" else weight.sum()
+    return (weight * ce).sum() / denominator
+
+
+@pytest.mark.parametrize("normalize", ["valid", "all"])
+@pytest.mark.parametrize(
+    "options",
+    [{"gamma": 2.0}, {"gamma": 1.5}, {"gamma": 0.0}, {"reweight": False}, {"conf_thresh": 0.4}, {"sampled": False}],
+)
+def test_unsup_loss_value_and_gradient_match(monkeypatch, generator, normalize, options):
+    logits, labels, confidence, sample = loss_inputs(generator)
+    options = dict(options)
+    if not options.pop("sampled", True):
+        sample_mask = None
+        sample = torch.ones_like(sample)
+    else:
+        sample_mask = sample
+    kwargs = {"gamma": 2.0, "reweight": True, "conf_thresh": 0.0, **options}
+
+    def run():
+        x = logits.clone().requires_grad_()
+        loss = unsup_loss(x, labels, confidence, sample_mask=sample_mask, normalize=normalize, **kwargs)
+        loss.backward()
+        return loss.detach(), x.grad
+
+    (loss_c, grad_c), (loss_f, grad_f) = compiled_then_fallback(monkeypatch, "pseudo_label_terms", run)
+    x = logits.clone().requires_grad_()
+    reference = reference_loss(x, labels, confidence, sample, normalize=normalize, c=5, **kwargs)
+    reference.backward()
+    torch.testing.assert_close(loss_c, loss_f, rtol=1e-6, atol=0)
+    torch.testing.assert_close(loss_c, reference.detach(), rtol=1e-6, atol=0)
+    torch.testing.assert_close(grad_c, grad_f, rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(grad_c, x.grad, rtol=1e-5, atol=1e-8)
+
+
+def test_unsup_loss_with_nothing_valid_is_zero_with_a_zero_gradient(monkeypatch, generator):
+    logits, labels, confidence, sample = loss_inputs(generator)
+    labels = torch.full_like(labels, 255)
+
+    def run():
+        x = logits.clone().requires_grad_()
+        loss = unsup_loss(x, labels, confidence, sample_mask=sample)
+        loss.backward()
+        return loss.detach(), x.grad
+
+    (loss_c, grad_c), (loss_f, grad_f) = compiled_then_fallback(monkeypatch, "pseudo_label_terms", run)
+    assert loss_c == 0 and loss_f == 0
+    assert torch.equal(grad_c, torch.zeros_like(grad_c)) and torch.equal(grad_f, grad_c)
+
+
+def test_a_nan_logit_makes_the_loss_nan_on_both_paths(monkeypatch, generator):
+    logits, labels, confidence, _ = loss_inputs(generator)
+    labels = labels.clamp(0, 4)
+    logits[1, :, 3, 3] = torch.nan
+    compiled, fallback = compiled_then_fallback(monkeypatch, "pseudo_label_terms",
+                                                lambda: unsup_loss(logits, labels, confidence))
+    assert compiled.isnan() and fallback.isnan()
+
+
+def test_the_loss_does_not_depend_on_the_thread_count(generator):
+    logits, labels, confidence, sample = loss_inputs(generator, h=129, w=131)
+    threads = torch.get_num_threads()
+    try:
+        losses = []
+        for count in (1, 3):
+            torch.set_num_threads(count)
+            losses.append(unsup_loss(logits, labels, confidence, sample_mask=sample))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(losses[0], losses[1])
+
+
+def test_other_inputs_fall_back_to_pytorch(generator):
+    logits, labels, confidence, sample = loss_inputs(generator)
+    assert _native.pseudo_label_terms(logits, logits[:, 0].contiguous(), labels.int(), confidence, sample,
+                                      ignore_index=255, conf_thresh=0.0, gamma=2.0) is None
+    expected = unsup_loss(logits, labels, confidence, sample_mask=sample)
+    torch.testing.assert_close(unsup_loss(logits.double(), labels, confidence, sample_mask=sample).float(),
+                               expected, rtol=1e-6, atol=0)
+    torch.testing.assert_close(unsup_loss(logits, labels.int(), confidence, sample_mask=sample), expected,
+                               rtol=1e-6, atol=0)
+
+
+def paste_inputs(generator, b=3, s=4, c=6, h=11, w=9):
+    images = torch.rand(b, 3, h, w, generator=generator)
+    labels = torch.randint(0, c, (b, h, w), generator=generator)
+    source_images = torch.rand(s, 3, h, w, generator=generator)
+    source_labels = torch.randint(-1, c + 1, (s, h, w), generator=generator)
+    source_labels[:, 0] = 255
+    probs = torch.rand(c, generator=generator)
+    return images, labels, source_images, source_labels, probs / probs.sum()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_copy_paste_matches_pytorch_bit_for_bit(monkeypatch, seed):
+    images, labels, source_images, source_labels, probs = paste_inputs(torch.Generator().manual_seed(100 + seed))
+
+    def run():
+        return adaptive_copy_paste(
+            images, labels, probs, source_images=source_images, source_labels=source_labels,
+            source_ids=torch.arange(4), target_ids=torch.tensor([0, 2, 9]), num_categories=2, prob=0.7,
+            generator=torch.Generator().manual_seed(seed),
+        )
+
+    compiled, fallback = compiled_then_fallback(monkeypatch, "copy_paste", run)
+    for field in compiled._fields:
+        assert torch.equal(getattr(compiled, field), getattr(fallback, field)), field
+
+
+def test_copy_paste_pastes_exactly_the_chosen_valid_source_pixels(generator):
+    images, labels, source_images, source_labels, probs = paste_inputs(generator)
+    result = adaptive_copy_paste(images, labels, probs, source_images=source_images, source_labels=source_labels,
+                                 num_categories=3, prob=1.0, generator=generator)
+    assert result.applied.all()
+    src_labels = source_labels[result.source]
+    valid = (src_labels >= 0) & (src_labels < 6) & (src_labels != 255)
+    paste = valid & result.chosen.gather(1, torch.where(valid, src_labels, 0).flatten(1)).view_as(valid)
+    assert torch.equal(result.labels, torch.where(paste, src_labels, labels))
+    assert torch.equal(result.images, torch.where(paste.unsqueeze(1), source_images[result.source], images))
+    counts = torch.stack([torch.bincount(src_labels[i][paste[i]], minlength=6) for i in range(3)])
+    assert torch.equal(result.pasted, counts > 0)
