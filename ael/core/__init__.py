@@ -6,8 +6,10 @@
 - :mod:`.cutmix`: CutMix bank, partner sampling, mix boxes, mixing.
 - :mod:`.losses`: OHEM cross-entropy, equalization sampling, re-weighted unsupervised loss.
 
-On a CPU the per-pixel reductions over the class axis run in a compiled kernel when ``pip``
-built it (``native_kernel_status()`` says; ``AEL_NATIVE=0`` turns it off), else in PyTorch.
+On a CPU the per-pixel work (the reductions over the class axis, the picks of the losses and
+the bank, histograms, the equalization mask, the pseudo-label loss, Copy-Paste and the CutMix
+component boxes) runs in compiled kernels when ``pip`` built them (``native_kernel_status()``
+says; ``AEL_NATIVE=0`` turns them off), else in PyTorch, with the same results.
 """
 
 from ._native import status as native_kernel_status

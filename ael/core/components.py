@@ -142,6 +142,8 @@ def connected_components(
     n = h * w
     if n >= 2**31 - 1:
         raise ValueError(f"maps of {h}x{w} pixels are too large for int32 labels")
+    if n == 0:  # maps without pixels have no components
+        return torch.empty(b, h, w, dtype=torch.long, device=mask.device)
     if backend == "scipy" or (backend == "auto" and on_cpu and _have_scipy()):
         return _scipy_components(mask.bool())
     device = mask.device

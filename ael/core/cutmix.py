@@ -80,7 +80,7 @@ def cutmix_bank_bits(
         counts = compiled[0]
     else:
         valid = (pred >= 0) & (pred < num_classes) & (pred != ignore_index)
-        index = torch.where(valid, pred.long(), num_classes).view(n, h * w)  # extra bin: invalid
+        index = torch.where(valid, pred.long(), num_classes).reshape(n, h * w)  # extra bin: invalid
         counts = torch.zeros(n, num_classes + 1, dtype=torch.long, device=pred.device)
         counts.scatter_add_(1, index, torch.ones_like(index))
         counts = counts[:, :num_classes]  # (N, C)
@@ -290,6 +290,8 @@ def component_boxes(
     compiled = _native.component_boxes(pred, classes, uniform, max_small_area)
     if compiled is not None:
         return compiled
+    if n == 0:  # maps without pixels have no components
+        return torch.zeros(b, 4, dtype=torch.long, device=pred.device), torch.zeros(b, dtype=torch.bool, device=pred.device)
     mask = pred == classes.view(b, 1, 1).to(pred.dtype)
     labels = connected_components(mask).view(b, n)  # -1 background, else root index
     index = torch.where(labels >= 0, labels, n)

@@ -24,8 +24,8 @@ The partners of the next micro-step are drawn at the end of this one from the ba
 
 Nothing here reads a device value on the host: the logs are detached device tensors, gathered
 by the trainer into one copy per step. The one exception is inside
-:func:`ael.core.components.connected_components` (one convergence flag per adaptive-CutMix
-step), documented there.
+:func:`ael.core.components.connected_components` on an accelerator (one convergence flag per
+adaptive-CutMix step), documented there; on a CPU the compiled kernel labels the components.
 """
 
 from __future__ import annotations

@@ -173,3 +173,28 @@ def test_copy_paste_pastes_exactly_the_chosen_valid_source_pixels(generator):
     assert torch.equal(result.images, torch.where(paste.unsqueeze(1), source_images[result.source], images))
     counts = torch.stack([torch.bincount(src_labels[i][paste[i]], minlength=6) for i in range(3)])
     assert torch.equal(result.pasted, counts > 0)
+
+
+def test_loss_and_copy_paste_are_the_same_on_openmp_and_posix_threads(generator):
+    logits, labels, confidence, sample = loss_inputs(generator, h=97, w=101)
+    images, paste_labels, source_images, source_labels, probs = paste_inputs(generator, h=97, w=101)
+
+    def run():
+        loss = unsup_loss(logits, labels, confidence, sample_mask=sample)
+        pasted = adaptive_copy_paste(images, paste_labels, probs, source_images=source_images,
+                                     source_labels=source_labels, prob=1.0, generator=torch.Generator().manual_seed(3))
+        return loss, pasted
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        results = []
+        for openmp in (False, True):
+            assert _native.use_openmp(openmp) == openmp
+            results.append(run())
+    finally:
+        _native.use_openmp(True)
+        torch.set_num_threads(threads)
+    (loss_a, pasted_a), (loss_b, pasted_b) = results
+    assert torch.equal(loss_a, loss_b)
+    assert all(torch.equal(getattr(pasted_a, f), getattr(pasted_b, f)) for f in pasted_a._fields)
