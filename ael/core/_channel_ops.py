@@ -221,35 +221,3 @@ class PixelCrossEntropy(torch.autograd.Function):
             out.scatter_add_(1, target[:, band].unsqueeze(1), -gb)  # minus one-hot * g
         return grad, None, None, None
 
-
-class WeightedPixelCrossEntropy(torch.autograd.Function):
-    """``sum(weight * CE) / denominator`` with the sum already computed (by the compiled kernel).
-
-    The forward returns ``weighted_sum / denominator`` as given; the backward is
-    :class:`PixelCrossEntropy`'s with ``grad_ce = grad * weight / denominator``. So the
-    per-pixel cross-entropy map is never materialised for the loss.
-    """
-
-    @staticmethod
-    def forward(ctx, logits: Tensor, target: Tensor, valid: Tensor, lse: Tensor, weight: Tensor,  # type: ignore[override]
-                weighted_sum: Tensor, denominator: Tensor) -> Tensor:
-        ctx.save_for_backward(logits, target, valid, lse, weight, denominator)
-        return weighted_sum / denominator
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        logits, target, valid, lse, weight, denominator = ctx.saved_tensors
-        if not ctx.needs_input_grad[0]:
-            return (None,) * 7
-        ce_ctx = _SavedCrossEntropy(logits, target, valid, lse)
-        grad_logits, *_ = PixelCrossEntropy.backward(ce_ctx, weight * (grad / denominator))
-        return grad_logits, None, None, None, None, None, None
-
-
-class _SavedCrossEntropy:
-    """What :meth:`PixelCrossEntropy.backward` reads from its context, for reuse above."""
-
-    needs_input_grad = (True, False, False, False)
-
-    def __init__(self, *saved: Tensor) -> None:
-        self.saved_tensors = saved

@@ -1,8 +1,8 @@
 /*
  * CPU kernels for the per-pixel work of an AEL step: the reductions over the class axis of
  * (B, C, H, W) float32 logits, picking one class's logit per pixel (raw, as a cross-entropy or
- * as a probability), per-class pixel histograms, the equalization keep mask, the terms of the
- * re-weighted pseudo-label loss, Copy-Paste, and the bounding box of a random large
+ * as a probability), per-class pixel histograms, the equalization keep mask, the re-weighted
+ * pseudo-label loss and its gradient, Copy-Paste, CutMix mixing, and the bounding box of a random large
  * 8-connected component of one class per map.
  *
  * Why native code: on a CPU, PyTorch needs about eight elementwise kernels per reduction (max,
@@ -99,7 +99,7 @@ CLONES static void stats_block(const float *restrict x, int64_t hw, int64_t clas
 
 /* The interface version: ael/core/_native.py refuses a build whose version differs from its own
  * (a stale in-place build after an update), so a changed signature can never be called. */
-int ael_native_abi(void) { return 7; }
+int ael_native_abi(void) { return 9; }
 
 /* ---- work split: a range of items over `threads` threads ---- */
 
@@ -366,6 +366,51 @@ int ael_keep_mask(const int64_t *pred, const float *rates, const float *uniform,
     return 0;
 }
 
+/* ---- mixing: one tensor inside a mask, another outside ---- */
+
+typedef struct {
+    const void *outside, *inside;
+    const uint8_t *mask;
+    int64_t channels, hw, element_size;
+    void *out;
+} mix_job;
+
+#define MIX_LOOP(type)                                                                      \
+    do {                                                                                    \
+        const type *o = (const type *)j->outside + base, *i = (const type *)j->inside + base; \
+        type *r = (type *)j->out + base;                                                    \
+        for (int64_t p = 0; p < n; p++) r[p] = m[p] ? i[p] : o[p];                          \
+    } while (0)
+
+CLONES static void mix_block(void *ctx, int thread, int64_t image, int64_t p0, int64_t n) {
+    (void)thread;
+    const mix_job *j = (const mix_job *)ctx;
+    const uint8_t *m = j->mask + image * j->hw + p0;
+    for (int64_t ch = 0; ch < j->channels; ch++) {
+        int64_t base = (image * j->channels + ch) * j->hw + p0;
+        if (j->element_size == 8) MIX_LOOP(uint64_t);
+        else if (j->element_size == 4) MIX_LOOP(uint32_t);
+        else if (j->element_size == 2) MIX_LOOP(uint16_t);
+        else MIX_LOOP(uint8_t);
+    }
+}
+
+/*
+ * out = inside where mask, else outside, bit for bit, for contiguous (B, K, HW) tensors of
+ * 1-, 2-, 4- or 8-byte elements and a contiguous (B, HW) uint8 (bool) mask shared by the K
+ * channels. Returns 0, or -1 on bad sizes.
+ */
+int ael_mix(const void *outside, const void *inside, const uint8_t *mask, int64_t batch, int64_t channels,
+            int64_t hw, int64_t element_size, void *out, int threads) {
+    if (batch < 0 || channels < 0 || hw < 0 || (element_size != 1 && element_size != 2 && element_size != 4 &&
+                                                 element_size != 8))
+        return -1;
+    mix_job j = {.outside = outside, .inside = inside, .mask = mask, .channels = channels, .hw = hw,
+                 .element_size = element_size, .out = out};
+    parallel_blocks(batch, hw, mix_block, &j, threads);
+    return 0;
+}
+
 /* ---- per-class histograms ---- */
 
 typedef struct {
@@ -431,37 +476,39 @@ int ael_class_histogram(const int64_t *labels, const float *values, int64_t batc
     return 0;
 }
 
-/* ---- the re-weighted pseudo-label cross-entropy: per-pixel terms and sums ---- */
+/* ---- the re-weighted pseudo-label cross-entropy: its sums, and its gradient ---- */
 
 typedef struct {
-    const float *logits, *lse, *confidence, *sample;
+    const float *logits, *lse, *confidence, *sample, *scale;
     const int64_t *labels;
     int64_t classes, hw, ignore;
     float conf_thresh, gamma;
-    int64_t *target;
-    uint8_t *valid;
-    float *weight;
-    double *partial; /* (shards, 3) */
-} terms_job;
+    double *partial;     /* forward: (shards, 3) */
+    float *grad_logits;  /* backward: (B, C, HW) */
+} loss_job;
 
-CLONES static void terms_block(void *ctx, int shard, int64_t image, int64_t p0, int64_t n) {
-    const terms_job *j = (const terms_job *)ctx;
+/* The pixel's label if valid (in [0, C), not ignore, confidence >= threshold), else -1; and its
+ * weight confidence^gamma * sample (gamma 0: 1). The same rule in the forward and the backward. */
+INLINE int64_t valid_label(const loss_job *j, int64_t at, float *weight) {
+    int64_t c = j->labels[at];
+    float conf = j->confidence[at];
+    float w = j->gamma == 2.0f ? conf * conf : (j->gamma == 0.0f ? 1.0f : powf(conf, j->gamma));
+    if (j->sample) w *= j->sample[at];
+    *weight = w;
+    return (uint64_t)c < (uint64_t)j->classes && c != j->ignore && conf >= j->conf_thresh ? c : -1;
+}
+
+CLONES static void loss_block(void *ctx, int shard, int64_t image, int64_t p0, int64_t n) {
+    const loss_job *j = (const loss_job *)ctx;
     int64_t at = image * j->hw + p0;
     const float *x = j->logits + image * j->classes * j->hw + p0;
     double weighted_ce = 0.0, valid_weight = 0.0, all_weight = 0.0;
     for (int64_t p = 0; p < n; p++) {
-        int64_t c = j->labels[at + p];
-        float conf = j->confidence[at + p];
-        int valid = (uint64_t)c < (uint64_t)j->classes && c != j->ignore && conf >= j->conf_thresh;
-        int64_t t = valid ? c : 0;
-        float w = j->gamma == 2.0f ? conf * conf : (j->gamma == 0.0f ? 1.0f : powf(conf, j->gamma));
-        if (j->sample) w *= j->sample[at + p];
-        float ce = valid ? j->lse[at + p] - x[t * j->hw + p] : 0.0f;
-        j->target[at + p] = t;
-        j->valid[at + p] = (uint8_t)valid;
-        j->weight[at + p] = w;
+        float w;
+        int64_t c = valid_label(j, at + p, &w);
+        float ce = c >= 0 ? j->lse[at + p] - x[(c >= 0 ? c : 0) * j->hw + p] : 0.0f;
         weighted_ce += (double)(w * ce);
-        valid_weight += valid ? (double)w : 0.0;
+        valid_weight += c >= 0 ? (double)w : 0.0;
         all_weight += (double)w;
     }
     double *partial = j->partial + 3 * (int64_t)shard;
@@ -471,31 +518,74 @@ CLONES static void terms_block(void *ctx, int shard, int64_t image, int64_t p0, 
 }
 
 /*
- * The terms of the re-weighted, sampled cross-entropy against pseudo-labels, for contiguous
+ * The sums of the re-weighted, sampled cross-entropy against pseudo-labels, for contiguous
  * (B, C, HW) float32 logits with their (B, HW) log-sum-exp `lse`, (B, HW) int64 `labels`,
  * float32 `confidence` and optional float32 `sample` mask. A pixel is valid when its label is
- * in [0, C), not `ignore`, and its confidence >= conf_thresh. Writes target (the label, 0 where
- * invalid), valid (0/1) and weight = confidence^gamma * sample (gamma 0: 1) per pixel, and
- * sums[0] = sum weight * CE (CE = lse - logit of the label, 0 where invalid), sums[1] = sum of
- * the weights of the valid pixels, sums[2] = sum of all weights, in double.
- * Returns 0, -1 on bad sizes, -2 when memory is short.
+ * in [0, C), not `ignore`, and its confidence >= conf_thresh; its weight is
+ * confidence^gamma * sample. sums[0] = sum of weight * CE over the valid pixels (CE = lse -
+ * logit of the label), sums[1] = sum of the weights of the valid pixels, sums[2] = sum of all
+ * weights; in double, over fixed shards. Returns 0, -1 on bad sizes, -2 when memory is short.
  */
-int ael_pseudo_label_terms(const float *logits, const float *lse, const int64_t *labels, const float *confidence,
-                           const float *sample, int64_t batch, int64_t classes, int64_t hw, int64_t ignore,
-                           float conf_thresh, float gamma, int64_t *target, uint8_t *valid, float *weight,
-                           double *sums, int threads) {
+int ael_pseudo_label_loss(const float *logits, const float *lse, const int64_t *labels, const float *confidence,
+                          const float *sample, int64_t batch, int64_t classes, int64_t hw, int64_t ignore,
+                          float conf_thresh, float gamma, double *sums, int threads) {
     if (batch < 0 || classes < 1 || hw < 0) return -1;
     int shards = shard_count(batch, hw);
-    terms_job j = {.logits = logits, .lse = lse, .confidence = confidence, .sample = sample, .labels = labels,
-                   .classes = classes, .hw = hw, .ignore = ignore, .conf_thresh = conf_thresh, .gamma = gamma,
-                   .target = target, .valid = valid, .weight = weight};
+    loss_job j = {.logits = logits, .lse = lse, .confidence = confidence, .sample = sample, .labels = labels,
+                  .classes = classes, .hw = hw, .ignore = ignore, .conf_thresh = conf_thresh, .gamma = gamma};
     j.partial = calloc((size_t)shards * 3, sizeof *j.partial);
     if (!j.partial) return -2;
-    parallel_shards(batch, hw, terms_block, &j, threads);
+    parallel_shards(batch, hw, loss_block, &j, threads);
     sums[0] = sums[1] = sums[2] = 0.0;
     for (int t = 0; t < shards; t++)
         for (int k = 0; k < 3; k++) sums[k] += j.partial[3 * t + k];
     free(j.partial);
+    return 0;
+}
+
+CLONES static void loss_grad_block(void *ctx, int thread, int64_t image, int64_t p0, int64_t n) {
+    (void)thread;
+    const loss_job *j = (const loss_job *)ctx;
+    int64_t at = image * j->hw + p0;
+    const float *x = j->logits + image * j->classes * j->hw + p0;
+    float *out = j->grad_logits + image * j->classes * j->hw + p0;
+    float g[BLOCK], top[BLOCK];
+    int64_t target[BLOCK];
+    float scale = *j->scale;
+    for (int64_t p = 0; p < n; p++) {
+        float w;
+        target[p] = valid_label(j, at + p, &w);
+        g[p] = target[p] >= 0 ? w * scale : 0.0f;
+        top[p] = j->lse[at + p];
+    }
+    for (int64_t c = 0; c < j->classes; c++) {
+        const float *xc = x + c * j->hw;
+        float *oc = out + c * j->hw;
+        for (int64_t p = 0; p < n; p++) {
+            float d = xc[p] - top[p]; /* <= 0 for a log-sum-exp; larger values count as 0 */
+            oc[p] = exp2_nonpositive((d < 0.0f ? d : (d == d ? 0.0f : d)) * 1.44269504088896341f) * g[p];
+        }
+    }
+    for (int64_t p = 0; p < n; p++)
+        if (target[p] >= 0) out[target[p] * j->hw + p] -= g[p];
+}
+
+/*
+ * The gradient of sums[0] * (*scale) (ael_pseudo_label_loss) with respect to the logits, into
+ * contiguous (B, C, HW) float32 grad_logits: (softmax - onehot(label)) * weight * scale at the
+ * valid pixels, 0 elsewhere. `scale` points to one float32 (the upstream gradient over the
+ * denominator), read here so that the caller never reads it on the host.
+ * Returns 0, or -1 on bad sizes.
+ */
+int ael_pseudo_label_loss_backward(const float *logits, const float *lse, const int64_t *labels,
+                                   const float *confidence, const float *sample, int64_t batch, int64_t classes,
+                                   int64_t hw, int64_t ignore, float conf_thresh, float gamma, const float *scale,
+                                   float *grad_logits, int threads) {
+    if (batch < 0 || classes < 1 || hw < 0 || !scale) return -1;
+    loss_job j = {.logits = logits, .lse = lse, .confidence = confidence, .sample = sample, .scale = scale,
+                  .labels = labels, .classes = classes, .hw = hw, .ignore = ignore, .conf_thresh = conf_thresh,
+                  .gamma = gamma, .grad_logits = grad_logits};
+    parallel_blocks(batch, hw, loss_grad_block, &j, threads);
     return 0;
 }
 

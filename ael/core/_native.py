@@ -22,7 +22,7 @@ from torch import Tensor
 enabled = os.environ.get("AEL_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 #: The interface version this module calls (``ael_native_abi()`` in ``_native.c``).
-ABI = 7
+ABI = 9
 
 _library: ctypes.CDLL | None = None
 _load_error: str | None = None
@@ -58,14 +58,18 @@ def _load() -> ctypes.CDLL | None:
         "ael_component_boxes": [pointer, pointer, pointer, size, size, size, size, pointer, pointer, ctypes.c_int],
         # pred, rates, uniform, batch, pixels, classes, kept, threads
         "ael_keep_mask": [pointer, pointer, pointer, size, size, size, pointer, ctypes.c_int],
-        # logits, lse, labels, confidence, sample, batch, classes, pixels, ignore, conf_thresh, gamma,
-        # target, valid, weight, sums, threads
-        "ael_pseudo_label_terms": [pointer, pointer, pointer, pointer, pointer, size, size, size, size,
-                                   ctypes.c_float, ctypes.c_float, pointer, pointer, pointer, pointer, ctypes.c_int],
+        # logits, lse, labels, confidence, sample, batch, classes, pixels, ignore, conf_thresh, gamma, sums, threads
+        "ael_pseudo_label_loss": [pointer, pointer, pointer, pointer, pointer, size, size, size, size,
+                                  ctypes.c_float, ctypes.c_float, pointer, ctypes.c_int],
+        # the same inputs, then scale, grad_logits, threads
+        "ael_pseudo_label_loss_backward": [pointer, pointer, pointer, pointer, pointer, size, size, size, size,
+                                           ctypes.c_float, ctypes.c_float, pointer, pointer, ctypes.c_int],
         # images, labels, source images, source labels, source, chosen, applied, batch, channels, pixels,
         # classes, ignore, new images, new labels, counts, threads
         "ael_copy_paste": [pointer, pointer, pointer, pointer, pointer, pointer, pointer, size, size, size, size,
                            size, pointer, pointer, pointer, ctypes.c_int],
+        # outside, inside, mask, batch, channels, pixels, element size, out, threads
+        "ael_mix": [pointer, pointer, pointer, size, size, size, size, pointer, ctypes.c_int],
         # GOMP_parallel, omp_get_thread_num, omp_get_num_threads (all NULL: POSIX threads)
         "ael_use_openmp": [pointer, pointer, pointer],
     }
@@ -241,7 +245,18 @@ def keep_mask(pred: Tensor, rates: Tensor, uniform: Tensor) -> Tensor | None:
     return kept
 
 
-def pseudo_label_terms(
+def _loss_arguments(logits: Tensor, logsumexp: Tensor, labels: Tensor, confidence: Tensor,
+                    sample: Tensor | None) -> list | None:
+    """The pointer and size arguments shared by the two loss kernels, or None when they cannot read the inputs."""
+    b, c, h, w = logits.shape
+    maps = [(logsumexp, torch.float32), (labels, torch.int64), (confidence, torch.float32), (sample, torch.float32)]
+    if any(t is not None and (t.shape != (b, h, w) or not _usable(t, dtype)) for t, dtype in maps):
+        return None
+    return [logits.data_ptr(), logsumexp.data_ptr(), labels.data_ptr(), confidence.data_ptr(),
+            None if sample is None else sample.data_ptr(), b, c, h * w]
+
+
+def pseudo_label_loss(
     logits: Tensor,
     logsumexp: Tensor,
     labels: Tensor,
@@ -251,32 +266,51 @@ def pseudo_label_terms(
     ignore_index: int,
     conf_thresh: float,
     gamma: float,
-) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
-    """Per-pixel terms of the re-weighted pseudo-label cross-entropy, or None to fall back.
+) -> Tensor | None:
+    """``(3,)`` float64 sums of the re-weighted pseudo-label cross-entropy, or None to fall back.
 
-    Returns ``(target, valid, weight, sums)``: ``(B, H, W)`` int64 labels (0 where invalid),
-    bool validity (label in [0, C), not ``ignore_index``, confidence >= ``conf_thresh``),
-    float32 ``confidence ** gamma * sample``, and ``(3,)`` float64 sums: weight * CE, the
-    weights of the valid pixels, all weights.
+    A pixel is valid when its label is in [0, C), not ``ignore_index``, and its confidence
+    >= ``conf_thresh``; its weight is ``confidence ** gamma * sample``. The sums: weight * CE
+    over the valid pixels, the weights of the valid pixels, all weights.
     """
     library = _library_for(logits)
-    if library is None:
+    arguments = None if library is None else _loss_arguments(logits, logsumexp, labels, confidence, sample)
+    if arguments is None:
         return None
-    b, c, h, w = logits.shape
-    maps = [(logsumexp, torch.float32), (labels, torch.int64), (confidence, torch.float32), (sample, torch.float32)]
-    if any(t is not None and (t.shape != (b, h, w) or not _usable(t, dtype)) for t, dtype in maps):
-        return None
-    target = torch.empty(b, h, w, dtype=torch.int64)
-    valid = torch.empty(b, h, w, dtype=torch.bool)
-    weight = logits.new_empty(b, h, w)
     sums = torch.empty(3, dtype=torch.float64)
-    code = library.ael_pseudo_label_terms(
-        logits.data_ptr(), logsumexp.data_ptr(), labels.data_ptr(), confidence.data_ptr(),
-        None if sample is None else sample.data_ptr(), b, c, h * w, ignore_index, conf_thresh, gamma,
-        target.data_ptr(), valid.data_ptr(), weight.data_ptr(), sums.data_ptr(), torch.get_num_threads(),
-    )
-    _check(code, "ael_pseudo_label_terms", tuple(logits.shape))
-    return target, valid, weight, sums
+    code = library.ael_pseudo_label_loss(*arguments, ignore_index, conf_thresh, gamma, sums.data_ptr(),
+                                         torch.get_num_threads())
+    _check(code, "ael_pseudo_label_loss", tuple(logits.shape))
+    return sums
+
+
+def pseudo_label_loss_backward(
+    logits: Tensor,
+    logsumexp: Tensor,
+    labels: Tensor,
+    confidence: Tensor,
+    sample: Tensor | None,
+    scale: Tensor,
+    *,
+    ignore_index: int,
+    conf_thresh: float,
+    gamma: float,
+) -> Tensor:
+    """Gradient ``(B, C, H, W)`` of ``sums[0] * scale`` (:func:`pseudo_label_loss`) for the logits.
+
+    ``scale``: a one-element float32 tensor (the upstream gradient over the denominator),
+    read by the kernel. Only for inputs :func:`pseudo_label_loss` accepted.
+    """
+    library = _load()
+    arguments = _loss_arguments(logits, logsumexp, labels, confidence, sample)
+    scale = scale.detach().to(torch.float32).contiguous()
+    if library is None or arguments is None or scale.numel() != 1 or scale.device.type != "cpu":
+        raise RuntimeError("pseudo_label_loss_backward called on inputs the kernel cannot read")
+    grad = torch.empty_like(logits)
+    code = library.ael_pseudo_label_loss_backward(*arguments, ignore_index, conf_thresh, gamma, scale.data_ptr(),
+                                                  grad.data_ptr(), torch.get_num_threads())
+    _check(code, "ael_pseudo_label_loss_backward", tuple(logits.shape))
+    return grad
 
 
 def copy_paste(
@@ -314,6 +348,26 @@ def copy_paste(
     )
     _check(code, "ael_copy_paste", tuple(images.shape))
     return new_images, new_labels, counts
+
+
+def mix(outside: Tensor, inside: Tensor, mask: Tensor) -> Tensor | None:
+    """``inside`` where ``mask`` ``(B, H, W)`` bool, else ``outside`` (``(B, H, W)`` or ``(B, K, H, W)``,
+    same dtype), bit for bit; or None to fall back."""
+    if not enabled or outside.dim() not in (3, 4) or outside.shape != inside.shape or outside.dtype != inside.dtype:
+        return None
+    b, h, w = outside.shape[0], *outside.shape[-2:]
+    channels = outside.shape[1] if outside.dim() == 4 else 1
+    dtype = outside.dtype
+    if not (_usable(outside, dtype) and _usable(inside, dtype) and _usable(mask, torch.bool)) or mask.shape != (b, h, w):
+        return None
+    library = _load()
+    if library is None or outside.element_size() not in (1, 2, 4, 8) or dtype.is_complex:
+        return None
+    out = torch.empty_like(outside)
+    code = library.ael_mix(outside.data_ptr(), inside.data_ptr(), mask.data_ptr(), b, channels, h * w,
+                           outside.element_size(), out.data_ptr(), torch.get_num_threads())
+    _check(code, "ael_mix", tuple(outside.shape))
+    return out
 
 
 def class_histogram(

@@ -393,6 +393,9 @@ def mix_with_mask(outside: Tensor, inside: Tensor, mask: Tensor) -> Tensor:
         raise ValueError(f"cannot mix tensors of dtypes {outside.dtype} and {inside.dtype}")
     if mask.dtype != torch.bool:
         raise ValueError(f"mask must be a bool tensor, got {mask.dtype}")
+    compiled = _native.mix(outside, inside, mask)  # the compiled kernel, on a CPU
+    if compiled is not None:
+        return compiled
     if outside.dim() == 4:
         mask = mask.unsqueeze(1)
     # A bitwise select: the same values as torch.where, several times faster on a CPU.

@@ -16,7 +16,6 @@ from torch import Tensor
 from . import _native
 from ._channel_ops import (
     PixelCrossEntropy,
-    WeightedPixelCrossEntropy,
     channel_stats,
     checked_logsumexp,
     select,
@@ -230,6 +229,27 @@ def equalization_mask(
     return (u > 1.0 - rate).float()
 
 
+class _CompiledPseudoLabelLoss(torch.autograd.Function):
+    """``sums[0] / denominator`` from :func:`ael.core._native.pseudo_label_loss`, with the
+    gradient from its compiled backward (no per-pixel map is kept between the two)."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, sums: Tensor, denominator: Tensor, lse: Tensor, labels: Tensor,  # type: ignore[override]
+                confidence: Tensor, sample: Tensor | None, options: dict) -> Tensor:
+        ctx.save_for_backward(logits, lse, labels, confidence, sample, denominator)
+        ctx.options = options
+        return sums[0].float() / denominator
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        logits, lse, labels, confidence, sample, denominator = ctx.saved_tensors
+        grad_logits = None
+        if ctx.needs_input_grad[0]:
+            grad_logits = _native.pseudo_label_loss_backward(logits.detach(), lse, labels, confidence, sample,
+                                                             grad / denominator, **ctx.options)
+        return grad_logits, None, None, None, None, None, None, None
+
+
 def _compiled_unsup_loss(
     student_logits: Tensor,
     labels: Tensor,
@@ -242,8 +262,8 @@ def _compiled_unsup_loss(
     ignore_index: int,
     logsumexp: Tensor | None,
 ) -> Tensor | None:
-    """:func:`unsup_loss` through the compiled kernel (one pass for the terms and their sums), or
-    None where it does not apply (not a CPU float32 tensor, no kernel)."""
+    """:func:`unsup_loss` through the compiled kernels (one pass for the sums, one for the
+    gradient), or None where they do not apply (not a CPU float32 tensor, no kernel)."""
     if student_logits.device.type != "cpu" or student_logits.dtype != torch.float32 or not _native.available():
         return None
     if logsumexp is None:
@@ -251,14 +271,12 @@ def _compiled_unsup_loss(
     else:
         lse = checked_logsumexp(logsumexp, labels.shape)
     sample = None if sample_mask is None else sample_mask.detach().float()
-    terms = _native.pseudo_label_terms(student_logits.detach(), lse, labels, confidence, sample,
-                                       ignore_index=ignore_index, conf_thresh=conf_thresh, gamma=gamma)
-    if terms is None:
+    options = {"ignore_index": ignore_index, "conf_thresh": conf_thresh, "gamma": gamma}
+    sums = _native.pseudo_label_loss(student_logits.detach(), lse, labels, confidence, sample, **options)
+    if sums is None:
         return None
-    target, valid, weight, sums = terms
-    sums = sums.float()
-    denominator = (sums[1] if normalize == "valid" else sums[2]).clamp_min(1e-12)
-    return WeightedPixelCrossEntropy.apply(student_logits, target, valid, lse, weight, sums[0], denominator)
+    denominator = (sums[1] if normalize == "valid" else sums[2]).float().clamp_min(1e-12)
+    return _CompiledPseudoLabelLoss.apply(student_logits, sums, denominator, lse, labels, confidence, sample, options)
 
 
 def unsup_loss(

@@ -38,7 +38,7 @@ if not _native.available():
 #: The kernel wrappers of ``_native`` that the public functions call (those of this build).
 KERNELS = tuple(
     name for name in ("channel_stats", "pick_class", "class_histogram", "keep_mask", "component_boxes",
-                      "pseudo_label_terms")
+                      "pseudo_label_loss")
     if hasattr(_native, name)
 )
 

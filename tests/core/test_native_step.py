@@ -77,7 +77,7 @@ def test_unsup_loss_value_and_gradient_match(monkeypatch, generator, normalize, 
         loss.backward()
         return loss.detach(), x.grad
 
-    (loss_c, grad_c), (loss_f, grad_f) = compiled_then_fallback(monkeypatch, "pseudo_label_terms", run)
+    (loss_c, grad_c), (loss_f, grad_f) = compiled_then_fallback(monkeypatch, "pseudo_label_loss", run)
     x = logits.clone().requires_grad_()
     reference = reference_loss(x, labels, confidence, sample, normalize=normalize, c=5, **kwargs)
     reference.backward()
@@ -97,7 +97,7 @@ def test_unsup_loss_with_nothing_valid_is_zero_with_a_zero_gradient(monkeypatch,
         loss.backward()
         return loss.detach(), x.grad
 
-    (loss_c, grad_c), (loss_f, grad_f) = compiled_then_fallback(monkeypatch, "pseudo_label_terms", run)
+    (loss_c, grad_c), (loss_f, grad_f) = compiled_then_fallback(monkeypatch, "pseudo_label_loss", run)
     assert loss_c == 0 and loss_f == 0
     assert torch.equal(grad_c, torch.zeros_like(grad_c)) and torch.equal(grad_f, grad_c)
 
@@ -106,7 +106,7 @@ def test_a_nan_logit_makes_the_loss_nan_on_both_paths(monkeypatch, generator):
     logits, labels, confidence, _ = loss_inputs(generator)
     labels = labels.clamp(0, 4)
     logits[1, :, 3, 3] = torch.nan
-    compiled, fallback = compiled_then_fallback(monkeypatch, "pseudo_label_terms",
+    compiled, fallback = compiled_then_fallback(monkeypatch, "pseudo_label_loss",
                                                 lambda: unsup_loss(logits, labels, confidence))
     assert compiled.isnan() and fallback.isnan()
 
@@ -126,7 +126,7 @@ def test_the_loss_does_not_depend_on_the_thread_count(generator):
 
 def test_other_inputs_fall_back_to_pytorch(generator):
     logits, labels, confidence, sample = loss_inputs(generator)
-    assert _native.pseudo_label_terms(logits, logits[:, 0].contiguous(), labels.int(), confidence, sample,
+    assert _native.pseudo_label_loss(logits, logits[:, 0].contiguous(), labels.int(), confidence, sample,
                                       ignore_index=255, conf_thresh=0.0, gamma=2.0) is None
     expected = unsup_loss(logits, labels, confidence, sample_mask=sample)
     torch.testing.assert_close(unsup_loss(logits.double(), labels, confidence, sample_mask=sample).float(),
@@ -198,3 +198,48 @@ def test_loss_and_copy_paste_are_the_same_on_openmp_and_posix_threads(generator)
     (loss_a, pasted_a), (loss_b, pasted_b) = results
     assert torch.equal(loss_a, loss_b)
     assert all(torch.equal(getattr(pasted_a, f), getattr(pasted_b, f)) for f in pasted_a._fields)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int64, torch.int32, torch.uint8, torch.bool,
+                                   torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels", [None, 1, 3])
+def test_mix_with_mask_is_bit_exact_for_every_element_size(monkeypatch, generator, dtype, channels):
+    from ael.core import mix_with_mask
+
+    shape = (2, 37, 29) if channels is None else (2, channels, 37, 29)
+    if dtype.is_floating_point:
+        outside, inside = torch.randn(shape, generator=generator).to(dtype), torch.randn(shape, generator=generator).to(dtype)
+        outside.view(-1)[:4] = torch.tensor([float("nan"), -0.0, float("inf"), -float("inf")]).to(dtype)
+        inside.view(-1)[:4] = torch.tensor([0.0, float("nan"), -0.0, 1.0]).to(dtype)
+    else:
+        outside = torch.randint(0, 2 if dtype == torch.bool else 100, shape, generator=generator).to(dtype)
+        inside = torch.randint(0, 2 if dtype == torch.bool else 100, shape, generator=generator).to(dtype)
+    mask = torch.rand(2, 37, 29, generator=generator) > 0.5
+    compiled, fallback = compiled_then_fallback(monkeypatch, "mix", lambda: mix_with_mask(outside, inside, mask))
+    expected = torch.where(mask if channels is None else mask.unsqueeze(1), inside, outside)
+    assert compiled.dtype == dtype and compiled.shape == outside.shape
+    for result in (compiled, fallback):
+        assert torch.equal(result.view(torch.uint8) if dtype != torch.bool else result,
+                           expected.view(torch.uint8) if dtype != torch.bool else expected)
+
+
+def test_mix_of_strided_inputs_falls_back(generator):
+    from ael.core import mix_with_mask
+
+    outside = torch.randn(2, 3, 8, 8, generator=generator).transpose(2, 3)
+    inside = torch.randn(2, 3, 8, 8, generator=generator)
+    mask = torch.rand(2, 8, 8, generator=generator) > 0.5
+    assert _native.mix(outside, inside, mask) is None
+    assert torch.equal(mix_with_mask(outside, inside, mask), torch.where(mask.unsqueeze(1), inside, outside))
+
+
+def test_the_loss_gradient_scales_with_the_upstream_gradient(monkeypatch, generator):
+    logits, labels, confidence, sample = loss_inputs(generator)
+
+    def run():
+        x = logits.clone().requires_grad_()
+        (unsup_loss(x, labels, confidence, sample_mask=sample) * -3.5).backward()
+        return x.grad
+
+    compiled, fallback = compiled_then_fallback(monkeypatch, "pseudo_label_loss", run)
+    torch.testing.assert_close(compiled, fallback, rtol=1e-5, atol=1e-8)
