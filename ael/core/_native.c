@@ -99,7 +99,7 @@ CLONES static void stats_block(const float *restrict x, int64_t hw, int64_t clas
 
 /* The interface version: ael/core/_native.py refuses a build whose version differs from its own
  * (a stale in-place build after an update), so a changed signature can never be called. */
-int ael_native_abi(void) { return 9; }
+int ael_native_abi(void) { return 10; }
 
 /* ---- work split: a range of items over `threads` threads ---- */
 
@@ -333,8 +333,8 @@ int ael_pick_class(const float *logits, const int64_t *target, int64_t batch, in
 /* ---- equalization sampling: keep a pixel with the rate of its class ---- */
 
 typedef struct {
-    const int64_t *pred;
-    const float *rates, *uniform;
+    const int64_t *pred, *words;
+    const float *rates;
     int64_t classes, hw;
     float *kept;
 } keep_job;
@@ -344,24 +344,28 @@ CLONES static void keep_block(void *ctx, int thread, int64_t image, int64_t p0, 
     const keep_job *j = (const keep_job *)ctx;
     int64_t at = image * j->hw + p0;
     const int64_t *pred = j->pred + at;
-    const float *u = j->uniform + at;
     float *kept = j->kept + at;
     for (int64_t p = 0; p < n; p++) {
         int64_t c = pred[p];
         c = c < 0 ? 0 : (c >= j->classes ? j->classes - 1 : c); /* clamped, as the PyTorch path */
-        kept[p] = u[p] > 1.0f - j->rates[c] ? 1.0f : 0.0f;
+        int64_t k = at + p;                                       /* uniform k: 24 bits of word k / 2 */
+        float u = (float)((j->words[k >> 1] >> (24 * (k & 1))) & 0xFFFFFF) * (1.0f / 16777216.0f);
+        kept[p] = u > 1.0f - j->rates[c] ? 1.0f : 0.0f;
     }
 }
 
 /*
- * kept[b, p] = 1 where uniform[b, p] > 1 - rates[pred[b, p]] (pred clamped to [0, C)), else 0:
- * a pixel predicted as class c is kept with probability rates[c]. pred: contiguous (B, HW) int64;
- * uniform, kept: (B, HW) float32; rates: (C,) float32. Returns 0, or -1 on bad sizes.
+ * kept[b, p] = 1 where u > 1 - rates[pred[b, p]] (pred clamped to [0, C)), else 0: a pixel
+ * predicted as class c is kept with probability rates[c]. The uniform of flat pixel k is
+ * bits [24 * (k % 2), 24 * (k % 2) + 24) of words[k / 2], times 2^-24 (two float32 uniforms
+ * of torch.rand's resolution per 63-bit random word, a third of the cost of drawing them).
+ * pred: contiguous (B, HW) int64; words: ceil(B * HW / 2) int64; rates: (C,) float32;
+ * kept: (B, HW) float32. Returns 0, or -1 on bad sizes.
  */
-int ael_keep_mask(const int64_t *pred, const float *rates, const float *uniform, int64_t batch, int64_t hw,
+int ael_keep_mask(const int64_t *pred, const float *rates, const int64_t *words, int64_t batch, int64_t hw,
                   int64_t classes, float *kept, int threads) {
     if (batch < 0 || classes < 1 || hw < 0) return -1;
-    keep_job j = {.pred = pred, .rates = rates, .uniform = uniform, .classes = classes, .hw = hw, .kept = kept};
+    keep_job j = {.pred = pred, .rates = rates, .words = words, .classes = classes, .hw = hw, .kept = kept};
     parallel_blocks(batch, hw, keep_block, &j, threads);
     return 0;
 }

@@ -22,7 +22,7 @@ from torch import Tensor
 enabled = os.environ.get("AEL_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 #: The interface version this module calls (``ael_native_abi()`` in ``_native.c``).
-ABI = 9
+ABI = 10
 
 _library: ctypes.CDLL | None = None
 _load_error: str | None = None
@@ -56,7 +56,7 @@ def _load() -> ctypes.CDLL | None:
         "ael_class_histogram": [pointer, pointer, size, size, size, size, pointer, pointer, ctypes.c_int],
         # pred, classes, uniform, batch, height, width, max_small_area, boxes, found, threads
         "ael_component_boxes": [pointer, pointer, pointer, size, size, size, size, pointer, pointer, ctypes.c_int],
-        # pred, rates, uniform, batch, pixels, classes, kept, threads
+        # pred, rates, random words, batch, pixels, classes, kept, threads
         "ael_keep_mask": [pointer, pointer, pointer, size, size, size, pointer, ctypes.c_int],
         # logits, lse, labels, confidence, sample, batch, classes, pixels, ignore, conf_thresh, gamma, sums, threads
         "ael_pseudo_label_loss": [pointer, pointer, pointer, pointer, pointer, size, size, size, size,
@@ -227,19 +227,22 @@ def pick_class(
     return picked
 
 
-def keep_mask(pred: Tensor, rates: Tensor, uniform: Tensor) -> Tensor | None:
-    """``(B, H, W)`` float32 1 where ``uniform > 1 - rates[pred]`` (pred clamped to [0, C)), else 0;
-    or None to fall back. ``pred`` int64 and ``uniform`` float32 ``(B, H, W)``, ``rates`` ``(C,)`` float32."""
-    if not enabled or pred.dim() != 3 or rates.dim() != 1 or rates.shape[0] < 1 or uniform.shape != pred.shape:
+def keep_mask(pred: Tensor, rates: Tensor, words: Tensor) -> Tensor | None:
+    """``(B, H, W)`` float32 1 where ``u > 1 - rates[pred]`` (pred clamped to [0, C)), else 0; or
+    None to fall back. ``pred`` int64 ``(B, H, W)``, ``rates`` ``(C,)`` float32, ``words``
+    ``ceil(B*H*W / 2)`` int64 random words, two uniforms each (see :func:`ael.core.losses.uniforms_from_words`)."""
+    if not enabled or pred.dim() != 3 or rates.dim() != 1 or rates.shape[0] < 1:
         return None
-    if not (_usable(pred, torch.int64) and _usable(rates) and _usable(uniform)):
+    if words.shape != ((pred.numel() + 1) // 2,):
+        return None
+    if not (_usable(pred, torch.int64) and _usable(rates) and _usable(words, torch.int64)):
         return None
     library = _load()
     if library is None:
         return None
     b, h, w = pred.shape
-    kept = uniform.new_empty(b, h, w)
-    code = library.ael_keep_mask(pred.data_ptr(), rates.data_ptr(), uniform.data_ptr(), b, h * w, rates.shape[0],
+    kept = rates.new_empty(b, h, w)
+    code = library.ael_keep_mask(pred.data_ptr(), rates.data_ptr(), words.data_ptr(), b, h * w, rates.shape[0],
                                  kept.data_ptr(), torch.get_num_threads())
     _check(code, "ael_keep_mask", tuple(pred.shape))
     return kept

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ael.core import equalization_mask, ohem_cross_entropy, pseudo_labels, unsup_loss
+from ael.core.losses import random_words, uniforms_from_words
 
 
 def _logits_from_gt_probs(gt_probs):
@@ -135,3 +136,30 @@ def test_equalization_mask_shared_field_exact():
     assert torch.equal(mask, expected.expand(2, 8, 8))  # same field for both images
     independent = equalization_mask(pred, ratio, generator=torch.Generator().manual_seed(5))
     assert not torch.equal(independent[0], independent[1])
+
+
+def test_uniforms_from_random_words_are_uniform_and_uncorrelated():
+    count = 400_001  # odd: the last word's second uniform is dropped
+    words = random_words(count, generator=torch.Generator().manual_seed(0))
+    assert words.shape == ((count + 1) // 2,) and words.dtype == torch.int64 and (words >= 0).all()
+    u = uniforms_from_words(words, count).double()
+    assert u.shape == (count,) and u.min() >= 0 and u.max() < 1
+    assert torch.equal(u * 2**24, (u * 2**24).floor())  # 24-bit resolution, as torch.rand
+    assert abs(u.mean() - 0.5) < 0.003 and abs(u.var() - 1 / 12) < 0.001
+    histogram = torch.histc(u, bins=16, min=0, max=1) / count
+    assert (histogram - 1 / 16).abs().max() < 0.003
+    pairs = u[: count - 1].view(-1, 2)  # the two uniforms of one word
+    assert abs(torch.corrcoef(pairs.T)[0, 1]) < 0.01
+    assert abs(torch.corrcoef(torch.stack([u[:-1], u[1:]]))[0, 1]) < 0.01
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_equalization_mask_keeps_each_class_at_its_rate(monkeypatch, compiled):
+    from ael.core import _native
+
+    monkeypatch.setattr(_native, "enabled", compiled)
+    ratio = torch.tensor([0.1, 0.5, 0.9, 1.0, 0.0])
+    pred = torch.arange(5).repeat_interleave(40_000).view(2, 400, 250)
+    mask = equalization_mask(pred, ratio, generator=torch.Generator().manual_seed(1))
+    kept = torch.stack([mask[pred == c].mean() for c in range(5)])
+    assert (kept - ratio).abs().max() < 0.01 and kept[3] == 1 and kept[4] == 0

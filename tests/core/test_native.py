@@ -28,6 +28,7 @@ from ael.core import (
     update_cutmix_bank,
 )
 from ael.core._channel_ops import PixelCrossEntropy, channel_stats, class_probability, logsumexp, pick_class
+from ael.core.losses import random_words, uniforms_from_words
 
 if not _native.available():
     if os.environ.get("AEL_REQUIRE_NATIVE") == "1":
@@ -514,8 +515,19 @@ def test_equalization_mask_is_bit_identical_to_pytorch(monkeypatch, generator):
     for mask in compiled:
         assert not mask[clamped == 0].any() and mask[clamped == 1].all()  # rates 0 and 1
         assert set(mask.unique().tolist()) <= {0.0, 1.0}
-    u = torch.rand(2, 37, 41, generator=torch.Generator().manual_seed(0))
+    words = random_words(2 * 37 * 41, generator=torch.Generator().manual_seed(0))
+    u = uniforms_from_words(words, 2 * 37 * 41).view(2, 37, 41)
     assert torch.equal(compiled[0], (u > 1.0 - ratio[clamped]).float())
+
+
+def words_of(uniform):
+    """The random words from which ``uniforms_from_words`` gives exactly ``uniform`` (multiples of 2^-24)."""
+    fields = (uniform.flatten().double() * 2**24).long()
+    assert torch.equal(fields.double() / 2**24, uniform.flatten().double())
+    fields = torch.cat([fields, fields.new_zeros(fields.numel() % 2)])
+    words = fields[0::2] | (fields[1::2] << 24)
+    assert torch.equal(uniforms_from_words(words, uniform.numel()), uniform.flatten())
+    return words
 
 
 def test_keep_mask_keeps_only_draws_strictly_above_one_minus_the_rate():
@@ -523,7 +535,7 @@ def test_keep_mask_keeps_only_draws_strictly_above_one_minus_the_rate():
     pred = torch.tensor([[[0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4, -5, 9]]])
     uniform = torch.tensor([[[0.0, 1.0 - 2**-24, 0.0, 2**-24, 0.5, 0.5 + 2**-24, 0.5 - 2**-24, 0.75,
                               0.75 + 2**-24, 1.0 - 2**-24, 1.0 - 2**-23, 0.99, 0.5]]])
-    kept = _native.keep_mask(pred, rates, uniform)
+    kept = _native.keep_mask(pred, rates, words_of(uniform))
     assert kept.tolist() == [[[0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]]]
     assert torch.equal(kept, (uniform > 1.0 - rates[pred.clamp(0, 5)]).float())
 
@@ -536,8 +548,8 @@ def test_equalization_mask_of_other_dtypes_and_shared_fields_comes_from_pytorch(
         return equalization_mask(p, r, generator=torch.Generator().manual_seed(3), **kwargs)
 
     for other in (pred.int(), _strided(pred)):
-        u = torch.rand(*other.shape)
-        assert _native.keep_mask(other, ratio, u) is None
+        words = random_words(other.numel())
+        assert _native.keep_mask(other, ratio, words) is None
         assert torch.equal(mask(other), mask(pred))
     assert torch.equal(mask(pred, ratio.double()), mask(pred))  # rates are taken as float32
     compiled = mask(pred, shared_field=True)
@@ -801,7 +813,7 @@ def _every_kernel(generator):
             out.append(_native.pick_class(x, target, mode=mode, offset=lse, ignore_index=3, mask=mask, fill=0.5))
         out.extend(_native.class_histogram(target, c, ignore_index=3, values=values))
         out.append(_native.class_histogram(target[:, :3, :5].contiguous(), c, ignore_index=3, values=None)[0])
-        out.append(_native.keep_mask(target, rates, uniform))
+        out.append(_native.keep_mask(target, rates, words_of(uniform)))
         out.extend(_native.component_boxes(maps, classes, picks, 20))
         assert all(t is not None for t in out)
         return out
