@@ -94,14 +94,15 @@ def make_inputs(c: int, size: int, device: torch.device, seed: int = 0) -> dict[
         "unlabeled_j": torch.rand(2, 3, size, size, generator=g),
         "student_labeled": blobby_logits(2, c, size, g),
         "teacher_labeled": blobby_logits(2, c, size, g),
-        "teacher_i": blobby_logits(2, c, size, g),
-        "teacher_j": blobby_logits(2, c, size, g),
+        # one teacher output for the unlabeled images i and their partners j, as the step has it
+        "teacher_ij": blobby_logits(4, c, size, g),
         "student_mixed": blobby_logits(2, c, size, g),
         "conf": torch.rand(c, generator=g),
         "cutmix_bank": torch.rand(c, NUM_UNLABELED, generator=g) < 0.3,
         "ids_i": torch.tensor([3, 500]),
     }
     inputs = {k: v.to(device) for k, v in inputs.items()}
+    inputs["teacher_i"], inputs["teacher_j"] = inputs["teacher_ij"][:2], inputs["teacher_ij"][2:]  # views
     for name in ("student_labeled", "student_mixed"):  # as in training: the losses record autograd
         inputs[name].requires_grad_()
     return inputs
@@ -130,12 +131,12 @@ def ours_step(x, *, c, k, area_thresh, area_thresh2, generator, timer):
         classes = core.sample_classes(core.cutmix_class_probs(conf), 2, generator=generator)
         partners = core.sample_partners(x["cutmix_bank"], classes, generator=generator)
     with timer.part("pseudo_labels"):
-        labels_i, conf_i = core.pseudo_labels(x["teacher_i"])
-        labels_j, conf_j = core.pseudo_labels(x["teacher_j"])
+        labels_ij, conf_ij = core.pseudo_labels(x["teacher_ij"])  # one pass over i and j, as the step
+        labels_i, labels_j, conf_i, conf_j = labels_ij[:2], labels_ij[2:], conf_ij[:2], conf_ij[2:]
         labels_l, conf_l = core.pseudo_labels(x["teacher_labeled"])
     with timer.part("cutmix_bank"):
         bank = core.update_cutmix_bank(
-            x["cutmix_bank"], torch.cat([x["ids_i"], partners]), torch.cat([labels_i, labels_j]),
+            x["cutmix_bank"], torch.cat([x["ids_i"], partners]), labels_ij,
             area_thresh2=area_thresh2,
         )
     with timer.part("components_box"):
@@ -336,7 +337,7 @@ def per_pixel_floor(setting: str, device: torch.device, repeats: int) -> None:
     from ael.core._channel_ops import channel_stats
 
     c, size, *_ = SETTINGS[setting]
-    maps = [make_inputs(c, size, device, seed=seed)["teacher_i"] for seed in range(3)]
+    maps = [make_inputs(c, size, device, seed=seed)["teacher_i"].contiguous() for seed in range(3)]
     passes = {
         "torch.exp2 of the map": lambda x: torch.exp2(x),
         "argmax + exp-sum": lambda x: channel_stats(x),

@@ -34,7 +34,7 @@ Private to :mod:`ael.core`.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -116,7 +116,7 @@ def channel_stats(
     """
     compiled = _native.channel_stats(logits, top=top, argmax=argmax, expsum=expsum)
     if compiled is not None:
-        return ChannelStats(*compiled)
+        return ChannelStats(*compiled[:3])
     b, c, h, w = logits.shape
     device = logits.device
     maximum = logits.new_empty(b, h, w)
@@ -151,9 +151,26 @@ def channel_stats(
     return ChannelStats(maximum, first, sums)
 
 
+def argmax_and(
+    logits: Tensor, value: Literal["logsumexp", "max_probability"], *, argmax: bool = True
+) -> tuple[Tensor | None, Tensor]:
+    """``(argmax, value)`` of ``(B, C, H, W)`` float32 logits in one pass (no gradient): the first
+    argmax (None unless ``argmax``) and the log-sum-exp or the maximum softmax probability.
+
+    The compiled kernel writes the value directly (no exp-sum or maximum map, no second pass);
+    the fallback derives it from :func:`channel_stats`.
+    """
+    compiled = _native.channel_stats(logits, top=False, argmax=argmax, expsum=False,
+                                     logsumexp=value == "logsumexp", max_probability=value == "max_probability")
+    if compiled is not None:
+        return compiled[1], compiled[3] if value == "logsumexp" else compiled[4]
+    stats = channel_stats(logits, top=value == "logsumexp", argmax=argmax)
+    return stats.argmax, stats.logsumexp() if value == "logsumexp" else stats.expsum.reciprocal_()
+
+
 def logsumexp(logits: Tensor) -> Tensor:
     """``(B, H, W)`` log-sum-exp over the classes of ``(B, C, H, W)`` logits (no gradient)."""
-    return channel_stats(logits, argmax=False).logsumexp()
+    return argmax_and(logits, "logsumexp", argmax=False)[1]
 
 
 def checked_logsumexp(logsumexp: Tensor, shape: tuple[int, ...]) -> Tensor:

@@ -22,7 +22,7 @@ from torch import Tensor
 enabled = os.environ.get("AEL_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 #: The interface version this module calls (``ael_native_abi()`` in ``_native.c``).
-ABI = 10
+ABI = 11
 
 _library: ctypes.CDLL | None = None
 _load_error: str | None = None
@@ -47,8 +47,8 @@ def _load() -> ctypes.CDLL | None:
         return None
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     signatures = {
-        # logits, batch, classes, pixels, top, argmax, sums, threads
-        "ael_channel_stats": [pointer, size, size, size, pointer, pointer, pointer, ctypes.c_int],
+        # logits, batch, classes, pixels, top, argmax, sums, logsumexp, max probability, threads
+        "ael_channel_stats": [pointer, size, size, size, pointer, pointer, pointer, pointer, pointer, ctypes.c_int],
         # logits, target, batch, classes, pixels, ignore, mask, offset, mode, fill, picked, threads
         "ael_pick_class": [pointer, pointer, size, size, size, size, pointer, pointer, ctypes.c_int,
                            ctypes.c_float, pointer, ctypes.c_int],
@@ -164,28 +164,25 @@ def _check(code: int, name: str, shape: tuple[int, ...]) -> None:
 
 
 def channel_stats(
-    logits: Tensor, *, top: bool, argmax: bool, expsum: bool
-) -> tuple[Tensor | None, Tensor | None, Tensor | None] | None:
-    """``(top, argmax, expsum)`` of ``logits`` ``(B, C, H, W)`` by the kernel, or None to fall back.
+    logits: Tensor, *, top: bool, argmax: bool, expsum: bool, logsumexp: bool = False, max_probability: bool = False
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None, Tensor | None] | None:
+    """``(top, argmax, expsum, logsumexp, max_probability)`` of ``logits`` ``(B, C, H, W)`` by the
+    kernel (None for each one not asked for), or None to fall back.
 
-    Same contract as :func:`ael.core._channel_ops.channel_stats`.
+    The first three: the contract of :func:`ael.core._channel_ops.channel_stats`; then
+    ``top + log(expsum)`` and ``1 / expsum``.
     """
     library = _library_for(logits)
     if library is None:
         return None
     b, c, h, w = logits.shape
-    maximum = logits.new_empty(b, h, w) if top else None
-    first = torch.empty(b, h, w, dtype=torch.int64) if argmax else None
-    sums = logits.new_empty(b, h, w) if expsum else None
-    code = library.ael_channel_stats(
-        logits.data_ptr(), b, c, h * w,
-        None if maximum is None else maximum.data_ptr(),
-        None if first is None else first.data_ptr(),
-        None if sums is None else sums.data_ptr(),
-        torch.get_num_threads(),
-    )
+    outputs = [logits.new_empty(b, h, w) if top else None,
+               torch.empty(b, h, w, dtype=torch.int64) if argmax else None,
+               *(logits.new_empty(b, h, w) if wanted else None for wanted in (expsum, logsumexp, max_probability))]
+    code = library.ael_channel_stats(logits.data_ptr(), b, c, h * w,
+                                     *(None if t is None else t.data_ptr() for t in outputs), torch.get_num_threads())
     _check(code, "ael_channel_stats", tuple(logits.shape))
-    return maximum, first, sums
+    return tuple(outputs)
 
 
 #: What :func:`pick_class` returns at a valid pixel (see ``ael_pick_class`` in ``_native.c``).

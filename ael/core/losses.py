@@ -16,6 +16,7 @@ from torch import Tensor
 from . import _native
 from ._channel_ops import (
     PixelCrossEntropy,
+    argmax_and,
     channel_stats,
     checked_logsumexp,
     select,
@@ -83,8 +84,7 @@ def logit_stats(logits: Tensor, *, argmax: bool = True) -> LogitStats:
     """
     if logits.dim() != 4:
         raise ValueError(f"logits must have shape (B, C, H, W), got {tuple(logits.shape)}")
-    stats = channel_stats(logits.detach().float(), argmax=argmax)
-    return LogitStats(stats.argmax, stats.logsumexp())
+    return LogitStats(*argmax_and(logits.detach().float(), "logsumexp", argmax=argmax))
 
 
 def class_argmax(logits: Tensor) -> Tensor:
@@ -116,7 +116,7 @@ def max_probability(logits: Tensor, *, inside: Tensor | None = None, mask: Tenso
             raise ValueError(f"cannot mix logits of shapes {tuple(logits.shape)} and {tuple(inside.shape)}")
         if mask is None or mask.shape != (logits.shape[0], *logits.shape[2:]) or mask.dtype != torch.bool:
             raise ValueError(f"mask must be a bool tensor of shape {(logits.shape[0], *logits.shape[2:])}")
-    probability = channel_stats(logits.detach().float(), top=False, argmax=False).expsum.reciprocal_()
+    probability = argmax_and(logits.detach().float(), "max_probability", argmax=False)[1]
     if inside is None:
         return probability
     return select(probability, max_probability(inside), select_bits(mask, probability.element_size()))
@@ -187,8 +187,7 @@ def pseudo_labels(teacher_logits: Tensor) -> tuple[Tensor, Tensor]:
     """
     if teacher_logits.dim() != 4:
         raise ValueError(f"teacher_logits must have shape (B, C, H, W), got {tuple(teacher_logits.shape)}")
-    stats = channel_stats(teacher_logits.detach().float(), top=False)
-    return stats.argmax, stats.expsum.reciprocal_()
+    return argmax_and(teacher_logits.detach().float(), "max_probability")
 
 
 def random_words(count: int, *, generator: torch.Generator | None = None, device: torch.device | str | None = None) -> Tensor:
@@ -282,7 +281,7 @@ def _compiled_unsup_loss(
     if student_logits.device.type != "cpu" or student_logits.dtype != torch.float32 or not _native.available():
         return None
     if logsumexp is None:
-        lse = channel_stats(student_logits.detach(), argmax=False).logsumexp()
+        lse = argmax_and(student_logits.detach(), "logsumexp", argmax=False)[1]
     else:
         lse = checked_logsumexp(logsumexp, labels.shape)
     sample = None if sample_mask is None else sample_mask.detach().float()

@@ -243,3 +243,36 @@ def test_the_loss_gradient_scales_with_the_upstream_gradient(monkeypatch, genera
 
     compiled, fallback = compiled_then_fallback(monkeypatch, "pseudo_label_loss", run)
     torch.testing.assert_close(compiled, fallback, rtol=1e-5, atol=1e-8)
+
+
+def test_logsumexp_and_max_probability_match_float64(monkeypatch, generator):
+    from ael.core import logit_stats, max_probability, pseudo_labels
+
+    x = torch.randn(2, 19, 41, 53, generator=generator) * torch.tensor([0.01, 1.0, 8.0, 40.0]).repeat(11)[:41].view(1, 1, 41, 1)
+    x[0, :, 0, 0] = 0.0  # exp-sum exactly C
+    x[0, :, 0, 1] = torch.linspace(-200, 0, 19)  # exp-sum just above 1
+    x[1, :, 0, 0] = torch.tensor([1e30] * 19)  # huge, equal
+    reference_lse = torch.logsumexp(x.double(), dim=1)
+    reference_max = torch.softmax(x.double(), dim=1).amax(dim=1)
+    compiled, fallback = compiled_then_fallback(monkeypatch, "channel_stats",
+                                                lambda: (logit_stats(x), pseudo_labels(x), max_probability(x)))
+    for stats, (labels, confidence), probability in (compiled, fallback):
+        torch.testing.assert_close(stats.logsumexp.double(), reference_lse, rtol=2e-7, atol=2e-6)
+        torch.testing.assert_close(confidence.double(), reference_max, rtol=1e-6, atol=0)
+        assert torch.equal(probability, confidence) and torch.equal(labels, stats.argmax)
+        assert torch.equal(labels, x.argmax(dim=1))
+    torch.testing.assert_close(compiled[0].logsumexp, fallback[0].logsumexp, rtol=2e-7, atol=1e-6)
+
+
+def test_logsumexp_keeps_nan_and_infinity(monkeypatch):
+    from ael.core import logit_stats
+
+    x = torch.zeros(1, 3, 1, 4)
+    x[0, :, 0, 0] = torch.tensor([0.0, torch.nan, 1.0])
+    x[0, :, 0, 1] = torch.tensor([torch.inf, 0.0, 1.0])
+    x[0, :, 0, 2] = -torch.inf
+    x[0, :, 0, 3] = torch.tensor([-torch.inf, 2.0, -torch.inf])
+    compiled, fallback = compiled_then_fallback(monkeypatch, "channel_stats", lambda: logit_stats(x).logsumexp)
+    for lse in (compiled, fallback):
+        assert lse[0, 0, 0].isnan() and lse[0, 0, 1].isnan() and lse[0, 0, 2].isnan()
+        assert lse[0, 0, 3] == 2.0
