@@ -330,18 +330,20 @@ def per_pixel_floor(setting: str, device: torch.device, repeats: int) -> None:
 
     The figures that bound the speed-up: a single torch elementwise exp over one (2, C, H, W) map,
     our reductions of the same map (the compiled CPU kernel where it is built, and the PyTorch
-    implementation), and the uniform draws of equalization sampling. Each repeat reads another of
+    implementation), and the uniform draws of equalization sampling (``torch.rand``, and the
+    random words it now reads, two uniforms per word). Each repeat reads another of
     three maps, so that no map is still in the cache from the previous repeat (as in a real step).
     """
     from ael.core import _native
-    from ael.core._channel_ops import channel_stats
+    from ael.core._channel_ops import argmax_and, channel_stats
 
     c, size, *_ = SETTINGS[setting]
     maps = [make_inputs(c, size, device, seed=seed)["teacher_i"].contiguous() for seed in range(3)]
     passes = {
         "torch.exp2 of the map": lambda x: torch.exp2(x),
-        "argmax + exp-sum": lambda x: channel_stats(x),
-        "exp-sum only": lambda x: channel_stats(x, argmax=False),
+        "argmax + max-probability": lambda x: argmax_and(x, "max_probability"),  # pseudo-labels
+        "argmax + log-sum-exp": lambda x: argmax_and(x, "logsumexp"),  # the student's maps
+        "exp-sum only": lambda x: channel_stats(x, top=False, argmax=False),
         "argmax only": lambda x: channel_stats(x, top=False, expsum=False),
     }
     kernel_built = device.type == "cpu" and _native.available()
@@ -376,6 +378,8 @@ def per_pixel_floor(setting: str, device: torch.device, repeats: int) -> None:
         _native.enabled = enabled
     draw = lambda x: torch.rand(2, size, size, device=device)  # noqa: E731
     print(f"  {'torch.rand, one per pixel':<28}{'':>12}{median_time(draw):>12.1f}")
+    words = lambda x: core.random_words(2 * size * size, device=device)  # noqa: E731
+    print(f"  {'random words, two per word':<28}{'':>12}{median_time(words):>12.1f}")
 
 
 def main() -> None:

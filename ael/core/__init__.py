@@ -51,6 +51,8 @@ from .losses import (
     max_probability,
     ohem_cross_entropy,
     pseudo_labels,
+    random_words,
+    uniforms_from_words,
     unsup_loss,
 )
 
@@ -86,10 +88,12 @@ __all__ = [
     "ohem_cross_entropy",
     "pseudo_labels",
     "random_boxes",
+    "random_words",
     "resolve_class_indices",
     "sample_categories",
     "sample_classes",
     "sample_partners",
+    "uniforms_from_words",
     "unsup_loss",
     "update_confidence",
     "update_cutmix_bank",
