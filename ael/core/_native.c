@@ -138,7 +138,7 @@ CLONES static void stats_block(const float *restrict x, int64_t hw, int64_t clas
 
 /* The interface version: ael/core/_native.py refuses a build whose version differs from its own
  * (a stale in-place build after an update), so a changed signature can never be called. */
-int ael_native_abi(void) { return 11; }
+int ael_native_abi(void) { return 12; }
 
 /* ---- work split: a range of items over `threads` threads ---- */
 
@@ -166,20 +166,46 @@ static void *run_chunk(void *arg) {
  */
 typedef void (*omp_parallel_fn)(void (*fn)(void *), void *data, unsigned threads, unsigned flags);
 typedef int (*omp_int_fn)(void);
-static omp_parallel_fn omp_parallel = 0;
-static omp_int_fn omp_thread_num = 0, omp_team_size = 0;
+typedef struct {
+    omp_parallel_fn parallel;
+    omp_int_fn thread_num, team_size;
+} omp_runtime;
+
+/* The runtime's entry points are written once (the first ael_use_openmp that gives them) and
+ * never change; switching OpenMP on and off swaps one pointer to them atomically, so a kernel
+ * running in another thread always sees all three or none. */
+static omp_runtime registered_runtime;
+static int runtime_registered = 0;
+static const omp_runtime *active_runtime = 0;
+static pthread_mutex_t runtime_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Use GOMP_parallel, omp_get_thread_num and omp_get_num_threads of a loaded OpenMP runtime for
- * the work split (all three NULL: back to POSIX threads). Returns 0, or -1 when only some are given. */
+ * the work split (all three NULL: back to POSIX threads). Returns 0, or -1 when only some are
+ * given or when they differ from those of a runtime registered before. */
 int ael_use_openmp(void *parallel, void *thread_num, void *team_size) {
     if (!parallel != !thread_num || !parallel != !team_size) return -1;
-    omp_parallel = (omp_parallel_fn)parallel;
-    omp_thread_num = (omp_int_fn)thread_num;
-    omp_team_size = (omp_int_fn)team_size;
-    return 0;
+    if (!parallel) {
+        __atomic_store_n(&active_runtime, (const omp_runtime *)0, __ATOMIC_RELEASE);
+        return 0;
+    }
+    int code = 0;
+    pthread_mutex_lock(&runtime_lock);
+    if (!runtime_registered) {
+        registered_runtime = (omp_runtime){.parallel = (omp_parallel_fn)parallel,
+                                           .thread_num = (omp_int_fn)thread_num, .team_size = (omp_int_fn)team_size};
+        runtime_registered = 1;
+    } else if (registered_runtime.parallel != (omp_parallel_fn)parallel ||
+               registered_runtime.thread_num != (omp_int_fn)thread_num ||
+               registered_runtime.team_size != (omp_int_fn)team_size) {
+        code = -1;
+    }
+    if (code == 0) __atomic_store_n(&active_runtime, (const omp_runtime *)&registered_runtime, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&runtime_lock);
+    return code;
 }
 
 typedef struct {
+    const omp_runtime *runtime;
     chunk *chunks;
     int count;
 } team_work;
@@ -187,8 +213,8 @@ typedef struct {
 /* One member of an OpenMP team: its chunks (a runtime may give a smaller team than asked for). */
 static void run_team_member(void *arg) {
     const team_work *w = (const team_work *)arg;
-    int size = omp_team_size();
-    for (int t = omp_thread_num(); t < w->count; t += size > 0 ? size : w->count) run_chunk(&w->chunks[t]);
+    int size = w->runtime->team_size();
+    for (int t = w->runtime->thread_num(); t < w->count; t += size > 0 ? size : w->count) run_chunk(&w->chunks[t]);
 }
 
 /* Threads that parallel_range uses for `items` items (what per-thread partial results need). */
@@ -209,9 +235,10 @@ static void parallel_range(int64_t items, range_fn fn, void *ctx, int threads) {
         run_chunk(&chunks[0]);
         return;
     }
-    if (omp_parallel) {
-        team_work w = {.chunks = chunks, .count = threads};
-        omp_parallel(run_team_member, &w, (unsigned)threads, 0);
+    const omp_runtime *runtime = __atomic_load_n(&active_runtime, __ATOMIC_ACQUIRE);
+    if (runtime) {
+        team_work w = {.runtime = runtime, .chunks = chunks, .count = threads};
+        runtime->parallel(run_team_member, &w, (unsigned)threads, 0);
         return;
     }
     pthread_t ids[MAX_THREADS];
@@ -274,14 +301,21 @@ static void run_shards(void *arg, int thread, int64_t begin, int64_t end) {
         }
 }
 
-/* Shards parallel_shards uses for (batch, hw): the size of the partial results to allocate. */
-static int shard_count(int64_t batch, int64_t hw) {
-    int64_t blocks = block_count(batch, hw);
-    return blocks < SHARDS ? (blocks < 1 ? 1 : (int)blocks) : SHARDS;
+/* Elements of partial results all shards together may hold (fewer shards for large ones). */
+#define PARTIAL_BUDGET (1 << 18)
+
+/* Shards for (batch, hw) with `partial_size` partial values per shard: from the shape only,
+ * so that results never depend on the thread count. */
+static int shard_count(int64_t batch, int64_t hw, int64_t partial_size) {
+    int64_t shards = block_count(batch, hw);
+    int64_t affordable = PARTIAL_BUDGET / (partial_size > 0 ? partial_size : 1);
+    if (shards > affordable) shards = affordable;
+    if (shards > SHARDS) shards = SHARDS;
+    return shards < 1 ? 1 : (int)shards;
 }
 
-static void parallel_shards(int64_t batch, int64_t hw, block_fn fn, void *ctx, int threads) {
-    sharded s = {.ctx = ctx, .fn = fn, .hw = hw, .blocks = block_count(batch, hw), .shards = shard_count(batch, hw)};
+static void parallel_shards(int64_t batch, int64_t hw, int shards, block_fn fn, void *ctx, int threads) {
+    sharded s = {.ctx = ctx, .fn = fn, .hw = hw, .blocks = block_count(batch, hw), .shards = shards};
     parallel_range(s.shards, run_shards, &s, threads);
 }
 
@@ -492,8 +526,8 @@ static void histogram_block(void *ctx, int shard, int64_t image, int64_t p0, int
 int ael_class_histogram(const int64_t *labels, const float *values, int64_t batch, int64_t hw, int64_t classes,
                         int64_t ignore, int64_t *counts, double *sums, int threads) {
     if (batch < 0 || classes < 1 || hw < 0) return -1;
-    int shards = shard_count(batch, hw);
     int64_t size = batch * classes;
+    int shards = shard_count(batch, hw, size);
     histogram_job j = {.labels = labels, .values = sums ? values : 0, .batch = batch, .classes = classes,
                        .hw = hw, .ignore = ignore};
     j.counts = calloc((size_t)(shards * size + 1), sizeof *j.counts);
@@ -503,16 +537,14 @@ int ael_class_histogram(const int64_t *labels, const float *values, int64_t batc
         free(j.sums);
         return -2;
     }
-    parallel_shards(batch, hw, histogram_block, &j, threads);
-    for (int64_t i = 0; i < size; i++) {
-        int64_t count = 0;
-        double sum = 0.0;
-        for (int t = 0; t < shards; t++) {
-            count += j.counts[t * size + i];
-            if (sums) sum += j.sums[t * size + i];
-        }
-        counts[i] = count;
-        if (sums) sums[i] = sum;
+    parallel_shards(batch, hw, shards, histogram_block, &j, threads);
+    for (int64_t i = 0; i < size; i++) counts[i] = 0;
+    if (sums)
+        for (int64_t i = 0; i < size; i++) sums[i] = 0.0;
+    for (int t = 0; t < shards; t++) { /* each total sums its shards in shard order */
+        for (int64_t i = 0; i < size; i++) counts[i] += j.counts[t * size + i];
+        if (sums)
+            for (int64_t i = 0; i < size; i++) sums[i] += j.sums[t * size + i];
     }
     free(j.counts);
     free(j.sums);
@@ -551,7 +583,7 @@ CLONES static void loss_block(void *ctx, int shard, int64_t image, int64_t p0, i
         int64_t c = valid_label(j, at + p, &w);
         float ce = c >= 0 ? j->lse[at + p] - x[(c >= 0 ? c : 0) * j->hw + p] : 0.0f;
         weighted_ce += (double)(w * ce);
-        valid_weight += c >= 0 ? (double)w : 0.0;
+        valid_weight += (double)(w * (c >= 0 ? 1.0f : 0.0f)); /* NaN * 0 stays NaN, as in PyTorch */
         all_weight += (double)w;
     }
     double *partial = j->partial + 3 * (int64_t)shard;
@@ -573,12 +605,12 @@ int ael_pseudo_label_loss(const float *logits, const float *lse, const int64_t *
                           const float *sample, int64_t batch, int64_t classes, int64_t hw, int64_t ignore,
                           float conf_thresh, float gamma, double *sums, int threads) {
     if (batch < 0 || classes < 1 || hw < 0) return -1;
-    int shards = shard_count(batch, hw);
+    int shards = shard_count(batch, hw, 3);
     loss_job j = {.logits = logits, .lse = lse, .confidence = confidence, .sample = sample, .labels = labels,
                   .classes = classes, .hw = hw, .ignore = ignore, .conf_thresh = conf_thresh, .gamma = gamma};
     j.partial = calloc((size_t)shards * 3, sizeof *j.partial);
     if (!j.partial) return -2;
-    parallel_shards(batch, hw, loss_block, &j, threads);
+    parallel_shards(batch, hw, shards, loss_block, &j, threads);
     sums[0] = sums[1] = sums[2] = 0.0;
     for (int t = 0; t < shards; t++)
         for (int k = 0; k < 3; k++) sums[k] += j.partial[3 * t + k];
@@ -683,20 +715,18 @@ int ael_copy_paste(const float *images, const int64_t *labels, const float *sour
                    int64_t batch, int64_t channels, int64_t hw, int64_t classes, int64_t ignore, float *new_images,
                    int64_t *new_labels, int64_t *counts, int threads) {
     if (batch < 0 || channels < 0 || classes < 1 || hw < 0) return -1;
-    int shards = shard_count(batch, hw);
     int64_t size = batch * classes;
+    int shards = shard_count(batch, hw, size);
     paste_job j = {.images = images, .source_images = source_images, .labels = labels,
                    .source_labels = source_labels, .source = source, .chosen = chosen, .applied = applied,
                    .batch = batch, .classes = classes, .hw = hw, .channels = channels, .ignore = ignore,
                    .new_images = new_images, .new_labels = new_labels};
     j.counts = calloc((size_t)(shards * size + 1), sizeof *j.counts);
     if (!j.counts) return -2;
-    parallel_shards(batch, hw, paste_block, &j, threads);
-    for (int64_t i = 0; i < size; i++) {
-        int64_t count = 0;
-        for (int t = 0; t < shards; t++) count += j.counts[t * size + i];
-        counts[i] = count;
-    }
+    parallel_shards(batch, hw, shards, paste_block, &j, threads);
+    for (int64_t i = 0; i < size; i++) counts[i] = 0;
+    for (int t = 0; t < shards; t++)
+        for (int64_t i = 0; i < size; i++) counts[i] += j.counts[t * size + i];
     free(j.counts);
     return 0;
 }
@@ -808,9 +838,9 @@ static int component_box(const int64_t *pred, int64_t cls, float u, int64_t h, i
     int64_t large = 0;
     for (int32_t k = 0; k < components; k++) large += stats[5 * k] > max_small_area;
     if (large > 0) {
-        int64_t pick = (int64_t)floorf(u * (float)large); /* float32, as the PyTorch implementation */
-        if (pick > large - 1) pick = large - 1;
-        if (pick < 0) pick = 0;
+        float position = floorf(u * (float)large); /* float32, as the PyTorch implementation */
+        /* clamped in float first: converting NaN or an out-of-range float is undefined */
+        int64_t pick = position >= (float)large ? large - 1 : (position >= 0.0f ? (int64_t)position : 0);
         for (int32_t k = 0; k < components; k++) {
             if (stats[5 * k] <= max_small_area || pick-- > 0) continue;
             memcpy(box, stats + 5 * k + 1, 4 * sizeof *box);

@@ -11,6 +11,7 @@ Private to :mod:`ael.core`.
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib.machinery
 import os
 from pathlib import Path
@@ -22,7 +23,7 @@ from torch import Tensor
 enabled = os.environ.get("AEL_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 #: The interface version this module calls (``ael_native_abi()`` in ``_native.c``).
-ABI = 11
+ABI = 12
 
 _library: ctypes.CDLL | None = None
 _load_error: str | None = None
@@ -88,8 +89,8 @@ def _load() -> ctypes.CDLL | None:
     if built != ABI:
         _load_error = f"{path} is a stale build (interface {built}, expected {ABI}): reinstall ael (pip install -e .)"
         return None
+    _set_threads(library, wanted=True)  # before publishing the library to other threads
     _library = library
-    use_openmp(True)
     return library
 
 
@@ -98,7 +99,8 @@ _OPENMP_SYMBOLS = ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads")
 threads_kind = "posix"
 
 
-def _openmp_addresses() -> list[int] | None:
+@functools.cache
+def _openmp_addresses() -> tuple[int, ...] | None:
     """Addresses of the OpenMP entry points of the runtime PyTorch has loaded, or None.
 
     PyTorch loads its OpenMP runtime (libgomp; LLVM's and Intel's export the same GOMP entry
@@ -108,7 +110,7 @@ def _openmp_addresses() -> list[int] | None:
         return None
     try:
         process = ctypes.CDLL(None)
-        return [ctypes.cast(getattr(process, name), ctypes.c_void_p).value for name in _OPENMP_SYMBOLS]
+        return tuple(ctypes.cast(getattr(process, name), ctypes.c_void_p).value for name in _OPENMP_SYMBOLS)
     except (OSError, AttributeError, TypeError):  # not exported (another platform): POSIX threads
         return None
 
@@ -116,16 +118,27 @@ def _openmp_addresses() -> list[int] | None:
 def use_openmp(wanted: bool) -> bool:
     """Run the kernels on PyTorch's OpenMP team (``wanted`` and one is found), else on POSIX
     threads; returns whether OpenMP is used. Called at load; tests call it to compare both."""
-    global threads_kind
     library = _library if _library is not None else _load()
-    if library is None:
-        return False
+    return library is not None and _set_threads(library, wanted=wanted)
+
+
+def _set_threads(library: ctypes.CDLL, *, wanted: bool) -> bool:
+    global threads_kind
     addresses = _openmp_addresses() if wanted else None
-    if addresses is None or not all(addresses):
-        addresses = [None, None, None]
-    library.ael_use_openmp(*addresses)
-    threads_kind = "openmp" if addresses[0] else "posix"
+    if addresses is None or not all(addresses) or library.ael_use_openmp(*addresses) != 0:
+        library.ael_use_openmp(None, None, None)
+        threads_kind = "posix"
+    else:
+        threads_kind = "openmp"
     return threads_kind == "openmp"
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _fits_int64(*values: int) -> bool:
+    """ctypes would wrap an out-of-range integer silently; PyTorch raises, so such calls fall back."""
+    return all(_INT64[0] <= int(v) <= _INT64[1] for v in values)
 
 
 def available() -> bool:
@@ -214,6 +227,8 @@ def pick_class(
         return None
     if mode != "logit" and offset is None:
         raise ValueError(f"pick mode {mode!r} needs an offset")
+    if not _fits_int64(ignore_index):
+        return None
     picked = logits.new_empty(b, h, w)
     code = library.ael_pick_class(
         logits.data_ptr(), target.data_ptr(), b, c, h * w, ignore_index,
@@ -275,7 +290,7 @@ def pseudo_label_loss(
     """
     library = _library_for(logits)
     arguments = None if library is None else _loss_arguments(logits, logsumexp, labels, confidence, sample)
-    if arguments is None:
+    if arguments is None or not _fits_int64(ignore_index):
         return None
     sums = torch.empty(3, dtype=torch.float64)
     code = library.ael_pseudo_label_loss(*arguments, ignore_index, conf_thresh, gamma, sums.data_ptr(),
@@ -326,7 +341,7 @@ def copy_paste(
 ) -> tuple[Tensor, Tensor, Tensor] | None:
     """``(new_images, new_labels, counts)`` of the paste in :func:`ael.core.copy_paste.adaptive_copy_paste`
     by the kernel, or None to fall back. ``counts`` ``(B, C)`` int64: pasted pixels per class."""
-    if not enabled or images.dim() != 4 or labels.dim() != 3 or chosen.dim() != 2:
+    if not enabled or images.dim() != 4 or labels.dim() != 3 or chosen.dim() != 2 or not _fits_int64(ignore_index):
         return None
     b, k, h, w = images.shape
     s = source_images.shape[0]
@@ -380,6 +395,8 @@ def class_histogram(
     """
     if not enabled or labels.dim() != 3 or num_classes < 1 or not _usable(labels, torch.int64):
         return None
+    if not _fits_int64(ignore_index, num_classes):
+        return None
     if values is not None and (values.shape != labels.shape or not _usable(values)):
         return None
     library = _load()
@@ -401,7 +418,7 @@ def component_boxes(
 ) -> tuple[Tensor, Tensor] | None:
     """``(boxes (B, 4) int64, found (B,) bool)`` of :func:`ael.core.cutmix.component_boxes` by
     the kernel, or None to fall back. ``uniform`` ``(B,)`` float32 picks among the large components."""
-    if not enabled or pred.dim() != 3 or not _usable(pred, torch.int64):
+    if not enabled or pred.dim() != 3 or not _usable(pred, torch.int64) or not _fits_int64(max_small_area):
         return None
     b, h, w = pred.shape
     if not (_usable(classes, torch.int64) and classes.shape == (b,) and _usable(uniform) and uniform.shape == (b,)):

@@ -276,3 +276,77 @@ def test_logsumexp_keeps_nan_and_infinity(monkeypatch):
     for lse in (compiled, fallback):
         assert lse[0, 0, 0].isnan() and lse[0, 0, 1].isnan() and lse[0, 0, 2].isnan()
         assert lse[0, 0, 3] == 2.0
+
+
+def test_a_nan_weight_on_an_invalid_pixel_makes_loss_and_gradient_agree(monkeypatch):
+    # a diverged teacher: NaN confidence makes the pixel invalid, but its weight is still NaN
+    x = torch.randn(1, 3, 1, 2, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([[[0, 1]]])
+    confidence = torch.tensor([[[0.9, float("nan")]]])
+
+    def run():
+        logits = x.clone().requires_grad_()
+        loss = unsup_loss(logits, labels, confidence, normalize="valid")
+        loss.backward()
+        return loss.detach(), logits.grad
+
+    (loss_c, grad_c), (loss_f, grad_f) = compiled_then_fallback(monkeypatch, "pseudo_label_loss", run)
+    assert loss_c.isnan() and loss_f.isnan()
+    assert torch.equal(grad_c.isnan(), grad_f.isnan()) and grad_c[..., 0].isnan().all()
+
+
+def test_switching_openmp_while_kernels_run_in_another_thread_is_safe():
+    import threading
+
+    x = torch.randn(2, 5, 64, 64)
+    stop = threading.Event()
+    errors, calls = [], []
+
+    def reduce_continuously():
+        try:
+            while not stop.is_set():
+                _native.channel_stats(x, top=True, argmax=True, expsum=True)
+                calls.append(1)
+        except Exception as error:
+            errors.append(error)
+
+    worker = threading.Thread(target=reduce_continuously)
+    worker.start()
+    try:
+        i = 0
+        while len(calls) < 500 and worker.is_alive():  # a crash here used to kill the process
+            _native.use_openmp(i % 2 == 0)
+            i += 1
+    finally:
+        stop.set()
+        worker.join()
+        _native.use_openmp(True)
+    assert not errors and _native.threads_kind == "openmp"
+
+
+def test_a_nan_or_huge_pick_draw_is_clamped():
+    pred = torch.zeros(3, 4, 4, dtype=torch.long)
+    pred[:, 0, 0] = 1  # class 0: one component, every pixel but the corner
+    draws = torch.tensor([float("nan"), float("inf"), -5.0])
+    boxes, found = _native.component_boxes(pred, torch.zeros(3, dtype=torch.long), draws, 0)
+    assert found.all() and (boxes == torch.tensor([0, 0, 4, 4])).all(dim=1).all()
+
+
+def test_integer_arguments_beyond_int64_fall_back_and_raise_as_pytorch():
+    from ael.core import cutmix_bank_bits
+
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    assert _native.class_histogram(labels, 3, ignore_index=2**64) is None
+    with pytest.raises((OverflowError, RuntimeError)):
+        cutmix_bank_bits(labels, num_classes=3, area_thresh2=0.1, ignore_index=2**64)
+
+
+def test_histograms_of_many_classes_stay_fast_and_exact():
+    from ael.core import cutmix_bank_bits
+
+    labels = torch.randint(0, 1 << 20, (4, 256, 256), generator=torch.Generator().manual_seed(0))
+    bits = cutmix_bank_bits(labels, num_classes=1 << 20, area_thresh2=0.0)
+    expected = torch.zeros(1 << 20, 4, dtype=torch.bool)
+    for i in range(4):
+        expected[labels[i].unique(), i] = True
+    assert torch.equal(bits, expected)
