@@ -1,9 +1,11 @@
 """The optional compiled CPU kernels (``_native.c``), loaded with ctypes.
 
-``pip install`` builds ``ael/core/_native_lib*.so`` when a C compiler is there (``setup.py``);
-without one, or with ``AEL_NATIVE=0`` in the environment, :func:`channel_stats` returns None and
-:mod:`ael.core._channel_ops` uses its PyTorch implementation of the same reductions. The kernel
-only takes contiguous float32 CPU tensors; anything else also goes the PyTorch way.
+``pip install`` builds ``ael/core/_native_lib*.so`` when a C compiler is there (``setup.py``).
+Every wrapper here returns None when it cannot run (no build, ``AEL_NATIVE=0`` in the
+environment, a tensor that is not a contiguous CPU tensor of the expected dtype, an integer
+argument beyond int64), and its caller in :mod:`ael.core` then uses its PyTorch implementation
+of the same computation, which is also the implementation on every other device. The kernels
+run on PyTorch's OpenMP team when one is found (:func:`use_openmp`).
 
 Private to :mod:`ael.core`.
 """
