@@ -237,4 +237,3 @@ class PixelCrossEntropy(torch.autograd.Function):
             out.mul_(_LOG2E).exp2_().mul_(gb)  # softmax * g
             out.scatter_add_(1, target[:, band].unsqueeze(1), -gb)  # minus one-hot * g
         return grad, None, None, None
-

@@ -61,6 +61,14 @@ INLINE float exp2_nonpositive(float d) {
     return p * scale;
 }
 
+/* exp(min(x - lse, 0)): the softmax probability of logit x given the log-sum-exp of its pixel.
+ * x - lse <= 0 for a true log-sum-exp; a caller's smaller offset counts as equal (probability 1),
+ * and NaN stays NaN. */
+INLINE float softmax_of(float x, float lse) {
+    float d = x - lse;
+    return exp2_nonpositive((d < 0.0f ? d : (d == d ? 0.0f : d)) * 1.44269504088896341f);
+}
+
 /* log(s) for the exp-sums here (s >= 1, or NaN, or +inf, which pass through): the exponent
  * from the bits, times log(2), plus log(m) for the mantissa m in [sqrt(1/2), sqrt(2)) from the
  * series 2 atanh(t), t = (m - 1) / (m + 1) (|t| <= 0.172, five terms: relative error below
@@ -377,8 +385,7 @@ CLONES static void pick_block(void *ctx, int thread, int64_t image, int64_t p0, 
         float v = x[(valid ? c : 0) * j->hw + p];
         if (j->mode == PICK_CROSS_ENTROPY) v = offset[p] - v;
         else if (j->mode == PICK_PROBABILITY) {
-            float d = v - offset[p]; /* <= 0 for a log-sum-exp offset; larger values give 1 */
-            v = exp2_nonpositive((d < 0.0f ? d : (d == d ? 0.0f : d)) * 1.44269504088896341f);
+            v = softmax_of(v, offset[p]);
         }
         out[p] = valid ? v : j->fill;
     }
@@ -637,8 +644,7 @@ CLONES static void loss_grad_block(void *ctx, int thread, int64_t image, int64_t
         const float *xc = x + c * j->hw;
         float *oc = out + c * j->hw;
         for (int64_t p = 0; p < n; p++) {
-            float d = xc[p] - top[p]; /* <= 0 for a log-sum-exp; larger values count as 0 */
-            oc[p] = exp2_nonpositive((d < 0.0f ? d : (d == d ? 0.0f : d)) * 1.44269504088896341f) * g[p];
+            oc[p] = softmax_of(xc[p], top[p]) * g[p];
         }
     }
     for (int64_t p = 0; p < n; p++)

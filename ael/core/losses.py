@@ -19,9 +19,8 @@ from ._channel_ops import (
     argmax_and,
     channel_stats,
     checked_logsumexp,
-    select,
-    select_bits,
 )
+from .cutmix import mix_with_mask
 
 __all__ = [
     "LogitStats",
@@ -119,7 +118,7 @@ def max_probability(logits: Tensor, *, inside: Tensor | None = None, mask: Tenso
     probability = argmax_and(logits.detach().float(), "max_probability", argmax=False)[1]
     if inside is None:
         return probability
-    return select(probability, max_probability(inside), select_bits(mask, probability.element_size()))
+    return mix_with_mask(probability, max_probability(inside), mask)
 
 
 def ohem_cross_entropy(
