@@ -320,7 +320,7 @@ def lab_dataset_from_config(
     Raises:
         ValueError: when no dataset with ``num_classes`` classes can be offered.
     """
-    from ael.config import ConfigError, config_from_dict
+    from ael.config import AELConfig, ConfigError, config_from_dict
     from ael.data.base import DatasetError
     from ael.data.registry import build_dataset
     from ael.data.synthetic import SyntheticSegmentation
@@ -333,10 +333,11 @@ def lab_dataset_from_config(
         cfg = None
         note = f"the run's config could not be read ({err}); showing the synthetic set with defaults"
     if cfg is not None:
-        core = cfg.core
-        params = {"num_categories": core.copy_paste.num_categories,
-                  "excluded_classes": tuple(core.copy_paste.excluded_classes),
-                  "area_thresh": core.cutmix.area_thresh, "area_thresh2": core.cutmix.area_thresh2}
+        # The lab shows AEL's strategies: a run of another method shows them with AEL's defaults.
+        method = cfg.method if isinstance(cfg.method, AELConfig) else AELConfig()
+        params = {"num_categories": method.copy_paste.num_categories,
+                  "excluded_classes": tuple(method.copy_paste.excluded_classes),
+                  "area_thresh": method.cutmix.area_thresh, "area_thresh2": method.cutmix.area_thresh2}
         try:
             dataset = build_dataset(cfg.data, "train", validate=False)
             if dataset.info.num_classes == num_classes:

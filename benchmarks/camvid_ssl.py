@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ael.commands.train import load_presets  # noqa: E402
+from ael.config import load_presets  # noqa: E402
 from ael.engine.trainer import train  # noqa: E402
 
 # CamVid's tail: Pole, SignSymbol, Fence, Pedestrian, Bicyclist (ael.data.camvid names).
@@ -64,7 +64,7 @@ def main() -> int:
               "train.media_every=0", f"train.checkpoint_every={iterations}", "train.classes_every=50"]
     if args.setting == "cpu":
         common += ["data.batch_size_labeled=2", "data.batch_size_unlabeled=2", "data.crop_size=160",
-                   "core.unsup.rampup_iters=" + str(iterations // 4)]
+                   "method.unsup.rampup_iters=" + str(iterations // 4)]
     results = {}
     print(f"CamVid 1/8 labeled, {args.setting} setting ({preset.name}), {iterations} iterations, seed {args.seed}",
           flush=True)

@@ -1,7 +1,7 @@
 """Time per training step of AEL against the plain mean teacher on the same model and batch.
 
-Both run the real trainer code (loaders, step, partner fetcher, deferred logging, run writer) on
-the synthetic set; only the ``core`` switches differ (``configs/ablations/ael.yaml`` vs
+Both run the real trainer code (loaders, the method's step, partner stream, deferred logging, run
+writer) on the synthetic set; only the method differs (``configs/ablations/ael.yaml`` vs
 ``mean_teacher.yaml``). Prints the median step time of each, the AEL overhead ratio, and a
 breakdown from profiler ranges: data, forward (teacher + student), AEL bookkeeping (the rest of
 the step: Copy-Paste, CutMix bank / components / mixing, sampling, losses, banks), backward,
@@ -32,8 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from ael.commands.train import load_presets  # noqa: E402
-from ael.engine.deferred import DeferredScalars  # noqa: E402
+from ael.config import load_presets  # noqa: E402
 from ael.engine.trainer import Trainer  # noqa: E402
 
 RANGES = ("teacher_forward", "student_forward", "backward", "optimizer", "ema")
@@ -56,39 +55,31 @@ class Bench:
             f"train.device={args.device}", f"train.amp={args.amp}",
             f"train.channels_last={str(args.channels_last).lower()}", f"train.compile={str(args.compile).lower()}",
             f"run.runs_dir={runs_dir}", "train.iterations=100000", "train.media_every=0",
-            "train.classes_every=100000", "train.eval.every=0", f"core.ohem.min_kept={args.min_kept}",
+            "train.classes_every=100000", "train.eval.every=0", f"method.ohem.min_kept={args.min_kept}",
             "model.pretrained=none",
         ]
         cfg = load_presets([ROOT / "configs" / "synthetic.yaml", ROOT / "configs" / "ablations" / overlay], overrides)
         self.trainer = Trainer(cfg, progress=False)
         self.device = self.trainer.device
-        self.deferred = DeferredScalars(self.device)
         self.totals: list[float] = []
         self.data_s: list[float] = []
         self.store_s: list[float] = []
-        self.it = 0
         self.trainer.model.train()
+        self.trainer.reporter.before_train(self.trainer)
 
     def one(self, record: bool = True) -> None:
-        trainer, device, it = self.trainer, self.device, self.it
+        trainer, device = self.trainer, self.device
         _sync(device)
         t0 = time.perf_counter()
-        batch = trainer._next_batch(it)
-        t1 = time.perf_counter()
-        out = trainer.step(batch)
-        if trainer.fetcher is not None:
-            trainer.fetcher.request(it + 1, out.next_partner_ids, out.next_partner_classes)
-        trainer.step.optimizer_step(it)
+        trainer.run_iteration()
+        _sync(device)
         t2 = time.perf_counter()
-        self.deferred.push(it, out.scalars, host={"lr": 0.0})
-        for step, values in self.deferred.pop_ready():
-            trainer.writer.log_scalars(step, values)
+        trainer.reporter.after_step(trainer)  # the run-store hand-off: scalars one step late, the writer
         _sync(device)
         t3 = time.perf_counter()
-        self.it += 1
         if record:
             self.totals.append(t3 - t0)
-            self.data_s.append(t1 - t0)
+            self.data_s.append(trainer.last_data_s)
             self.store_s.append(t3 - t2)
 
     def profile(self, steps: int) -> dict[str, float]:

@@ -26,34 +26,34 @@ def write(tmp_path: Path, text: str, name: str = "cfg.yaml") -> Path:
 def test_defaults_are_the_papers_behaviour():
     cfg = load_config()
     assert cfg == Config()
-    assert cfg.core.bank.momentum == 0.999
-    assert cfg.core.bank.absent_update == "skip"
-    assert cfg.core.copy_paste.excluded_classes == ()
-    assert cfg.core.reweight.gamma == 2.0
-    assert cfg.core.reweight.normalize == "valid"
+    assert cfg.method.bank.momentum == 0.999
+    assert cfg.method.bank.absent_update == "skip"
+    assert cfg.method.copy_paste.excluded_classes == ()
+    assert cfg.method.reweight.gamma == 2.0
+    assert cfg.method.reweight.normalize == "valid"
     assert cfg.train.ema.buffers is True
     assert cfg.data.label_pad == "ignore"
 
 
 def test_file_and_dotted_overrides(tmp_path):
-    path = write(tmp_path, "core:\n  cutmix:\n    area_thresh: 0.03\ntrain:\n  iterations: 10\n")
-    cfg = load_config(path, ["core.cutmix.area_thresh=0.01", "model.output_stride=16",
-                             "core.copy_paste.excluded_classes=[0, road]", "data.split.labeled=1/8"])
-    assert cfg.core.cutmix.area_thresh == 0.01
+    path = write(tmp_path, "method:\n  cutmix:\n    area_thresh: 0.03\ntrain:\n  iterations: 10\n")
+    cfg = load_config(path, ["method.cutmix.area_thresh=0.01", "model.output_stride=16",
+                             "method.copy_paste.excluded_classes=[0, road]", "data.split.labeled=1/8"])
+    assert cfg.method.cutmix.area_thresh == 0.01
     assert cfg.train.iterations == 10
     assert cfg.model.output_stride == 16
-    assert cfg.core.copy_paste.excluded_classes == (0, "road")
+    assert cfg.method.copy_paste.excluded_classes == (0, "road")
     assert cfg.data.split.labeled == "1/8"
 
 
 def test_int_accepted_for_float_and_kept_as_float():
-    cfg = load_config(None, ["core.reweight.gamma=3"])
-    assert cfg.core.reweight.gamma == 3.0
-    assert isinstance(cfg.core.reweight.gamma, float)
+    cfg = load_config(None, ["method.reweight.gamma=3"])
+    assert cfg.method.reweight.gamma == 3.0
+    assert isinstance(cfg.method.reweight.gamma, float)
 
 
 def test_dump_and_reload_is_identical(tmp_path):
-    cfg = load_config(None, ["core.copy_paste.excluded_classes=[0,1,2,8,10]", "model.aspp_rates=[6,12,18]",
+    cfg = load_config(None, ["method.copy_paste.excluded_classes=[0,1,2,8,10]", "model.aspp_rates=[6,12,18]",
                              "data.split.labeled=0.125", "train.eval.scales=[0.75,1.0,1.25]"])
     out = tmp_path / "resolved.yaml"
     dump_config(cfg, out)
@@ -65,13 +65,13 @@ def test_dump_and_reload_is_identical(tmp_path):
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("core:\n  cutmix:\n    area_thres: 0.1\n", "'core.cutmix.area_thres'"),
+        ("method:\n  cutmix:\n    area_thres: 0.1\n", "'method.cutmix.area_thres'"),
         ("trian:\n  iterations: 3\n", "'trian'"),
         ("train:\n  iterations: ten\n", "train.iterations"),
         ("train:\n  iterations: 1.5\n", "train.iterations"),
-        ("core:\n  bank:\n    momentum: 1.5\n", "core.bank.momentum"),
+        ("method:\n  bank:\n    momentum: 1.5\n", "method.bank.momentum"),
         ("model:\n  output_stride: 4\n", "model.output_stride"),
-        ("core:\n  copy_paste:\n    per_image: yes please\n", "core.copy_paste.per_image"),
+        ("method:\n  copy_paste:\n    per_image: yes please\n", "method.copy_paste.per_image"),
         ("data:\n  scale_range: [2.0, 0.5]\n", "scale_range"),
         ("data:\n  crop_size: [1, 2]\n", "data.crop_size"),
     ],
@@ -108,11 +108,11 @@ def test_missing_file_and_non_mapping(tmp_path):
 @pytest.mark.parametrize(
     ("override", "needle"),
     [
-        ("core.cutmix.nope=1", "'core.cutmix.nope'"),
-        ("core.cutmix.area_thresh", "key.sub=value"),
+        ("method.cutmix.nope=1", "'method.cutmix.nope'"),
+        ("method.cutmix.area_thresh", "key.sub=value"),
         ("core..x=1", "empty key"),
-        ("core.bank.momentum.x=1", "is a value"),
-        ("core.bank.momentum=2", "core.bank.momentum"),
+        ("method.bank.momentum.x=1", "is a value"),
+        ("method.bank.momentum=2", "method.bank.momentum"),
     ],
 )
 def test_bad_overrides(override, needle):

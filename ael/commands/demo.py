@@ -29,7 +29,7 @@ def demo_config(*, runs_dir: str = "runs", iterations: int = 480, seed: int = 0)
         # something before the student follows it.
         # Bank momentum 0.99 (paper: 0.999): a 0.999 EMA moves only a third of the way from its
         # initial value in the demo's few hundred steps: the bank would show its start, not the model.
-        "core": {"copy_paste": {"num_categories": 3}, "ohem": {"min_kept": 2000},
+        "method": {"copy_paste": {"num_categories": 3}, "ohem": {"min_kept": 2000},
                  "unsup": {"rampup_iters": iterations // 3}, "bank": {"momentum": 0.99}},
         "model": {"backbone": "resnet18", "output_stride": 16, "aspp_channels": 64, "low_level_channels": 32},
         "data": {

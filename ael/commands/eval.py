@@ -84,7 +84,7 @@ def evaluate_checkpoint(checkpoint: str | Path, *, presets: Sequence[str] = (), 
     dev = resolve_device(device)
     path, data = _load(Path(checkpoint), dev)
     if presets:
-        from ael.commands.train import load_presets
+        from ael.config import load_presets
 
         cfg = load_presets(presets, overrides)
     else:

@@ -9,7 +9,8 @@ Examples::
     torchrun --standalone --nproc-per-node=4 --no-python ael train --config configs/voc_classic.yaml
 
 Several ``--config`` files are merged key by key, later files winning (so ``release.yaml`` and
-``ablations/*.yaml`` are overlays on a dataset preset); ``key.sub=value`` overrides come last.
+``ablations/*.yaml`` are overlays on a dataset preset, :func:`ael.config.load_presets`);
+``key.sub=value`` overrides come last.
 A ``--config`` that is not a file names a shipped preset (``configs/<name>.yaml`` of the checkout
 or of the installed copy).
 """
@@ -19,73 +20,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
-from ael.config import Config, ConfigError, apply_overrides, config_from_dict, load_yaml
-from ael.resources import presets_dir
+from ael.config import ConfigError, load_presets, preset_name
 
-__all__ = ["EXIT_STOPPED", "cli_main", "load_presets", "merge_dicts", "preset_name"]
+__all__ = ["EXIT_STOPPED", "cli_main"]
 
 #: Exit status of a run stopped gracefully (SIGTERM/SIGINT) with a checkpoint: resume it.
 EXIT_STOPPED = 75
 
 logger = logging.getLogger(__name__)
-
-
-def merge_dicts(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep merge of two nested mappings: ``overlay`` wins key by key, sections merge."""
-    out = dict(base)
-    for key, value in overlay.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge_dicts(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def resolve_preset(path: str | Path) -> Path:
-    """A preset file: ``path`` itself when it is a file, else the shipped preset of that name.
-
-    ``cityscapes`` and ``ablations/ael`` name ``configs/cityscapes.yaml`` and
-    ``configs/ablations/ael.yaml`` of the checkout or of the installed copy
-    (:func:`ael.resources.presets_dir`), so an installed ``ael`` needs no checkout.
-    """
-    given = Path(path)
-    if given.is_file() or given.is_absolute():
-        return given
-    shipped = presets_dir() / (given if given.suffix else given.with_suffix(".yaml"))
-    return shipped if shipped.is_file() else given
-
-
-def load_presets(paths: Sequence[str | Path], overrides: Sequence[str] = ()) -> Config:
-    """Load preset files (merged in order, later ones winning), then apply dotted overrides.
-
-    Each file is validated on its own first, so an error names the file it is in. A name that is
-    not a file is looked up among the shipped presets (:func:`resolve_preset`).
-
-    Raises:
-        ConfigError: naming the file (or "command line") and the key at fault.
-    """
-    merged: dict[str, Any] = {}
-    paths = [resolve_preset(p) for p in paths]
-    for path in paths:
-        data = load_yaml(path)
-        config_from_dict(data, str(path))  # errors name this file
-        merged = merge_dicts(merged, data)
-    source = " + ".join(str(p) for p in paths) or "<defaults>"
-    if overrides:
-        apply_overrides(merged, overrides)
-        source += " + command line"
-    return config_from_dict(merged, source)
-
-
-def preset_name(paths: Sequence[str | Path]) -> str:
-    """A short run-id tag from the preset file names (``cityscapes-release``)."""
-    if not paths:
-        return "synthetic"
-    return "-".join(Path(p).stem for p in paths)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
                              "(its saved config is used; overrides still apply)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
-                        help="config overrides, e.g. train.iterations=100 core.cutmix.adaptive=false")
+                        help="config overrides, e.g. train.iterations=100 method.cutmix.adaptive=false")
     return parser
 
 

@@ -58,7 +58,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# 2: the method layer (per-rank method state, hook states); 1: ael 0.1's AEL-only trainer.
+SCHEMA_VERSION = 2
 _NAME = re.compile(r"^ckpt_(\d{8,})\.pt$")
 _TMP_PREFIX = ".tmp-"
 
@@ -122,8 +123,10 @@ def _check_plain(value: Any, where: str) -> None:
 def _compare_metadata(path: Path, found: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
     version = found.get("schema_version")
     if version != expected.get("schema_version", SCHEMA_VERSION):
+        hint = (" (written by ael 0.1, before the method layer: resume it with ael 0.1, or start a new run)"
+                if version == 1 else "")
         raise CheckpointMismatchError(
-            f"{path}: checkpoint schema version {version!r}, this ael reads version {SCHEMA_VERSION}"
+            f"{path}: checkpoint schema version {version!r}, this ael reads version {SCHEMA_VERSION}{hint}"
         )
     for key, want in expected.items():
         if key == "schema_version":

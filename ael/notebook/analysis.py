@@ -46,18 +46,27 @@ def tail_mask(frequencies: np.ndarray) -> np.ndarray:
 
 def method_label(config: Mapping[str, Any]) -> str:
     """The method a run's config trains: ``supervised``, ``mean teacher``, ``CutMix-Seg``,
-    ``CutMix-Seg + <strategies>`` or ``AEL`` (all four strategies, as ``configs/ablations``)."""
-    core = config.get("core") or {}
+    ``CutMix-Seg + <strategies>`` or ``AEL`` (all four strategies, as ``configs/ablations``);
+    another registered method by its name. Reads runs of ael 0.1 (a ``core:`` section) too."""
+    method = config.get("method")
+    if isinstance(method, Mapping):
+        name = method.get("name", "ael")
+        if name != "ael":
+            return {"supervised": "supervised", "mean_teacher": "mean teacher", "cutmix_seg": "CutMix-Seg"}.get(
+                name, str(name))
+        options = method
+    else:  # ael 0.1: every method was a combination of core.*.enabled switches
+        options = config.get("core") or {}
 
     def on(section: str, key: str = "enabled", default: bool = True) -> bool:
-        return bool((core.get(section) or {}).get(key, default))
+        return bool((options.get(section) or {}).get(key, default))
 
-    if not on("unsup"):
+    if method is None and not on("unsup"):
         return "supervised"
-    if not on("cutmix"):
+    if method is None and not on("cutmix"):
         return "mean teacher"
     strategies = [label for name, label in _STRATEGIES
-                  if on(name) and (name not in ("copy_paste", "cutmix") or on(name, "adaptive"))]
+                  if (name == "cutmix" or on(name)) and (name not in ("copy_paste", "cutmix") or on(name, "adaptive"))]
     if len(strategies) == len(_STRATEGIES):
         return "AEL"
     return "CutMix-Seg" + ("".join(f" + {s}" for s in strategies))

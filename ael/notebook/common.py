@@ -8,13 +8,21 @@ Plotly and ipywidgets are imported where they are used, so the controllers' logi
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ael.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict, load_yaml
+from ael.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_yaml,
+    merge_layer,
+)
 from ael.resources import CHECKOUT_ROOT, presets_dir
 
 if TYPE_CHECKING:
@@ -36,12 +44,6 @@ __all__ = [
 REPO_ROOT = CHECKOUT_ROOT
 #: The ablation overlays (``ael``, ``cutmix_seg``, ``supervised``, ...): the checkout's, else the installed copy.
 ABLATIONS_DIR = presets_dir() / "ablations"
-
-
-def _merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    from ael.commands.train import merge_dicts
-
-    return merge_dicts(base, overlay)
 
 
 def notebook_config(
@@ -87,7 +89,7 @@ def notebook_config(
             path = ABLATIONS_DIR / f"{overlay}.yaml"
         overlay_data = load_yaml(path)
         config_from_dict(overlay_data, str(path))  # errors name this file
-        data = _merge(data, overlay_data)
+        data = merge_layer(data, overlay_data, str(path))
         sources.append(str(path))
     if overrides:
         apply_overrides(data, list(overrides))

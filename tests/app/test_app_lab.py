@@ -112,8 +112,8 @@ def test_bad_inputs_name_the_argument(lab):
 
 def test_dataset_from_run_config():
     cfg = config_to_dict(Config())
-    cfg["core"]["copy_paste"]["num_categories"] = 1
-    cfg["core"]["cutmix"]["area_thresh"] = 0.03
+    cfg["method"]["copy_paste"]["num_categories"] = 1
+    cfg["method"]["cutmix"]["area_thresh"] = 0.03
     dataset, params, note = lab_dataset_from_config(cfg, 8)
     assert note is None and dataset.info.num_classes == 8
     assert params["num_categories"] == 1 and params["area_thresh"] == 0.03

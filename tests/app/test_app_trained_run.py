@@ -15,7 +15,7 @@ PAGES = ("views/training.py", "views/confidence.py", "views/pseudo_labels.py", "
 def tiny_config(runs_dir: Path) -> dict:
     """ResNet-18 at 32 px on 5 synthetic classes, 12 iterations, every kind of record written."""
     return {
-        "core": {"ohem": {"min_kept": 200}, "copy_paste": {"num_categories": 2}},
+        "method": {"ohem": {"min_kept": 200}, "copy_paste": {"num_categories": 2}},
         "model": {"backbone": "resnet18", "output_stride": 16, "aspp_channels": 16, "low_level_channels": 8},
         "data": {"synthetic": {"num_classes": 5, "image_size": 32, "num_labeled": 8, "num_unlabeled": 16,
                                "num_val": 4},

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ael.commands.train import load_presets
-from ael.config import ConfigError, config_from_dict
+from ael.config import ConfigError, config_from_dict, load_presets
 from ael.data.base import DatasetError
 from ael.engine.checkpoint import CheckpointMismatchError, list_checkpoints, load_checkpoint
 from ael.engine.trainer import RunFolderError, TrainingStopped, load_run_config, train
@@ -31,7 +30,7 @@ def tiny(runs_dir: Path, **train_extra) -> dict:
              "classes_every": 3, "media_every": 5, "checkpoint_every": 0}
     train.update(train_extra)
     return {
-        "core": {"ohem": {"min_kept": 200}, "copy_paste": {"num_categories": 2}},
+        "method": {"ohem": {"min_kept": 200}, "copy_paste": {"num_categories": 2}},
         "model": {"backbone": "resnet18", "output_stride": 16, "aspp_channels": 16, "low_level_channels": 8},
         "data": {"synthetic": {"num_classes": 5, "image_size": 32, "num_labeled": 8, "num_unlabeled": 16,
                                "num_val": 4},
@@ -141,8 +140,8 @@ _DDP_SCRIPT = textwrap.dedent("""
     cfg = config_from_dict(json.loads(sys.argv[1]))
     trainer = Trainer(cfg, progress=False)
     trainer.fit()
-    rank = trainer.ctx.rank
-    torch.save({"bank": trainer.bank.values, "cutmix": trainer.cutmix_bank.values,
+    rank = trainer.dist.rank
+    torch.save({"bank": trainer.method.bank.values, "cutmix": trainer.method.cutmix_bank.values,
                 "teacher": trainer.teacher.state_dict()}, sys.argv[2] + f"/rank{rank}.pt")
 """)
 
@@ -229,9 +228,17 @@ def test_overlays_merge_key_by_key():
     cfg = load_presets([ROOT / "configs" / "cityscapes.yaml", ROOT / "configs" / "release.yaml",
                         ROOT / "configs" / "ablations" / "cutmix_seg.yaml"], ["train.grad_accum=2"])
     assert cfg.model.backbone == "resnet101" and cfg.model.deep_stem  # dataset preset + release overlay
-    assert cfg.core.bank.update == "before_unsup_loss" and cfg.core.copy_paste.excluded_classes == (0, 1, 2, 8, 10)
-    assert not cfg.core.cutmix.adaptive and not cfg.core.sampling.enabled  # ablation overlay
-    assert cfg.core.cutmix.area_thresh == 0.005 and cfg.train.grad_accum == 2
+    assert cfg.train.ema.teacher_mode == "train" and cfg.train.grad_accum == 2  # release overlay + override
+    # The ablation overlay switches the method: CutMix-Seg keeps the options it has (the release's
+    # one mixed image per batch, the preset's OHEM), the AEL-only ones are dropped.
+    assert cfg.method.name == "cutmix_seg" and cfg.method.cutmix.one_mix_per_batch
+    assert cfg.method.ohem.min_kept == 100000 and cfg.method.ohem.min_kept_per_gpu
+    assert not hasattr(cfg.method, "bank") and not hasattr(cfg.method.cutmix, "adaptive")
+    cfg = load_presets([ROOT / "configs" / "cityscapes.yaml", ROOT / "configs" / "release.yaml",
+                        ROOT / "configs" / "ablations" / "cutmix_seg_sampling.yaml"])
+    assert cfg.method.bank.update == "before_unsup_loss" and cfg.method.copy_paste.excluded_classes == (0, 1, 2, 8, 10)
+    assert not cfg.method.cutmix.adaptive and not cfg.method.copy_paste.enabled and cfg.method.sampling.enabled
+    assert cfg.method.cutmix.area_thresh == 0.005
 
 
 def test_every_preset_loads():
@@ -302,22 +309,22 @@ def test_camvid_preset_runs_a_few_steps(tmp_path):
 
 def test_a_stop_right_after_a_checkpoint_loses_no_scalar(tmp_path, monkeypatch):
     """Scalars are written one step late; the checkpoint must not be taken before they are."""
-    from ael.engine.trainer import Trainer
+    from ael.engine.hooks import CheckpointHook
 
-    real_save = Trainer.save
+    real_save = CheckpointHook.save
 
-    def save_then_die(self):
-        path = real_save(self)
-        if self.iteration == 4:
+    def save_then_die(self, trainer):
+        path = real_save(self, trainer)
+        if trainer.iteration == 4:
             raise KeyboardInterrupt("killed right after the checkpoint")
         return path
 
     cfg = config_from_dict(tiny(tmp_path, iterations=6, media_every=0, checkpoint_every=2,
                                 eval={"every": 0, "model": "teacher"}))
-    monkeypatch.setattr(Trainer, "save", save_then_die)
+    monkeypatch.setattr(CheckpointHook, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, progress=False)
-    monkeypatch.setattr(Trainer, "save", real_save)
+    monkeypatch.setattr(CheckpointHook, "save", real_save)
     run = only_run(tmp_path)
     train(load_run_config(run), resume_dir=run, progress=False)
     steps = {r["step"] for r in read_jsonl(run / "scalars.jsonl") if "step" in r}
@@ -364,15 +371,16 @@ def test_sigterm_stops_gracefully_with_a_checkpoint_and_resume_loses_nothing(tmp
 
 
 def test_excluded_classes_resolve_names_skip_missing_indices_and_refuse_all():
-    from ael.engine.trainer import _excluded_classes
+    from ael.methods.ael import excluded_classes
 
     names = ["road", "pole", "sky"]
 
     def excluded(items):
-        return _excluded_classes(config_from_dict({"core": {"copy_paste": {"excluded_classes": items}}}), names)
+        section = config_from_dict({"method": {"copy_paste": {"excluded_classes": items}}}).method
+        return excluded_classes(section.copy_paste.excluded_classes, names)
 
     assert excluded([0, "sky", 10]) == (0, 2)  # the release's indices past C are ignored with a warning
-    with pytest.raises(ConfigError, match="unknown class name 'tree'"):
+    with pytest.raises(ValueError, match="unknown class name 'tree'"):
         excluded(["tree"])
-    with pytest.raises(ConfigError, match="excludes every class"):
+    with pytest.raises(ValueError, match="excludes every class"):
         excluded([0, 1, "sky"])

@@ -15,7 +15,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 #: Overrides that make a synthetic run take seconds: 32 px, a narrow head, 2 + 2 images a step.
 TINY = [
-    "model.aspp_channels=16", "model.low_level_channels=8", "core.ohem.min_kept=200",
+    "model.aspp_channels=16", "model.low_level_channels=8", "method.ohem.min_kept=200",
     "data.synthetic.num_labeled=8", "data.synthetic.num_unlabeled=16", "data.synthetic.num_val=4",
     "data.batch_size_labeled=2", "data.batch_size_unlabeled=2", "train.eval.batch_size=4",
     "train.classes_every=2", "train.media_every=3", "run.heartbeat_s=0.5",

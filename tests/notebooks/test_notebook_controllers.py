@@ -117,10 +117,10 @@ def test_notebook_config_overlays_and_errors(tmp_path):
     cfg = notebook_config(runs_dir=tmp_path, iterations=9, image_size=48, overlays=["supervised"],
                           overrides=["train.lr=0.02"])
     assert (cfg.train.iterations, cfg.data.crop_size, cfg.data.synthetic.image_size, cfg.train.lr) == (9, 48, 48, 0.02)
-    assert not cfg.core.unsup.enabled and not cfg.core.cutmix.enabled
+    assert cfg.method.name == "supervised" and not hasattr(cfg.method, "copy_paste")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("core:\n  cutmix: {adaptiv: true}\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown key 'core\.cutmix\.adaptiv'"):
+    bad.write_text("method:\n  cutmix: {adaptiv: true}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown key 'method\.cutmix\.adaptiv'"):
         notebook_config(overlays=[bad])
     with pytest.raises(ConfigError, match=r"nope\.yaml"):
         notebook_config(overlays=["nope"])

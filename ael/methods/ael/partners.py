@@ -1,18 +1,19 @@
-"""CutMix partners picked one step ahead and loaded on a background thread.
+"""AEL's CutMix partners: drawn one step ahead, loaded on a background thread, checkpointed.
 
 Adaptive CutMix draws, for each mixed image, a class ``c`` and a partner image ``j`` among the
 unlabeled images whose CutMix-bank entry for ``c`` is set. The draw happens on the training
 device; reading its result on the host at the same step would stall the device (a sync in the
-hot path). So the trainer draws the partners of step ``t + 1`` at step ``t`` (from the bank and
-confidence of step ``t``), starts a non-blocking copy of the indices to the host and hands them
-to :class:`PartnerFetcher`, whose worker thread waits for the copy, decodes and augments the
-images and pins them while step ``t`` still runs. At step ``t + 1`` :meth:`PartnerFetcher.get`
-returns them on the device.
+hot path). So :class:`PartnerStream` draws the partners of micro-step ``t + 1`` during micro-step
+``t`` (from the confidence bank and CutMix bank as they stand then), starts a non-blocking copy
+of the indices to the host, and a worker thread waits for the copy, decodes and augments the
+images and pins them while step ``t`` still runs. At step ``t + 1`` :meth:`PartnerStream.take`
+returns them on the device. The stream owns the whole round trip: draw, fetch and the pending
+request a checkpoint must keep.
 
 This one-step lag is the only timing deviation from the method: the partners of step ``t + 1``
-are drawn from the confidence bank and CutMix bank as they stand during step ``t``, one update
-older than the method's draw. With the bank momentum of 0.999 the confidence moves by about
-0.1 % a step, so the class distribution of the draw is the same to three decimals.
+are drawn from the banks as they stand during step ``t``, one update older than the method's
+draw. With the bank momentum of 0.999 the confidence moves by about 0.1 % a step, so the class
+distribution of the draw is the same to three decimals.
 
 Randomness of the partner's augmentation is a function of (run seed, step, index) (the loader's
 ``fetch_unlabeled``), not of a shared generator, so it does not depend on thread timing and a
@@ -29,12 +30,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["PartnerBatch", "PartnerFetcher"]
+__all__ = ["DrawFn", "PartnerBatch", "PartnerStream"]
 
 logger = logging.getLogger(__name__)
 
 # (indices of the unlabeled dataset, step) -> {"image": (M, 3, H, W), ...} CPU tensors.
 LoadFn = Callable[[Sequence[int], int], dict[str, torch.Tensor]]
+# () -> ((M,) int64 unlabeled-set indices, (M,) int64 classes), on the training device.
+DrawFn = Callable[[], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -56,10 +59,11 @@ class PartnerBatch:
     strong: torch.Tensor | None = None
 
 
-class PartnerFetcher:
-    """Loads CutMix partner images of the next step while the current one runs.
+class PartnerStream:
+    """Draws the CutMix partners of the next micro-step and loads them while the current one runs.
 
     Args:
+        draw: draws the next partners on the device (from the banks and the step's generator).
         load: ``load(indices, step) -> {"image": (M, 3, H, W), ...}`` CPU tensors: reads unlabeled
             images ``indices`` with the unlabeled stream's weak augmentation seeded by the step
             (``ael.data.loaders.TrainLoaders.fetch_unlabeled``).
@@ -67,12 +71,22 @@ class PartnerFetcher:
         pin_memory: pin the loaded batch (CUDA only) so the copy to the device is asynchronous.
     """
 
-    def __init__(self, load: LoadFn, *, device: torch.device, pin_memory: bool = True) -> None:
+    def __init__(self, draw: DrawFn, load: LoadFn, *, device: torch.device, pin_memory: bool = True) -> None:
+        self._draw = draw
         self._load = load
         self.device = torch.device(device)
         self.pin_memory = bool(pin_memory) and self.device.type == "cuda"
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ael-partners")
         self._pending: tuple[int, torch.Tensor, torch.Tensor, Future[dict[str, torch.Tensor]]] | None = None
+
+    def start(self, step: int) -> None:
+        """Draw and start loading the partners of ``step`` unless they are already pending (resume)."""
+        if self._pending is None:
+            self.advance(step)
+
+    def advance(self, step: int) -> None:
+        """Draw the partners of ``step`` now and start loading them (no host sync)."""
+        self.request(step, *self._draw())
 
     def request(self, step: int, indices: torch.Tensor, classes: torch.Tensor) -> None:
         """Start loading the partners of ``step`` (drawn on the device; no host sync here).
@@ -108,7 +122,7 @@ class PartnerFetcher:
         """The step whose partners are being loaded, or None."""
         return None if self._pending is None else self._pending[0]
 
-    def get(self, step: int) -> PartnerBatch:
+    def take(self, step: int) -> PartnerBatch:
         """The partners of ``step`` on the device (waits for the loader if it is still busy).
 
         Raises:
