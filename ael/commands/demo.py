@@ -16,36 +16,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ael.config import Config, config_from_dict
+from ael.config.demo import demo_config
 
 __all__ = ["cli_main", "demo_config", "progress_table"]
-
-
-def demo_config(*, runs_dir: str = "runs", iterations: int = 480, seed: int = 0) -> Config:
-    """The demo's config: AEL on the synthetic default, sized for two CPU cores."""
-    evals = max(1, iterations // 3)
-    data: dict[str, Any] = {
-        # Trained from scratch: ramp lambda_u up over the first third so the teacher knows
-        # something before the student follows it.
-        # Bank momentum 0.99 (paper: 0.999): a 0.999 EMA moves only a third of the way from its
-        # initial value in the demo's few hundred steps: the bank would show its start, not the model.
-        "method": {"copy_paste": {"num_categories": 3}, "ohem": {"min_kept": 2000},
-                 "unsup": {"rampup_iters": iterations // 3}, "bank": {"momentum": 0.99}},
-        "model": {"backbone": "resnet18", "output_stride": 16, "aspp_channels": 64, "low_level_channels": 32},
-        "data": {
-            "dataset": "synthetic",
-            "synthetic": {"num_classes": 8, "image_size": 64, "num_labeled": 32, "num_unlabeled": 256,
-                          "num_val": 32},
-            "crop_size": 64, "batch_size_labeled": 4, "batch_size_unlabeled": 4, "num_workers": 0,
-        },
-        "train": {
-            "iterations": iterations, "lr": 0.01, "seed": seed, "device": "cpu",
-            "eval": {"every": evals, "model": "both", "batch_size": 8},
-            "classes_every": 5, "media_every": 50, "checkpoint_every": 0, "keep_checkpoints": 0,
-        },
-        "run": {"runs_dir": runs_dir},
-    }
-    return config_from_dict(data, "<ael demo>")
 
 
 def progress_table(evals: Sequence[dict[str, Any]], class_names: Sequence[str], tails: Sequence[bool]) -> str:
@@ -80,7 +53,8 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     if args.iterations < 3:
         parser.error("--iterations must be at least 3")
 
-    from ael.engine.trainer import Trainer, tail_classes
+    from ael.engine.trainer import Trainer
+    from ael.runs.classes import tail_classes
 
     cfg = demo_config(runs_dir=args.runs_dir, iterations=args.iterations, seed=args.seed)
     print(f"ael demo: AEL on the synthetic long-tailed set, {args.iterations} iterations on the CPU "
@@ -92,7 +66,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     tails = tail_classes(result.frequencies)
     print()
     print("Student IoU (%) per class at each evaluation; 'tail' = under a quarter of the uniform pixel share:")
-    print(progress_table(trainer.evals.get("student", []), result.class_names, tails))
+    print(progress_table(trainer.evaluator.records.get("student", []), result.class_names, tails))
     print()
     print(result.summary())
     print(f"\nfinished in {time.perf_counter() - start:.0f} s. Open the dashboard with:\n"

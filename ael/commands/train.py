@@ -24,10 +24,8 @@ from collections.abc import Sequence
 
 from ael.config import ConfigError, load_presets, preset_name
 
-__all__ = ["EXIT_STOPPED", "cli_main"]
+__all__ = ["cli_main"]
 
-#: Exit status of a run stopped gracefully (SIGTERM/SIGINT) with a checkpoint: resume it.
-EXIT_STOPPED = 75
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """``ael train``; returns the exit code."""
     args = _parser().parse_args(argv)
-    from ael.engine.trainer import Trainer, TrainingStopped, load_run_config
+    from ael.engine.trainer import EXIT_STOPPED, Trainer, TrainingStopped, load_run_config
 
     if args.resume:
         if args.config:

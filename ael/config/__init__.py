@@ -5,7 +5,7 @@ A config is a tree of frozen dataclasses (:mod:`.sections`, and the method's sec
 (:mod:`.loader`, layered by :mod:`.layers`); nothing downstream touches a raw dict, and each component takes its own section.
 """
 
-from ael.config.fields import ConfigError
+from ael.config.fields import ConfigError, bounded
 from ael.config.layers import (
     apply_overrides,
     load_config,
@@ -72,6 +72,7 @@ __all__ = [
     "TrainConfig",
     "UnsupConfig",
     "apply_overrides",
+    "bounded",
     "config_from_dict",
     "config_to_dict",
     "dump_config",

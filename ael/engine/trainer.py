@@ -42,9 +42,12 @@ from ael.models import parameter_groups
 from ael.models.precision import amp_dtype
 from ael.runs.writer import RunWriter, new_run_id
 
-__all__ = ["RunFolderError", "TrainResult", "Trainer", "TrainingStopped", "load_run_config", "train"]
+__all__ = ["EXIT_STOPPED", "RunFolderError", "TrainResult", "Trainer", "TrainingStopped", "load_run_config", "train"]
 
 logger = logging.getLogger(__name__)
+
+#: Exit status of ``ael train`` when a run stopped gracefully (SIGTERM/SIGINT) with a checkpoint: resume it.
+EXIT_STOPPED = 75
 
 
 class TrainingStopped(RuntimeError):

@@ -23,6 +23,7 @@ from ael.config import (
     load_yaml,
     merge_layer,
 )
+from ael.config.demo import demo_config
 from ael.resources import CHECKOUT_ROOT, presets_dir
 
 if TYPE_CHECKING:
@@ -75,8 +76,6 @@ def notebook_config(
     Raises:
         ConfigError: naming the overlay file or the key at fault.
     """
-    from ael.commands.demo import demo_config
-
     data = config_to_dict(demo_config(runs_dir=str(runs_dir), iterations=iterations, seed=seed))
     crop = image_size if crop_size is None else crop_size
     data["data"]["synthetic"].update(num_classes=num_classes, image_size=image_size)

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from ael.commands.train import EXIT_STOPPED as TRAIN_EXIT_STOPPED
+from ael.engine.trainer import EXIT_STOPPED as TRAIN_EXIT_STOPPED
 
 __all__ = ["EXIT_STOPPED", "StopRequested", "main"]
 

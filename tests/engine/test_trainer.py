@@ -98,8 +98,8 @@ def test_loss_goes_down(finished_run):
 def _final_state(run: Path) -> dict:
     data = load_checkpoint(list_checkpoints(run / "checkpoints")[-1])
     rank = data["ranks"][0]
-    return {"student": data["student"], "teacher": data["teacher"], "bank": rank["bank"],
-            "cutmix_bank": rank["cutmix_bank"], "optimizer": data["optimizer"]["state"],
+    return {"student": data["student"], "teacher": data["teacher"], "bank": rank["method"]["bank"],
+            "cutmix_bank": rank["method"]["cutmix_bank"], "optimizer": data["optimizer"]["state"],
             "loaders": rank["loaders"], "iteration": data["iteration"]}
 
 
