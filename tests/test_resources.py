@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from ael import resources
+from ael.commands.dashboard import cli_main
 from ael.commands.train import load_presets, resolve_preset
 from ael.config import ConfigError
-from ael.dashboard import cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
