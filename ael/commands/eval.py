@@ -66,9 +66,9 @@ def evaluate_checkpoint(checkpoint: str | Path, *, presets: Sequence[str] = (), 
             class count than the config's dataset.
         ConfigError, DatasetError: bad config or data.
     """
-    from ael.data.loaders import ValSet, pad_collate
     from ael.data.registry import build_dataset
     from ael.data.transforms import Normalize
+    from ael.data.views import ValSet, pad_collate
     from ael.engine.checkpoint import (
         CheckpointMismatchError,
         check_state_dict_compatible,
