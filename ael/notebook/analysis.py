@@ -19,13 +19,8 @@ import numpy as np
 
 from ael.engine.trainer import TAIL_SHARE, tail_classes
 from ael.runs import Run, list_runs, open_run
-from ael.viz.figures import (
-    class_heatmap_figure,
-    class_lines_figure,
-    grouped_bars_figure,
-    iou_frequency_figure,
-    scalar_lines_figure,
-)
+from ael.viz.class_figures import grouped_bars_figure, iou_frequency_figure
+from ael.viz.figures import class_heatmap_figure, class_lines_figure, scalar_lines_figure
 
 if TYPE_CHECKING:
     import pandas as pd

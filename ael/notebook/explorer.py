@@ -25,7 +25,7 @@ from ael.lab import AugmentationLab, CopyPasteDraw, CutMixDraw, LabDistributions
 from ael.notebook.common import REPO_ROOT, figure_widget, png_bytes, row_at, sync_figure
 from ael.runs import Run, RunStoreError, list_runs, open_run
 from ael.viz import draw_box, overlay, tile
-from ael.viz.figures import class_bars_figure
+from ael.viz.class_figures import class_bars_figure
 
 if TYPE_CHECKING:
     import ipywidgets
@@ -228,7 +228,7 @@ class AugmentationExplorer:
         return self._draw
 
     def distribution_figure(self, draw: ExplorerDraw | None = None) -> go.Figure:
-        """The bank and the three distributions, one row each (:func:`ael.viz.figures.class_bars_figure`)."""
+        """The bank and the three distributions, one row each (:func:`ael.viz.class_figures.class_bars_figure`)."""
         d = (draw or self.draw()).distributions
         sampled = sorted(set((draw or self.draw()).copy_paste.chosen) | {(draw or self.draw()).cutmix.sampled_class})
         return class_bars_figure(

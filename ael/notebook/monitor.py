@@ -24,7 +24,8 @@ from ael.notebook.common import figure_widget, png_bytes, sync_figure
 from ael.runs import Run, RunStoreError, open_run
 from ael.runs.schema import MANIFEST_FILE, check_run_id
 from ael.viz import confidence_colormap, draw_box, error_map, overlay, tile
-from ael.viz.figures import class_lines_figure, lowest_classes, scalar_lines_figure
+from ael.viz.figures import class_lines_figure, scalar_lines_figure
+from ael.viz.series import lowest_classes
 
 if TYPE_CHECKING:
     import ipywidgets

@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 
 from ael.runs import ClassSeries, Run
-from ael.viz.figures import rgb_css
+from ael.viz.style import rgb_css
 
 # Chart toolbar: no logo, no "edit in chart studio"; WebGL traces keep working.
 PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": False}
@@ -107,7 +107,7 @@ def class_legend(class_names: Sequence[str], palette: np.ndarray | None, only: S
 
 def tail_classes(run: Run, count: int) -> list[int]:
     """The ``count`` rarest classes by labeled pixel frequency, else the lowest latest bank values."""
-    from ael.viz.figures import lowest_classes
+    from ael.viz.series import lowest_classes
 
     for name in ("freq_labeled", "bank"):
         if name in run.class_vector_names():

@@ -7,7 +7,8 @@ import streamlit as st
 from ael_app import state
 from ael_app.render import chart, live_chart, tail_classes
 
-from ael.viz.figures import class_lines_figure, grouped_bars_figure, scalar_lines_figure
+from ael.viz.class_figures import grouped_bars_figure
+from ael.viz.figures import class_lines_figure, scalar_lines_figure
 
 st.title("Compare runs")
 sel = state.selection()

@@ -8,7 +8,8 @@ from ael_app import state
 from ael_app.render import choose_step, live_chart, row_at, tail_classes
 
 from ael.runs import KNOWN_CLASS_VECTORS
-from ael.viz.figures import class_bars_figure, class_heatmap_figure, class_lines_figure, grouped_bars_figure
+from ael.viz.class_figures import class_bars_figure, grouped_bars_figure
+from ael.viz.figures import class_heatmap_figure, class_lines_figure
 
 st.title("Confidence bank")
 sel = state.selection()

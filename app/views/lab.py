@@ -9,7 +9,7 @@ from ael_app.render import chart, choose_step, class_legend, row_at
 
 from ael.lab import AugmentationLab, lab_dataset_from_config
 from ael.viz import draw_box, overlay
-from ael.viz.figures import class_bars_figure
+from ael.viz.class_figures import class_bars_figure
 
 st.title("Augmentation lab")
 sel = state.selection()
