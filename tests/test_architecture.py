@@ -41,12 +41,14 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
 
 # Known violations in modules owned by engineers who are rewriting them right now (the trainer and
-# step, the config, the notebooks' launcher helpers), each with what would end it. Keys: "cycle" ->
-# the sorted modules of a cycle; "layer" -> (importer, imported); "size" -> module; "cli" -> an
-# ``ael`` subcommand. To be emptied: then every rule holds with no exception.
+# step, the config, the run store, the core, the notebooks' launcher helpers), each with what would
+# end it. Keys: "cycle" -> the sorted modules of a cycle; "layer" -> (importer, imported); "size" ->
+# module; "cli" -> an ``ael`` subcommand. An entry whose offender is gone only warns (see
+# test_the_allow_list_names_only_live_offenders). To be emptied: then every rule holds, no exception.
 KNOWN_OFFENDERS_OWNED_BY_OTHERS: dict[str, dict] = {
     "cycle": {},
     "layer": {
+        ("ael.runs.writer", "ael.config"): "the run-store rewrite records the config as a plain mapping",
         ("ael.notebook.common", "ael.commands.train"):
             "merge_dicts (preset overlays) belongs with the config loading, not the train command",
         ("ael.notebook.common", "ael.commands.demo"):
@@ -58,8 +60,15 @@ KNOWN_OFFENDERS_OWNED_BY_OTHERS: dict[str, dict] = {
         "ael.config": "the config is being split into a package of sections",
         "ael.engine.step": "being replaced by the methods' steps",
         "ael.engine.trainer": "being rewritten as a thin loop with hooks",
+        "ael.runs.reader": "the run-store rewrite splits it (manifest, streams, records, tailing)",
+        "ael.runs.writer": "the run-store rewrite splits it (manifest, streams, media queue)",
+        "ael.core.bank": "the core rewrite moves the CutMix bank and distributions out",
+        "ael.core.cutmix": "the core rewrite",
+        "ael.core._native": "the core rewrite drops the compiled kernels",
     },
-    "cli": {},
+    "cli": {
+        "runs": "`ael runs` moves to ael.commands.runs with the run-store rewrite",
+    },
 }
 
 
