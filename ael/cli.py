@@ -41,9 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 2
     if args[0] in ("-V", "--version"):
         from ael import __version__
-        from ael.core import native_kernel_status
 
-        print(f"ael {__version__} (CPU reductions: {native_kernel_status()})")
+        print(f"ael {__version__}")
         return 0
     name, rest = args[0], args[1:]
     if name not in COMMANDS:

@@ -41,7 +41,6 @@ import torch
 from torch import nn
 
 from ael.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict, dump_config
-from ael.core import native_kernel_status
 from ael.core.bank import ConfidenceBank, resolve_class_indices
 from ael.core.cutmix import CutMixBank
 from ael.data.base import DatasetError
@@ -356,7 +355,7 @@ class Trainer:
                 "global_batch_labeled": cfg.data.batch_size_labeled * self.ctx.world_size * cfg.train.grad_accum,
                 "global_batch_unlabeled": cfg.data.batch_size_unlabeled * self.ctx.world_size * cfg.train.grad_accum,
                 "lr": cfg.train.lr, "grad_accum": cfg.train.grad_accum, "torch": torch.__version__,
-                "cpu_reductions": native_kernel_status(), "class_frequencies": self.frequencies,
+                "class_frequencies": self.frequencies,
             }
             if resume_path is not None:
                 self.writer = RunWriter(
