@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("ael.commands.train", "train with a config file and key=value overrides (CPU, GPU or torchrun)"),
     "eval": ("ael.commands.eval", "evaluate a checkpoint on a dataset split and write coloured predictions"),
     "splits": ("ael.commands.splits", "write labeled/unlabeled split files for a dataset protocol"),
-    "runs": ("ael.runs.reader", "list the runs under a folder"),
+    "runs": ("ael.commands.runs", "list the runs under a folder"),
     "dashboard": ("ael.commands.dashboard", "open the live Streamlit dashboard on a runs folder"),
     "preview": ("ael.commands.preview", "write PNG previews of adaptive Copy-Paste and CutMix on the synthetic default"),
 }

@@ -68,7 +68,10 @@ def reduce_steps(
 
 
 def lowest_classes(vector: np.ndarray, count: int) -> list[int]:
-    """Indices of the ``count`` smallest finite entries (e.g. the tail classes by pixel frequency)."""
+    """Indices of the ``count`` smallest finite entries (e.g. the least confident classes of a bank).
+
+    Not the tail classes: those are :func:`ael.runs.tail_classes` (one rule for every view).
+    """
     vector = np.asarray(vector, dtype=np.float64)
     finite = np.where(np.isfinite(vector), vector, np.inf)
     order = np.argsort(finite, kind="stable")
