@@ -17,9 +17,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("ael.commands.demo", "a short AEL run on the synthetic default, with the per-class IoU table"),
     "train": ("ael.commands.train", "train with a config file and key=value overrides (CPU, GPU or torchrun)"),
     "eval": ("ael.commands.eval", "evaluate a checkpoint on a dataset split and write coloured predictions"),
-    "splits": ("ael.data.splits", "write labeled/unlabeled split files for a dataset protocol"),
-    "runs": ("ael.runs.reader", "list the runs under a folder"),
-    "dashboard": ("ael.dashboard", "open the live Streamlit dashboard on a runs folder"),
+    "splits": ("ael.commands.splits", "write labeled/unlabeled split files for a dataset protocol"),
+    "runs": ("ael.commands.runs", "list the runs under a folder"),
+    "dashboard": ("ael.commands.dashboard", "open the live Streamlit dashboard on a runs folder"),
     "preview": ("ael.commands.preview", "write PNG previews of adaptive Copy-Paste and CutMix on the synthetic default"),
 }
 
@@ -41,9 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 2
     if args[0] in ("-V", "--version"):
         from ael import __version__
-        from ael.core import native_kernel_status
 
-        print(f"ael {__version__} (CPU reductions: {native_kernel_status()})")
+        print(f"ael {__version__}")
         return 0
     name, rest = args[0], args[1:]
     if name not in COMMANDS:

@@ -329,12 +329,10 @@ def per_pixel_floor(setting: str, device: torch.device, repeats: int) -> None:
     """Time the per-pixel passes any implementation of the step must make, on one logit map.
 
     The figures that bound the speed-up: a single torch elementwise exp over one (2, C, H, W) map,
-    our reductions of the same map (the compiled CPU kernel where it is built, and the PyTorch
-    implementation), and the uniform draws of equalization sampling (``torch.rand``, and the
-    random words it now reads, two uniforms per word). Each repeat reads another of
-    three maps, so that no map is still in the cache from the previous repeat (as in a real step).
+    our reductions of the same map, and the uniform draws of equalization sampling (one
+    ``torch.rand`` per pixel). Each repeat reads another of three maps, so that no map is still
+    in the cache from the previous repeat (as in a real step).
     """
-    from ael.core import _native
     from ael.core._channel_ops import argmax_and, channel_stats
 
     c, size, *_ = SETTINGS[setting]
@@ -343,12 +341,12 @@ def per_pixel_floor(setting: str, device: torch.device, repeats: int) -> None:
         "torch.exp2 of the map": lambda x: torch.exp2(x),
         "argmax + max-probability": lambda x: argmax_and(x, "max_probability"),  # pseudo-labels
         "argmax + log-sum-exp": lambda x: argmax_and(x, "logsumexp"),  # the student's maps
-        "exp-sum only": lambda x: channel_stats(x, top=False, argmax=False),
-        "argmax only": lambda x: channel_stats(x, top=False, expsum=False),
+        "exp-sum only": lambda x: channel_stats(x, argmax=False),
+        "argmax only": lambda x: channel_stats(x, expsum=False),
+        "torch.rand, one per pixel": lambda x: torch.rand(2, size, size, device=device),
     }
-    kernel_built = device.type == "cpu" and _native.available()
     print(f"\n[{setting}] per-pixel passes over one (2, {c}, {size}, {size}) map, median of {repeats}")
-    print(f"  {'pass':<28}{'compiled ms' if kernel_built else '':>12}{'PyTorch ms':>12}")
+    print(f"  {'pass':<28}{'ms':>10}")
 
     def median_time(fn) -> float:
         fn(maps[0])
@@ -364,22 +362,8 @@ def per_pixel_floor(setting: str, device: torch.device, repeats: int) -> None:
             times.append(Timer.clock() - start)
         return statistics.median(times) * 1e3
 
-    enabled = _native.enabled
-    try:
-        for name, fn in passes.items():
-            _native.enabled = False
-            pytorch = median_time(fn)
-            compiled = ""
-            if kernel_built and name != "torch.exp2 of the map":
-                _native.enabled = True
-                compiled = f"{median_time(fn):.1f}"
-            print(f"  {name:<28}{compiled:>12}{pytorch:>12.1f}")
-    finally:
-        _native.enabled = enabled
-    draw = lambda x: torch.rand(2, size, size, device=device)  # noqa: E731
-    print(f"  {'torch.rand, one per pixel':<28}{'':>12}{median_time(draw):>12.1f}")
-    words = lambda x: core.random_words(2 * size * size, device=device)  # noqa: E731
-    print(f"  {'random words, two per word':<28}{'':>12}{median_time(words):>12.1f}")
+    for name, fn in passes.items():
+        print(f"  {name:<28}{median_time(fn):>10.1f}")
 
 
 def main() -> None:

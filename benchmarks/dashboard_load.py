@@ -3,7 +3,7 @@
 1. Writes a run with the real :class:`ael.runs.RunWriter`: ``--steps`` (40 000) scalar records,
    per-class vectors for ``--classes`` (150) classes every ``--classes-every`` (10) steps (bank,
    Copy-Paste and CutMix distributions, r_c, pixel frequencies), an evaluation every 2 000 steps.
-2. Serves it with ``python -m ael.dashboard`` (what ``ael dashboard`` runs) on a free port.
+2. Serves it with ``python -m ael.commands.dashboard`` (what ``ael dashboard`` runs) on a free port.
 3. Times, in headless chromium, request -> confidence page fully drawn (every chart's SVG and
    the heatmap present), first (cold: the server parses the run) and again (warm: cached tailer).
 4. Keeps the page open on the run, Live on (2 s refresh), while a writer appends records at
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
               f"steps, {size:.1f} MiB of JSON lines in {time.perf_counter() - t0:.1f} s")
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([sys.executable, "-m", "ael.dashboard", "--runs", str(runs), "--port", str(port)],
+        server = subprocess.Popen([sys.executable, "-m", "ael.commands.dashboard", "--runs", str(runs), "--port", str(port)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         stop = threading.Event()
         try:

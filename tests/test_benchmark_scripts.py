@@ -18,5 +18,5 @@ def test_core_step_prints_both_implementations_and_the_passes():
     assert "median ratio of the 1 interleaved pairs" in out
     for name in ("copy_paste", "bank", "cutmix_bank", "components_box", "mixing", "sampled_loss"):
         assert re.search(rf"^  {name}\s+[\d.]+\s+[\d.]+", out, re.MULTILINE), name
-    for row in (r"argmax \+ max-probability", r"argmax \+ log-sum-exp", r"random words, two per word"):
+    for row in (r"argmax \+ max-probability", r"argmax \+ log-sum-exp", r"torch.rand, one per pixel"):
         assert re.search(rf"^  {row}\s+[\d.]+", out, re.MULTILINE), out

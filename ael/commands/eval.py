@@ -66,17 +66,18 @@ def evaluate_checkpoint(checkpoint: str | Path, *, presets: Sequence[str] = (), 
             class count than the config's dataset.
         ConfigError, DatasetError: bad config or data.
     """
-    from ael.data.loaders import ValSet, pad_collate
     from ael.data.registry import build_dataset
     from ael.data.transforms import Normalize
+    from ael.data.views import ValSet, pad_collate
     from ael.engine.checkpoint import (
         CheckpointMismatchError,
         check_state_dict_compatible,
         checkpoint_metadata,
     )
     from ael.engine.distributed import resolve_device
-    from ael.engine.evaluate import evaluate, predict, resolve_amp_dtype
+    from ael.engine.evaluate import evaluate, predict
     from ael.models import build_model
+    from ael.models.precision import amp_dtype
     from ael.viz import colorize, save_png
 
     if model not in ("teacher", "student"):
@@ -115,7 +116,7 @@ def evaluate_checkpoint(checkpoint: str | Path, *, presets: Sequence[str] = (), 
         val = torch.utils.data.Subset(val, range(min(max_images, len(val))))
     loader = torch.utils.data.DataLoader(val, batch_size=1, collate_fn=pad_collate)
     kwargs = {"mode": ecfg.mode, "crop_size": ecfg.crop_size or cfg.data.crop_size, "stride_ratio": ecfg.stride_ratio,
-              "scales": ecfg.scales, "flip": ecfg.flip, "amp_dtype": resolve_amp_dtype(cfg.train.amp)}
+              "scales": ecfg.scales, "flip": ecfg.flip, "amp_dtype": amp_dtype(cfg.train.amp)}
     result = evaluate(net, loader, num_classes=info.num_classes, ignore_index=info.ignore_index, device=dev,
                       **kwargs)
     if out is not None:

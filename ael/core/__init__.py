@@ -1,47 +1,40 @@
 """The AEL core math: pure, batched, device-agnostic tensor functions.
 
-- :mod:`.bank`: confidence bank statistics and EMA, class-sampling distributions.
+- :mod:`.bank`: confidence bank statistics (per-class GT-probability sums) and their EMA.
+- :mod:`.distributions`: the class-sampling distributions the bank induces, and class draws.
 - :mod:`.copy_paste`: adaptive Copy-Paste on a labeled batch.
-- :mod:`.components`: 8-connected components on the device.
-- :mod:`.cutmix`: CutMix bank, partner sampling, mix boxes, mixing.
+- :mod:`.components`: 8-connected components on the device, and the box of a random large one.
+- :mod:`.cutmix_bank`: the CutMix bank (which unlabeled image contains which class) and partners.
+- :mod:`.cutmix`: mix boxes and mixing.
 - :mod:`.losses`: OHEM cross-entropy, equalization sampling, re-weighted unsupervised loss.
 
-On a CPU the per-pixel work (the reductions over the class axis, the picks of the losses and
-the bank, histograms, the equalization mask, the pseudo-label loss, Copy-Paste and the CutMix
-component boxes) runs in compiled kernels when ``pip`` built them (``native_kernel_status()``
-says; ``AEL_NATIVE=0`` turns them off), else in PyTorch, with the same results.
+One PyTorch implementation for every device: random draws only through a passed
+``torch.Generator``, no host synchronisation in the per-step functions (the one documented
+exception: the convergence read of the torch connected-components backend on an accelerator).
+The per-pixel reductions over the class axis share one banded pass per logit map
+(:mod:`._channel_ops`).
 """
 
-from ._native import status as native_kernel_status
 from .bank import (
     ConfidenceBank,
     ReduceFn,
     class_confidence_stats,
     class_confidence_stats_from_gt,
+    gt_class_probability,
+    init_confidence,
+    update_confidence,
+)
+from .components import component_boxes, connected_components, mask_boxes
+from .copy_paste import CopyPasteResult, adaptive_copy_paste, sample_categories
+from .cutmix import CutMixBoxes, boxes_to_mask, cutmix_boxes, mix_with_mask, random_boxes
+from .cutmix_bank import CutMixBank, GatherFn, cutmix_bank_bits, sample_partners, update_cutmix_bank
+from .distributions import (
     copy_paste_class_probs,
     cutmix_class_probs,
     equalization_ratio,
     excluded_class_mask,
-    gt_class_probability,
-    init_confidence,
     resolve_class_indices,
     sample_classes,
-    update_confidence,
-)
-from .components import connected_components, mask_boxes
-from .copy_paste import CopyPasteResult, adaptive_copy_paste, sample_categories
-from .cutmix import (
-    CutMixBank,
-    CutMixBoxes,
-    GatherFn,
-    boxes_to_mask,
-    component_boxes,
-    cutmix_bank_bits,
-    cutmix_boxes,
-    mix_with_mask,
-    random_boxes,
-    sample_partners,
-    update_cutmix_bank,
 )
 from .losses import (
     LogitStats,
@@ -51,8 +44,6 @@ from .losses import (
     max_probability,
     ohem_cross_entropy,
     pseudo_labels,
-    random_words,
-    uniforms_from_words,
     unsup_loss,
 )
 
@@ -84,16 +75,13 @@ __all__ = [
     "mask_boxes",
     "max_probability",
     "mix_with_mask",
-    "native_kernel_status",
     "ohem_cross_entropy",
     "pseudo_labels",
     "random_boxes",
-    "random_words",
     "resolve_class_indices",
     "sample_categories",
     "sample_classes",
     "sample_partners",
-    "uniforms_from_words",
     "unsup_loss",
     "update_confidence",
     "update_cutmix_bank",

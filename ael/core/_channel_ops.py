@@ -23,11 +23,6 @@ pseudo-label loss and the sampling of the student's labeled output all read one 
 On an accelerator the whole map is one band: same code, one kernel per operation. The band loop
 is over a fixed number of row bands (from the shape only), never over classes or data.
 
-On a CPU, :func:`channel_stats`, :func:`pick_class`, :func:`class_probability` and the
-forward of :class:`PixelCrossEntropy` first try the compiled kernel (:mod:`ael.core._native`),
-which does the same in one C pass at 3-4x the speed; the code here is the fallback, and the
-implementation on every other device.
-
 Private to :mod:`ael.core`.
 """
 
@@ -38,8 +33,6 @@ from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
-
-from . import _native
 
 #: Pixels (times C channels) per band on the CPU: about 1-3 MB of float32 at C = 19-21.
 _CPU_BAND_PIXELS = 16_384
@@ -82,7 +75,7 @@ def select(outside: Tensor, inside: Tensor, bits: Tensor, out: Tensor | None = N
 class ChannelStats(NamedTuple):
     """Per-pixel reductions over classes of ``(B, C, H, W)`` logits (each ``(B, H, W)``)."""
 
-    top: Tensor | None  #: float maximum logit (may be None when not asked for)
+    top: Tensor  #: float maximum logit
     argmax: Tensor | None  #: int64 first class reaching the maximum (None when not asked for)
     expsum: Tensor | None  #: float ``sum_c exp(x_c - top)`` (None when not asked for)
 
@@ -91,13 +84,7 @@ class ChannelStats(NamedTuple):
         return self.expsum.log_().add_(self.top)
 
 
-def channel_stats(
-    logits: Tensor,
-    *,
-    top: bool = True,
-    argmax: bool = True,
-    expsum: bool = True,
-) -> ChannelStats:
+def channel_stats(logits: Tensor, *, argmax: bool = True, expsum: bool = True) -> ChannelStats:
     """Maximum, first argmax and exp-sum over the class axis, in one banded pass.
 
     NaN logits give class 0 at that pixel (``Tensor.max`` would give the NaN's class) and a NaN
@@ -106,7 +93,6 @@ def channel_stats(
     Args:
         logits: ``(B, C, H, W)`` float32 logits (no gradient is recorded; the class indices are
             exact in float32 for any C below 2**24, not in bfloat16).
-        top: return the maximum (the compiled kernel then skips writing it).
         argmax: compute the argmax.
         expsum: compute ``sum_c exp(x_c - max)``: softmax maximum = ``1 / expsum``,
             logsumexp = ``top + log(expsum)``.
@@ -114,9 +100,6 @@ def channel_stats(
     Returns:
         :class:`ChannelStats`.
     """
-    compiled = _native.channel_stats(logits, top=top, argmax=argmax, expsum=expsum)
-    if compiled is not None:
-        return ChannelStats(*compiled[:3])
     b, c, h, w = logits.shape
     device = logits.device
     maximum = logits.new_empty(b, h, w)
@@ -155,16 +138,10 @@ def argmax_and(
     logits: Tensor, value: Literal["logsumexp", "max_probability"], *, argmax: bool = True
 ) -> tuple[Tensor | None, Tensor]:
     """``(argmax, value)`` of ``(B, C, H, W)`` float32 logits in one pass (no gradient): the first
-    argmax (None unless ``argmax``) and the log-sum-exp or the maximum softmax probability.
-
-    The compiled kernel writes the value directly (no exp-sum or maximum map, no second pass);
-    the fallback derives it from :func:`channel_stats`.
+    argmax (None unless ``argmax``) and the log-sum-exp or the maximum softmax probability
+    (``1 / expsum``), both derived in place from :func:`channel_stats`.
     """
-    compiled = _native.channel_stats(logits, top=False, argmax=argmax, expsum=False,
-                                     logsumexp=value == "logsumexp", max_probability=value == "max_probability")
-    if compiled is not None:
-        return compiled[1], compiled[3] if value == "logsumexp" else compiled[4]
-    stats = channel_stats(logits, top=value == "logsumexp", argmax=argmax)
+    stats = channel_stats(logits, argmax=argmax)
     return stats.argmax, stats.logsumexp() if value == "logsumexp" else stats.expsum.reciprocal_()
 
 
@@ -183,9 +160,6 @@ def checked_logsumexp(logsumexp: Tensor, shape: tuple[int, ...]) -> Tensor:
 def pick_class(logits: Tensor, target: Tensor) -> Tensor:
     """``(B, H, W)`` logit of class ``target[b, y, x]`` (int64 in [0, C)) at every pixel (no gradient)."""
     with torch.no_grad():
-        picked = _native.pick_class(logits, target)
-        if picked is not None:
-            return picked
         return logits.gather(1, target.unsqueeze(1)).squeeze(1)
 
 
@@ -195,10 +169,6 @@ def class_probability(logits: Tensor, labels: Tensor, logsumexp: Tensor, *, igno
     1 where the label is outside [0, C) or ``ignore_index``. No gradient is recorded.
     """
     with torch.no_grad():
-        picked = _native.pick_class(logits, labels, mode="probability", offset=logsumexp,
-                                    ignore_index=ignore_index, fill=1.0)
-        if picked is not None:
-            return picked
         c = logits.shape[1]
         valid = (labels >= 0) & (labels < c) & (labels != ignore_index)
         target = torch.where(valid, labels.long(), 0)
@@ -219,9 +189,6 @@ class PixelCrossEntropy(torch.autograd.Function):
         lse = logsumexp(logits) if lse is None else lse.detach()
         ctx.save_for_backward(logits, target, valid, lse)
         with torch.no_grad():
-            ce = _native.pick_class(logits, target, mode="cross_entropy", offset=lse, mask=valid, fill=0.0)
-            if ce is not None:
-                return ce
             return torch.where(valid, lse - pick_class(logits, target), 0.0)
 
     @staticmethod

@@ -1,11 +1,12 @@
 """8-connected components of a batch of binary maps, computed on the tensors' own device.
 
-Adaptive CutMix needs the connected components of one class in the teacher's prediction of an
-unlabeled image. The authors' release moves the map to the host for skimage; here the map never
-leaves the training device. On an accelerator the labelling is pure torch (below). On the CPU,
-where the tensor already lives in host memory, ``scipy.ndimage.label`` labels the batch in place
-through a zero-copy numpy view (one call for the whole batch, ~20x faster than the torch
-iteration on two cores); both backends return the same labels and are tested against each other.
+Adaptive CutMix needs the box of a random large connected component of one class in the
+teacher's prediction of an unlabeled image (:func:`component_boxes`). The authors' release moves
+the map to the host for skimage; here the map never leaves the training device. On an
+accelerator the labelling is pure torch (below). On the CPU, where the tensor already lives in
+host memory, ``scipy.ndimage.label`` labels the batch in place through a zero-copy numpy view
+(one call for the whole batch, ~20x faster than the torch iteration on two cores); both backends
+return the same labels and are tested against each other.
 
 Torch algorithm: every foreground pixel starts with its own flat index ``y * W + x`` as label; each
 iteration (1) takes the minimum label of the 3x3 neighbourhood (a separable min filter),
@@ -25,13 +26,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["connected_components", "mask_boxes"]
+__all__ = ["component_boxes", "connected_components", "mask_boxes"]
 
 logger = logging.getLogger(__name__)
 
@@ -193,3 +195,54 @@ def mask_boxes(mask: Tensor) -> tuple[Tensor, Tensor]:
     left = cols.argmax(dim=1)
     right = w - cols.flip(1).argmax(dim=1)
     return torch.stack([top, left, bottom, right], dim=1), rows.amax(dim=1).bool()
+
+
+def component_boxes(
+    pred: Tensor, classes: Tensor, *, area_thresh: float, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Bounding box of a random large 8-connected component of the given class, per map.
+
+    A component is large when its pixel count exceeds ``area_thresh * H * W``. Among the
+    ``L`` large components of ``classes[b]`` in ``pred[b]``, taken in the raster order of their
+    first pixels, the ``floor(u * L)``-th is picked for one uniform ``u`` per map: uniformly,
+    as the release's "first large one in random order".
+
+    The labels come from :func:`connected_components` (one call for the batch), the areas from
+    one scatter, the pick and the box from tensor operations: no loop over maps or components.
+
+    Args:
+        pred: ``(B, H, W)`` integer class maps (teacher argmax of the partner images).
+        classes: ``(B,)`` int64 class per map.
+        area_thresh: fraction of the image a component must exceed.
+        generator: random source on ``pred.device`` (``B`` uniforms).
+
+    Returns:
+        ``(boxes, found)``: ``(B, 4)`` int64 tightest boxes of the chosen components, and
+        ``(B,)`` bool, False where the class is absent or no component is large enough (the
+        box is then all zeros).
+    """
+    if pred.dim() != 3 or classes.shape != pred.shape[:1]:
+        raise ValueError(f"pred must be (B, H, W) and classes (B,), got {tuple(pred.shape)}, {tuple(classes.shape)}")
+    b, h, w = pred.shape
+    n = h * w
+    # area > area_thresh * n  <=>  area > floor(area_thresh * n), for integer areas
+    max_small_area = math.floor(area_thresh * n)
+    uniform = torch.rand(b, generator=generator, device=pred.device)
+    classes = classes.to(pred.device)
+    if n == 0:  # maps without pixels have no components
+        return torch.zeros(b, 4, dtype=torch.long, device=pred.device), torch.zeros(b, dtype=torch.bool, device=pred.device)
+    mask = pred == classes.view(b, 1, 1).to(pred.dtype)
+    labels = connected_components(mask).view(b, n)  # -1 background, else root index
+    index = torch.where(labels >= 0, labels, n)
+    areas = torch.zeros(b, n + 1, dtype=torch.long, device=pred.device)
+    areas.scatter_add_(1, index, torch.ones_like(index))
+    large_root = areas[:, :n] > max_small_area  # (B, N): only roots carry an area
+    large = large_root.sum(dim=1)  # (B,)
+    found = large > 0
+    # u * L can round up to L in float32: the minimum holds it to the last large component
+    pick = torch.minimum((uniform * large.float()).floor().long(), large - 1)
+    rank = large_root.cumsum(dim=1) - 1  # rank of each large root in raster order
+    root = (large_root & (rank == pick.unsqueeze(1))).to(torch.uint8).argmax(dim=1)
+    chosen = (labels == root.unsqueeze(1)) & found.unsqueeze(1)
+    boxes, _ = mask_boxes(chosen.view(b, h, w))
+    return torch.where(found.unsqueeze(1), boxes, 0), found

@@ -1,6 +1,6 @@
 """Adaptive Copy-Paste on a labeled batch.
 
-Categories are sampled from the Copy-Paste distribution (:func:`ael.core.bank.
+Categories are sampled from the Copy-Paste distribution (:func:`ael.core.distributions.
 copy_paste_class_probs`): k draws with replacement, duplicates dropped. Each target image is
 then pasted with probability ``prob``: every pixel of its paste source whose label is one of
 its categories is copied, image and label, onto the target. Ignore pixels are never pasted.
@@ -21,8 +21,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from . import _native
-from .bank import sample_classes
+from .distributions import sample_classes
 
 __all__ = ["CopyPasteResult", "adaptive_copy_paste", "sample_categories"]
 
@@ -155,11 +154,6 @@ def adaptive_copy_paste(
     source = keys.argmax(dim=1)  # (B,)
     applied = coin & eligible.any(dim=1)
 
-    compiled = _native.copy_paste(images, labels, source_images, source_labels, source, chosen, applied,
-                                  ignore_index=ignore_index)  # the compiled kernel, on a CPU
-    if compiled is not None:
-        new_images, new_labels, counts = compiled
-        return CopyPasteResult(new_images, new_labels, chosen, counts > 0, applied, torch.where(applied, source, -1))
     src_labels = source_labels.index_select(0, source)  # (B, H, W)
     src_images = source_images.index_select(0, source)  # (B, 3, H, W)
     src_valid = (src_labels >= 0) & (src_labels < c) & (src_labels != ignore_index)

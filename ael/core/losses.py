@@ -13,7 +13,6 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from . import _native
 from ._channel_ops import (
     PixelCrossEntropy,
     argmax_and,
@@ -93,7 +92,7 @@ def class_argmax(logits: Tensor) -> Tensor:
     """
     if logits.dim() != 4:
         raise ValueError(f"logits must have shape (B, C, H, W), got {tuple(logits.shape)}")
-    return channel_stats(logits.detach().float(), top=False, expsum=False).argmax
+    return channel_stats(logits.detach().float(), expsum=False).argmax
 
 
 def max_probability(logits: Tensor, *, inside: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
@@ -189,19 +188,6 @@ def pseudo_labels(teacher_logits: Tensor) -> tuple[Tensor, Tensor]:
     return argmax_and(teacher_logits.detach().float(), "max_probability")
 
 
-def random_words(count: int, *, generator: torch.Generator | None = None, device: torch.device | str | None = None) -> Tensor:
-    """``ceil(count / 2)`` random int64 words in [0, 2**63), the source of ``count`` uniforms
-    (:func:`uniforms_from_words`): on a CPU a third of the cost of ``torch.rand(count)``."""
-    return torch.empty((count + 1) // 2, dtype=torch.int64, device=device).random_(generator=generator)
-
-
-def uniforms_from_words(words: Tensor, count: int) -> Tensor:
-    """``(count,)`` float32 uniforms in [0, 1) of ``torch.rand``'s 24-bit resolution: uniform ``k``
-    is bits ``[24 * (k % 2), 24 * (k % 2) + 24)`` of ``words[k // 2]`` times 2**-24 (exact)."""
-    fields = torch.stack([words & 0xFFFFFF, (words >> 24) & 0xFFFFFF], dim=1).view(-1)[:count]
-    return fields.float().mul_(2.0**-24)
-
-
 def equalization_mask(
     pred: Tensor,
     ratio: Tensor,
@@ -213,10 +199,10 @@ def equalization_mask(
 
     Args:
         pred: ``(B, H, W)`` int64 student-predicted classes (argmax), in [0, C).
-        ratio: ``(C,)`` rates r_c (:func:`ael.core.bank.equalization_ratio`).
-        shared_field: False (paper): one uniform per pixel, from :func:`random_words` (half as
-            many words as pixels). True (release): one uniform field ``(H, W)`` per class,
-            shared by the images of the batch (``C*H*W`` uniforms of ``torch.rand``).
+        ratio: ``(C,)`` rates r_c (:func:`ael.core.distributions.equalization_ratio`).
+        shared_field: False (paper): one uniform per pixel (``B*H*W`` uniforms). True
+            (release): one uniform field ``(H, W)`` per class, shared by the images of the
+            batch (``C*H*W`` uniforms).
         generator: random source on ``pred.device``.
 
     Returns:
@@ -227,69 +213,15 @@ def equalization_mask(
     b, h, w = pred.shape
     c = ratio.shape[0]
     ratio = ratio.float().to(pred.device)
-    if not shared_field:
-        words = random_words(b * h * w, generator=generator, device=pred.device)
-        kept = _native.keep_mask(pred, ratio, words)  # the compiled kernel, on a CPU
-        if kept is not None:
-            return kept
-        u = uniforms_from_words(words, b * h * w).view(b, h, w)
     index = pred.long().clamp(0, c - 1)
     rate = ratio.index_select(0, index.reshape(-1)).view(b, h, w)  # 3x faster than [index]
     if shared_field:
         fields = torch.rand(c, h * w, generator=generator, device=pred.device)
         u = fields.gather(0, index.reshape(b, h * w)).view(b, h, w)
+    else:
+        u = torch.rand(b, h, w, generator=generator, device=pred.device)
     # Kept when u > 1 - r (as the release), i.e. with probability r; r = 1 always keeps.
     return (u > 1.0 - rate).float()
-
-
-class _CompiledPseudoLabelLoss(torch.autograd.Function):
-    """``sums[0] / denominator`` from :func:`ael.core._native.pseudo_label_loss`, with the
-    gradient from its compiled backward (no per-pixel map is kept between the two)."""
-
-    @staticmethod
-    def forward(ctx, logits: Tensor, sums: Tensor, denominator: Tensor, lse: Tensor, labels: Tensor,  # type: ignore[override]
-                confidence: Tensor, sample: Tensor | None, options: dict) -> Tensor:
-        ctx.save_for_backward(logits, lse, labels, confidence, sample, denominator)
-        ctx.options = options
-        return sums[0].float() / denominator
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        logits, lse, labels, confidence, sample, denominator = ctx.saved_tensors
-        grad_logits = None
-        if ctx.needs_input_grad[0]:
-            grad_logits = _native.pseudo_label_loss_backward(logits.detach(), lse, labels, confidence, sample,
-                                                             grad / denominator, **ctx.options)
-        return grad_logits, None, None, None, None, None, None, None
-
-
-def _compiled_unsup_loss(
-    student_logits: Tensor,
-    labels: Tensor,
-    confidence: Tensor,
-    *,
-    conf_thresh: float,
-    gamma: float,
-    sample_mask: Tensor | None,
-    normalize: str,
-    ignore_index: int,
-    logsumexp: Tensor | None,
-) -> Tensor | None:
-    """:func:`unsup_loss` through the compiled kernels (one pass for the sums, one for the
-    gradient), or None where they do not apply (not a CPU float32 tensor, no kernel)."""
-    if student_logits.device.type != "cpu" or student_logits.dtype != torch.float32 or not _native.available():
-        return None
-    if logsumexp is None:
-        lse = argmax_and(student_logits.detach(), "logsumexp", argmax=False)[1]
-    else:
-        lse = checked_logsumexp(logsumexp, labels.shape)
-    sample = None if sample_mask is None else sample_mask.detach().float()
-    options = {"ignore_index": ignore_index, "conf_thresh": conf_thresh, "gamma": gamma}
-    sums = _native.pseudo_label_loss(student_logits.detach(), lse, labels, confidence, sample, **options)
-    if sums is None:
-        return None
-    denominator = (sums[1] if normalize == "valid" else sums[2]).float().clamp_min(1e-12)
-    return _CompiledPseudoLabelLoss.apply(student_logits, sums, denominator, lse, labels, confidence, sample, options)
 
 
 def unsup_loss(
@@ -337,11 +269,6 @@ def unsup_loss(
     if sample_mask is not None and sample_mask.shape != labels.shape:
         raise ValueError(f"sample_mask must have shape {tuple(labels.shape)}, got {tuple(sample_mask.shape)}")
     confidence = confidence.detach().float()
-    compiled = _compiled_unsup_loss(student_logits, labels, confidence, conf_thresh=conf_thresh,
-                                    gamma=gamma if reweight else 0.0, sample_mask=sample_mask,
-                                    normalize=normalize, ignore_index=ignore_index, logsumexp=logsumexp)
-    if compiled is not None:
-        return compiled
     valid, target = _valid_target(labels, student_logits.shape[1], ignore_index)
     valid = valid & (confidence >= conf_thresh)
     ce = _pixel_cross_entropy(student_logits, target, valid, logsumexp)

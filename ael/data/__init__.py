@@ -12,14 +12,9 @@ The trainer needs three calls::
 
 from ael.data.base import DatasetError, Sample, SegmentationDataset, SubsetDataset
 from ael.data.info import IGNORE_INDEX, DatasetInfo, default_palette
-from ael.data.loaders import (
-    InfiniteLoader,
-    InfiniteShardedSampler,
-    TrainLoaders,
-    build_train_loaders,
-    build_val_loader,
-)
+from ael.data.loaders import InfiniteLoader, TrainLoaders, build_train_loaders, build_val_loader
 from ael.data.registry import DATASETS, SplitDatasets, build_dataset, build_split_datasets, open_dataset
+from ael.data.sampling import InfiniteShardedSampler
 from ael.data.splits import Split, read_split, resolve_protocol, write_split
 from ael.data.synthetic import SyntheticSegmentation, render_synthetic, synthetic_layout
 

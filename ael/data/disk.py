@@ -30,6 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ael.data.base import DatasetError, Sample, SegmentationDataset
 from ael.data.info import IGNORE_INDEX, DatasetInfo
+from ael.fs import write_atomic
 
 __all__ = [
     "INVALID",
@@ -303,9 +304,7 @@ class FileSegmentationDataset(SegmentationDataset):
     def _save_cache(self, path: Path, records: dict[str, dict]) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps({"version": _CACHE_VERSION, "files": records}), encoding="utf-8")
-            os.replace(tmp, path)
+            write_atomic(path, json.dumps({"version": _CACHE_VERSION, "files": records}))
         except OSError as err:
             logger.warning("could not write the dataset cache %s (%s); statistics will be recomputed", path, err)
 

@@ -1,4 +1,4 @@
-"""Which training images are labeled: standard protocols, seeded draws, split files, ``ael splits``.
+"""Which training images are labeled: standard protocols, seeded draws, split files.
 
 A split is two disjoint id lists. It is drawn deterministically from a seed (a permutation of
 the sorted pool), written as ``labeled.txt`` / ``unlabeled.txt`` (one id per line) that a run
@@ -19,9 +19,7 @@ the rest of ``unlabeled_pool``):
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -30,13 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from ael.data.base import DatasetError, SegmentationDataset
+from ael.fs import write_atomic
 
 __all__ = [
     "PROTOCOLS",
     "Protocol",
     "Split",
     "check_split",
-    "cli_main",
     "draw_split",
     "read_id_list",
     "read_split",
@@ -240,42 +238,10 @@ def read_split(dataset: SegmentationDataset, labeled_list: str | Path,
 
 
 def write_split(split: Split, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``labeled.txt`` and ``unlabeled.txt`` (one id per line) into ``out_dir``."""
+    """Write ``labeled.txt`` and ``unlabeled.txt`` (one id per line) into ``out_dir``, each atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = (out / "labeled.txt", out / "unlabeled.txt")
     for path, ids in zip(paths, (split.labeled, split.unlabeled)):
-        path.write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+        write_atomic(path, "".join(f"{i}\n" for i in ids))
     return paths
-
-
-def cli_main(argv: list[str]) -> int:
-    """``ael splits``: draw a protocol's split for a dataset on disk and write its two lists."""
-    from ael.data.registry import DATASETS, protocol_split  # late: the registry imports this module
-
-    named = "; ".join(f"{d}: {', '.join(t)}" for d, t in PROTOCOLS.items() if t)
-    parser = argparse.ArgumentParser(
-        prog="ael splits",
-        description="Draw a labeled/unlabeled split of a dataset on disk and write labeled.txt and "
-                    "unlabeled.txt (one id per line).",
-        epilog=f"Named protocols: {named}. Any dataset also takes a fraction (1/8, 0.125) or a count.")
-    parser.add_argument("dataset", choices=[d for d in DATASETS if d != "synthetic"])
-    parser.add_argument("--root", required=True, help="dataset folder")
-    parser.add_argument("--protocol", default="1/8", help="protocol name, fraction (1/8, 0.125) or count")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", required=True, help="folder for labeled.txt and unlabeled.txt")
-    parser.add_argument("--cache-dir", default=None, help="statistics cache when the dataset is read-only")
-    args = parser.parse_args(argv)
-    try:
-        protocol = resolve_protocol(args.dataset, args.protocol)
-        split, train = protocol_split(args.dataset, root=args.root, protocol=protocol, seed=args.seed,
-                                      cache_dir=args.cache_dir, validate=False)
-        labeled_path, unlabeled_path = write_split(split, args.out)
-    except DatasetError as err:
-        print(f"ael splits: error: {err}", file=sys.stderr)
-        return 2
-    print(f"{args.dataset} protocol {protocol.name} seed {args.seed}: "
-          f"{len(split.labeled)} labeled ids from {protocol.labeled_pool} -> {labeled_path}")
-    print(f"{len(split.unlabeled)} unlabeled ids from {train.split} -> {unlabeled_path}")
-    return 0
-

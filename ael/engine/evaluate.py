@@ -36,6 +36,7 @@ from torch import nn
 
 from ael.engine.distributed import all_reduce_sum_
 from ael.engine.metrics import ConfusionMatrix, SegMetrics, metrics_from_confusion
+from ael.models import precision
 
 __all__ = [
     "EvalResult",
@@ -49,14 +50,9 @@ logger = logging.getLogger(__name__)
 
 Model = Callable[[torch.Tensor], Any]
 
-_AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_amp_dtype(name: str) -> torch.dtype | None:
-    """Map the config's ``amp`` name (``"none"``, ``"bf16"``, ``"fp16"``) to an autocast dtype."""
-    if name not in _AMP:
-        raise ValueError(f"amp={name!r} is not one of {', '.join(map(repr, _AMP))}")
-    return _AMP[name]
+#: Deprecated alias of :func:`ael.models.precision.amp_dtype`, kept while the trainer
+#: (``ael.engine.trainer``) still imports it from here; remove once it imports ``amp_dtype``.
+resolve_amp_dtype = precision.amp_dtype
 
 
 @dataclass(frozen=True)
@@ -86,9 +82,7 @@ def _eval_mode(model: Model) -> Iterator[None]:
 
 def _forward(model: Model, images: torch.Tensor, amp_dtype: torch.dtype | None) -> torch.Tensor:
     """``(N, C, h, w)`` float32 logits of ``(N, 3, h, w)`` images."""
-    ctx = (torch.autocast(device_type=images.device.type, dtype=amp_dtype)
-           if amp_dtype is not None else contextlib.nullcontext())
-    with ctx:
+    with precision.autocast(images.device, amp_dtype):
         out = model(images)
     if isinstance(out, Mapping):
         if "out" not in out:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ael.config import Config, apply_overrides, config_from_dict
-from ael.runs.reader import read_manifest
+from ael.runs.manifest import read_manifest
 from ael.runs.schema import MANIFEST_FILE, RunStoreError
 
 __all__ = ["RunFolderError", "load_run_config", "run_manifest"]

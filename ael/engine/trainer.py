@@ -40,7 +40,7 @@ from ael.engine.run_folder import RunFolderError, load_run_config, run_manifest
 from ael.methods import MethodContext, StepStorage, TrainBatch, build_method, method_class
 from ael.models import parameter_groups
 from ael.models.precision import amp_dtype
-from ael.runs.writer import RunWriter, new_run_id
+from ael.runs import RunWriter, start_run
 
 __all__ = ["EXIT_STOPPED", "RunFolderError", "TrainResult", "Trainer", "TrainingStopped", "load_run_config", "train"]
 
@@ -52,17 +52,6 @@ EXIT_STOPPED = 75
 
 class TrainingStopped(RuntimeError):
     """Training stopped on request before the planned iterations (the run can be resumed)."""
-
-
-def unused_run_id(runs_dir: str | os.PathLike[str], preset: str) -> str:
-    """A new run id for ``preset``: ids have one-second resolution, so a second run started in the
-    same second (a benchmark, a notebook) gets ``-2``, ``-3``, ... rather than a refusal."""
-    base = new_run_id(preset)
-    run_id, n = base, 1
-    while (Path(runs_dir) / run_id).exists():
-        n += 1
-        run_id = f"{base}-{n}"
-    return run_id
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -186,10 +175,11 @@ class Trainer:
                   "ignore_index": self.info.ignore_index, "config": config_to_dict(cfg),
                   "dataset": cfg.data.dataset, "split": split, "total_steps": cfg.train.iterations,
                   "heartbeat_s": run.heartbeat_s, "stalled_after_s": run.stalled_after_s,
-                  "media_queue": run.media_queue, "extra": extra}
+                  "media_queue": run.media_queue, "extra": extra, "method": self.method.name,
+                  "vectors": self.method.vectors()}
         if resume_path is not None:
             return RunWriter(resume_path.parent, resume_path.name, resume=True, resume_step=self.iteration, **common)
-        writer = RunWriter(run.runs_dir, run.name or unused_run_id(run.runs_dir, preset), **common)
+        writer = start_run(run.runs_dir, run.name, preset=preset, **common)
         dump_config(cfg, writer.run_dir / "config.yaml")
         self._write_split(writer.run_dir)
         return writer

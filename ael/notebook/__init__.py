@@ -20,13 +20,8 @@ from ael.notebook.common import (
     sync_figure,
 )
 from ael.notebook.controls import LauncherPanel
-from ael.notebook.explorer import (
-    CAMVID_ROOT,
-    AugmentationExplorer,
-    ExplorerDraw,
-    ExplorerUI,
-    explorer_dataset,
-)
+from ael.notebook.explorer import CAMVID_ROOT, AugmentationExplorer, ExplorerDraw, explorer_dataset
+from ael.notebook.explorer_ui import ExplorerUI
 from ael.notebook.launcher import LauncherError, TrainingLauncher
 from ael.notebook.monitor import LiveMonitor, sample_strip
 from ael.notebook.worker import EXIT_STOPPED, StopRequested

@@ -17,15 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ael.engine.trainer import TAIL_SHARE, tail_classes
-from ael.runs import Run, list_runs, open_run
-from ael.viz.figures import (
-    class_heatmap_figure,
-    class_lines_figure,
-    grouped_bars_figure,
-    iou_frequency_figure,
-    scalar_lines_figure,
-)
+from ael.runs import Run, best_evaluation, list_runs, open_run, tail_boundary, tail_classes
+from ael.viz.class_figures import grouped_bars_figure, iou_frequency_figure
+from ael.viz.figures import class_heatmap_figure, class_lines_figure, scalar_lines_figure
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,7 +34,7 @@ _STRATEGIES = (("copy_paste", "adaptive Copy-Paste"), ("cutmix", "adaptive CutMi
 
 
 def tail_mask(frequencies: np.ndarray) -> np.ndarray:
-    """``(C,)`` bool: the trainer's tail rule (:func:`ael.engine.trainer.tail_classes`) as an array."""
+    """``(C,)`` bool: the one tail rule (:func:`ael.runs.tail_classes`) as an array."""
     return np.asarray(tail_classes(np.asarray(frequencies, dtype=np.float64).tolist()), dtype=bool)
 
 
@@ -125,20 +119,16 @@ class RunAnalysis:
 
     def _result(self, run: Run) -> RunResult:
         names = run.class_names
-        freq = (run.manifest.get("extra") or {}).get("class_frequencies")
-        if isinstance(freq, list) and len(freq) == len(names):
-            frequencies = np.asarray(freq, dtype=np.float64)
-        elif "freq_labeled" in run.class_vector_names():
-            frequencies = run.class_vectors("freq_labeled").values.mean(axis=0)
-        else:
+        frequencies = run.class_frequencies()
+        if frequencies is None:
             frequencies = np.full(len(names), np.nan)
         evals = self._evals(run)
         last = evals[-1] if evals else None
-        finite = [e.miou for e in evals if math.isfinite(e.miou)]
+        best = best_evaluation(evals)
         return RunResult(
             run_id=run.run_id, method=method_label(run.config), status=run.status(), class_names=names,
             frequencies=frequencies, step=last.step if last else None,
-            miou=last.miou if last else math.nan, best_miou=max(finite) if finite else math.nan,
+            miou=last.miou if last else math.nan, best_miou=best.miou if best else math.nan,
             iou=np.asarray(last.iou, dtype=np.float64) if last else np.full(len(names), np.nan))
 
     # -------------------------------------------------------------------------- tables
@@ -178,7 +168,7 @@ class RunAnalysis:
         first = self.results[self.comparable[0]]
         ious = {self.labels[run_id]: 100 * self.results[run_id].iou for run_id in self.comparable}
         return iou_frequency_figure(first.frequencies, ious, self.class_names,
-                                    tail_share=TAIL_SHARE / len(self.class_names),
+                                    tail_share=tail_boundary(len(self.class_names)),
                                     title="Per-class IoU against pixel frequency (tail: left of the line)")
 
     def class_iou_figure(self) -> go.Figure:

@@ -25,11 +25,10 @@ from ael.config import (
 )
 from ael.config.demo import demo_config
 from ael.resources import CHECKOUT_ROOT, presets_dir
+from ael.runs import row_at  # the one definition; re-exported for the notebook modules
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
-
-    from ael.runs import ClassSeries
 
 __all__ = [
     "ABLATIONS_DIR",
@@ -106,17 +105,6 @@ def png_bytes(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(np.asarray(image, dtype=np.uint8))).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def row_at(series: ClassSeries, step: int | None) -> tuple[int, np.ndarray] | None:
-    """The latest row of ``series`` at or before ``step`` (the last row when None): ``(its step, (C,))``."""
-    if len(series.steps) == 0:
-        return None
-    if step is None:
-        i = len(series.steps) - 1
-    else:
-        i = max(0, int(np.searchsorted(series.steps, step, side="right")) - 1)
-    return int(series.steps[i]), np.asarray(series.values[i], dtype=np.float64)
 
 
 def figure_widget(fig: go.Figure | None = None) -> go.FigureWidget:

@@ -1,11 +1,10 @@
-"""Explore AEL's adaptive augmentations with widgets: a confidence bank in, distributions and draws out.
+"""Explore AEL's adaptive augmentations: a confidence bank in, distributions and draws out.
 
 :class:`AugmentationExplorer` is the logic: it holds a bank (set per class by hand, or read from
 a run at a step), k, the CutMix area thresholds and a seed, and draws adaptive Copy-Paste and
 CutMix on real dataset images through :class:`ael.lab.AugmentationLab` (the same ``ael.core``
-functions as the trainer). :class:`ExplorerUI` binds ipywidgets to it: sliders per class, k, the
-thresholds, the seed, and a run / step picker; every change redraws the distributions figure and
-the two previews in place.
+functions as the trainer), with the figure, image strips and words that show a draw. Its
+ipywidgets are :class:`ael.notebook.explorer_ui.ExplorerUI`'s.
 """
 
 from __future__ import annotations
@@ -22,16 +21,15 @@ import numpy as np
 from ael.data.base import SegmentationDataset
 from ael.data.info import IGNORE_INDEX, default_palette
 from ael.lab import AugmentationLab, CopyPasteDraw, CutMixDraw, LabDistributions
-from ael.notebook.common import REPO_ROOT, figure_widget, png_bytes, row_at, sync_figure
-from ael.runs import Run, RunStoreError, list_runs, open_run
+from ael.notebook.common import REPO_ROOT, row_at
+from ael.runs import Run
 from ael.viz import draw_box, overlay, tile
-from ael.viz.figures import class_bars_figure
+from ael.viz.class_figures import class_bars_figure
 
 if TYPE_CHECKING:
-    import ipywidgets
     import plotly.graph_objects as go
 
-__all__ = ["CAMVID_ROOT", "AugmentationExplorer", "ExplorerDraw", "ExplorerUI", "explorer_dataset"]
+__all__ = ["CAMVID_ROOT", "AugmentationExplorer", "ExplorerDraw", "explorer_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +226,7 @@ class AugmentationExplorer:
         return self._draw
 
     def distribution_figure(self, draw: ExplorerDraw | None = None) -> go.Figure:
-        """The bank and the three distributions, one row each (:func:`ael.viz.figures.class_bars_figure`)."""
+        """The bank and the three distributions, one row each (:func:`ael.viz.class_figures.class_bars_figure`)."""
         d = (draw or self.draw()).distributions
         sampled = sorted(set((draw or self.draw()).copy_paste.chosen) | {(draw or self.draw()).cutmix.sampled_class})
         return class_bars_figure(
@@ -272,132 +270,3 @@ class AugmentationExplorer:
                 f"target #{cp.target}, source #{cp.source}. CutMix: class {cm.sampled_class}: "
                 f"{names[cm.sampled_class]}, partner #{cm.image_b} {partner}; box (top, left, bottom, right) "
                 f"{list(cm.box)} from {how}.")
-
-
-class ExplorerUI:
-    """ipywidgets for an :class:`AugmentationExplorer`; every control change redraws in place.
-
-    Args:
-        explorer: the logic.
-        runs_dir: a runs folder whose runs' banks can be loaded (None: hand-edited only).
-
-    Attributes:
-        sliders: one ``FloatSlider`` per class (the bank).
-        k, area_thresh, area_thresh2, seed: the parameter controls.
-        run, step: the run picker and its step slider.
-        figure: the distributions ``FigureWidget``; copy_paste, cutmix: ``Image`` previews;
-        text: the description.
-    """
-
-    def __init__(self, explorer: AugmentationExplorer, *, runs_dir: str | os.PathLike[str] | None = None) -> None:
-        import ipywidgets as w
-
-        self.explorer = explorer
-        self.runs_dir = Path(runs_dir) if runs_dir is not None else None
-        self._run: Run | None = None
-        self._quiet = False
-        self.renders = 0
-        names = explorer.class_names
-        slider_layout = w.Layout(width="320px")
-        self.sliders = [
-            w.FloatSlider(value=float(explorer.bank[c]), min=0.0, max=1.0, step=0.01, description=f"{c}: {name}"[:18],
-                          continuous_update=False, layout=slider_layout, style={"description_width": "110px"})
-            for c, name in enumerate(names)
-        ]
-        self.k = w.IntSlider(value=explorer.num_categories, min=1, max=explorer.num_classes, description="k",
-                             continuous_update=False)
-        self.area_thresh = w.FloatSlider(value=explorer.area_thresh, min=0.0, max=0.2, step=0.001, readout_format=".3f",
-                                         description="area_thresh", continuous_update=False)
-        self.area_thresh2 = w.FloatSlider(value=explorer.area_thresh2, min=0.0, max=0.2, step=0.001,
-                                          readout_format=".3f", description="area_thresh2", continuous_update=False)
-        self.seed = w.IntText(value=explorer.seed, description="seed")
-        self.redraw = w.Button(description="Re-draw", icon="random")
-        run_ids = [r.run_id for r in list_runs(self.runs_dir)] if self.runs_dir is not None and self.runs_dir.is_dir() else []
-        self.run = w.Dropdown(options=["(by hand)", *run_ids], value="(by hand)", description="bank of run")
-        self.step = w.IntSlider(value=0, min=0, max=0, description="at step", continuous_update=False, disabled=True)
-        self.figure = figure_widget()
-        self.copy_paste = w.Image(format="png", layout=w.Layout(width="auto", max_width="100%"))
-        self.cutmix = w.Image(format="png", layout=w.Layout(width="auto", max_width="100%"))
-        self.text = w.HTML()
-        for c, slider in enumerate(self.sliders):
-            slider.observe(lambda change, c=c: self._on_slider(c, change["new"]), names="value")
-        for control in (self.k, self.area_thresh, self.area_thresh2, self.seed):
-            control.observe(lambda _change: self._on_params(), names="value")
-        self.redraw.on_click(lambda _b: setattr(self.seed, "value", self.seed.value + 1))
-        self.run.observe(lambda change: self._on_run(change["new"]), names="value")
-        self.step.observe(lambda _change: self._load_run_bank(), names="value")
-        columns = 4
-        grid = [w.HBox(self.sliders[i : i + columns]) for i in range(0, len(self.sliders), columns)]
-        self.box = w.VBox([
-            w.HTML("<b>Confidence bank</b> (low = under-performing class: drawn more often)"),
-            *grid,
-            w.HBox([self.run, self.step]),
-            w.HBox([self.k, self.seed, self.redraw]),
-            w.HBox([self.area_thresh, self.area_thresh2]),
-            self.figure,
-            w.HTML("<b>Adaptive Copy-Paste</b>"), self.copy_paste,
-            w.HTML("<b>Adaptive CutMix</b>"), self.cutmix,
-            self.text,
-        ])
-        self.render()
-
-    # -------------------------------------------------------------------------- events
-
-    def _on_slider(self, cls: int, value: float) -> None:
-        if self._quiet:
-            return
-        self.explorer.set_class_confidence(cls, value)
-        self.render()
-
-    def _on_params(self) -> None:
-        self.explorer.set_params(num_categories=self.k.value, area_thresh=self.area_thresh.value,
-                                 area_thresh2=self.area_thresh2.value, seed=self.seed.value)
-        self.render()
-
-    def _on_run(self, run_id: str) -> None:
-        if run_id == "(by hand)" or self.runs_dir is None:
-            self._run = None
-            self.step.disabled = True
-            self.explorer.bank_source = "by hand"
-            self.render()
-            return
-        try:
-            self._run = open_run(self.runs_dir, run_id)
-        except RunStoreError as err:
-            self.text.value = f"<span style='color:#b00'>{err}</span>"
-            return
-        steps = self._run.class_vectors("bank").steps if "bank" in self._run.class_vector_names() else np.array([0])
-        self._quiet = True
-        self.step.max = max(int(steps[-1]), 1)
-        self.step.value = int(steps[-1])
-        self._quiet = False
-        self.step.disabled = False
-        self._load_run_bank()
-
-    def _load_run_bank(self) -> None:
-        if self._quiet or self._run is None:
-            return
-        self._run.poll()
-        try:
-            self.explorer.use_run_bank(self._run, self.step.value)
-        except ValueError as err:
-            self.text.value = f"<span style='color:#b00'>{err}</span>"
-            return
-        self._quiet = True
-        for slider, value in zip(self.sliders, self.explorer.bank):
-            slider.value = float(value)
-        self._quiet = False
-        self.render()
-
-    def render(self) -> None:
-        """Redraw the figure, the previews and the description from the explorer's state."""
-        draw = self.explorer.draw()
-        sync_figure(self.figure, self.explorer.distribution_figure(draw))
-        self.copy_paste.value = png_bytes(self.explorer.copy_paste_strip(draw))
-        self.cutmix.value = png_bytes(self.explorer.cutmix_strip(draw))
-        self.text.value = self.explorer.describe(draw)
-        self.renders += 1
-
-    def widget(self) -> ipywidgets.VBox:
-        """The whole explorer."""
-        return self.box

@@ -24,8 +24,7 @@ from typing import Any
 
 from ael.config import Config, dump_config
 from ael.notebook.worker import EXIT_STOPPED
-from ael.runs.schema import MANIFEST_FILE, check_run_id
-from ael.runs.writer import new_run_id
+from ael.runs.schema import MANIFEST_FILE, check_run_id, new_run_id
 
 __all__ = ["LauncherError", "TrainingLauncher"]
 

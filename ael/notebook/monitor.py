@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ael.notebook.common import figure_widget, png_bytes, sync_figure
-from ael.runs import Run, RunStoreError, open_run
+from ael.runs import Run, RunStoreError, open_run, tail_indices
 from ael.runs.schema import MANIFEST_FILE, check_run_id
 from ael.viz import confidence_colormap, draw_box, error_map, overlay, tile
-from ael.viz.figures import class_lines_figure, lowest_classes, scalar_lines_figure
+from ael.viz.figures import class_lines_figure, scalar_lines_figure
 
 if TYPE_CHECKING:
     import ipywidgets
@@ -85,7 +85,6 @@ class LiveMonitor:
     Args:
         runs_dir: the runs folder.
         run_id: the run (its folder may not exist yet: polls wait for it).
-        tail_count: rarest classes (labeled pixel share) drawn thick in the confidence figure.
         max_points: points kept per loss curve.
         stop_when_ended: the background thread stops once the run is finished or crashed.
 
@@ -95,11 +94,10 @@ class LiveMonitor:
         polls, updates: polls done, and how many of them found something new.
     """
 
-    def __init__(self, runs_dir: str | os.PathLike[str], run_id: str, *, tail_count: int = 3,
-                 max_points: int = 1500, stop_when_ended: bool = True) -> None:
+    def __init__(self, runs_dir: str | os.PathLike[str], run_id: str, *, max_points: int = 1500,
+                 stop_when_ended: bool = True) -> None:
         self.runs_dir = Path(runs_dir)
         self.run_id = check_run_id(run_id)
-        self.tail_count = tail_count
         self.max_points = max_points
         self.stop_when_ended = stop_when_ended
         #: The open run; while :meth:`start` polls, read it between :meth:`stop` and :meth:`start`.
@@ -194,13 +192,10 @@ class LiveMonitor:
         vectors = run.class_vector_names()
         if "bank" in vectors:
             bank = run.class_vectors("bank")
-            highlight: list[int] = []
-            if "freq_labeled" in vectors:
-                freq = run.class_vectors("freq_labeled")
-                highlight = lowest_classes(freq.values.mean(axis=0), self.tail_count)
+            highlight = tail_indices(run.class_frequencies())
             sync_figure(self.confidence, class_lines_figure(
                 bank.steps, bank.values, bank.class_names, palette=run.palette, highlight=highlight,
-                title="Per-class confidence Conf_c (thick: rarest classes)", y_title="Conf_c",
+                title="Per-class confidence Conf_c (thick: tail classes)", y_title="Conf_c",
                 uirevision=f"{uirev}/bank"))
         evals = run.evals()
         if evals:

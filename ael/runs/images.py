@@ -1,4 +1,4 @@
-"""Host-array conversion and the image files of the run store (JPEG, palette PNG, 8-bit PNG maps).
+"""The image codec of the run store: sample parts to JPEG, palette PNG and 8-bit PNG maps and back.
 
 Parts of a sample are stored by type (see :data:`ael.runs.schema.PART_TYPES`):
 
@@ -11,50 +11,30 @@ Parts of a sample are stored by type (see :data:`ael.runs.schema.PART_TYPES`):
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["EXTENSIONS", "decode_part", "encode_part", "prepare_part", "to_host_array", "to_uint8", "write_atomic"]
+from ael.runs.inputs import NAME, check_name, to_host_array
+from ael.runs.records import Sample, SampleRecord
+from ael.runs.schema import RunStoreError, resolve_media_path
+
+__all__ = [
+    "EXTENSIONS",
+    "decode_part",
+    "decode_sample",
+    "encode_part",
+    "prepare_part",
+    "prepare_sample",
+    "to_uint8",
+]
 
 EXTENSIONS = {"rgb": "jpg", "label": "png", "map": "png"}
 JPEG_QUALITY = 90
 IGNORE_RGB = (0, 0, 0)
-
-
-def to_host_array(value: Any, what: str) -> np.ndarray:
-    """``value`` as a numpy array: numpy, Python numbers/lists, or a CPU torch tensor.
-
-    CUDA tensors are refused rather than copied: moving them is the trainer's decision (it
-    batches the copies and avoids syncing the device in the step).
-
-    Raises:
-        TypeError: naming ``what`` for a device tensor or an unsupported type.
-    """
-    if isinstance(value, np.ndarray):
-        return value
-    if type(value).__module__.split(".")[0] == "torch" and hasattr(value, "device"):
-        if value.device.type != "cpu":
-            raise TypeError(
-                f"{what}: got a tensor on {value.device}; the run writer takes host values "
-                "(copy to the CPU in the trainer, once per log step)"
-            )
-        value = value.detach()
-        try:
-            return value.numpy()
-        except TypeError:  # bfloat16 and friends have no numpy dtype
-            return value.float().numpy()
-    try:
-        array = np.asarray(value)
-    except Exception as err:
-        raise TypeError(f"{what}: cannot convert {type(value).__name__} to an array ({err})") from None
-    if array.dtype == object:
-        raise TypeError(f"{what}: cannot convert {type(value).__name__} to a numeric array")
-    return array
 
 
 def _check_rgb(array: np.ndarray, what: str) -> np.ndarray:
@@ -115,6 +95,28 @@ def prepare_part(value: Any, part_type: str, what: str) -> np.ndarray:
     return np.array(array, dtype=np.float32, copy=True, order="C")  # halves what a float64 copy costs
 
 
+def prepare_sample(kind: str, step: int, groups: Mapping[str, Mapping[str, Any] | None]) -> dict[str, tuple[str, np.ndarray]]:
+    """All parts of one sample, checked and copied: part name -> ``(part type, array)``.
+
+    Args:
+        kind: the sample kind (for messages); step: its step.
+        groups: part type (``rgb``, ``label``, ``map``) -> part name -> array.
+
+    Raises:
+        ValueError / TypeError: naming the part at fault (shape, dtype, a name given twice, no parts).
+    """
+    parts: dict[str, tuple[str, np.ndarray]] = {}
+    for part_type, group in groups.items():
+        for name, value in (group or {}).items():
+            check_name(name, NAME, f"{kind} part")
+            if name in parts:
+                raise ValueError(f"sample {kind!r} at step {step}: part {name!r} is given twice")
+            parts[name] = (part_type, prepare_part(value, part_type, f"sample {kind!r} part {name!r}"))
+    if not parts:
+        raise ValueError(f"sample {kind!r} at step {step}: no images, labels or maps given")
+    return parts
+
+
 def to_uint8(array: np.ndarray, part_type: str) -> np.ndarray:
     """A prepared part as the uint8 array its file stores (floats: [0, 1] -> [0, 255])."""
     if array.dtype == np.uint8:
@@ -147,16 +149,6 @@ def encode_part(array: np.ndarray, part_type: str, f: Any, palette: Any = None) 
         raise ValueError(f"unknown part type {part_type!r}")
 
 
-def write_atomic(path: Path, write: Any) -> None:
-    """Write a file through ``write(f)`` to a temp name, fsync it and rename it into place."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def decode_part(path: Path, part_type: str) -> np.ndarray:
     """Read one stored part back (see the module docstring for the decoded forms)."""
     with Image.open(path) as image:
@@ -169,3 +161,28 @@ def decode_part(path: Path, part_type: str) -> np.ndarray:
         if part_type == "map":
             return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
     raise ValueError(f"{path}: unknown part type {part_type!r}")
+
+
+def decode_sample(run_dir: Path, record: SampleRecord, parts: Sequence[str] | None = None, *,
+                  palette: np.ndarray | None = None, ignore_index: int | None = None) -> Sample:
+    """Decode the files of one sample of the run in ``run_dir`` (all parts, or the ones named).
+
+    Raises:
+        KeyError: a part the sample does not have.
+        RunStoreError: a path that leaves the run folder, or a missing/undecodable file.
+    """
+    decoded: dict[str, dict[str, np.ndarray]] = {"rgb": {}, "label": {}, "map": {}}
+    for name in parts if parts is not None else list(record.files):
+        if name not in record.files:
+            raise KeyError(f"sample {record.kind!r} at step {record.step} has no part {name!r}")
+        path = resolve_media_path(run_dir, record.files[name])
+        part_type = record.parts[name]
+        try:
+            array = decode_part(path, part_type)
+        except FileNotFoundError:
+            raise RunStoreError(f"{path}: missing (named by {record.kind!r} at step {record.step})") from None
+        except (OSError, ValueError) as err:
+            raise RunStoreError(f"{path}: cannot decode ({err})") from None
+        decoded[part_type][name] = array
+    return Sample(record=record, images=decoded["rgb"], labels=decoded["label"], maps=decoded["map"],
+                  palette=palette, ignore_index=ignore_index)

@@ -1,37 +1,20 @@
-"""JSON-lines plumbing of the run store: compact encoding, torn-tail repair, incremental tailing.
+"""The append-only JSON-lines streams of the run store: one record per line, tailed by byte offset.
 
 Only whole lines count: a writer appends ``line + "\\n"`` in one write, so a line without its
-newline is one being written (or torn by a crash) and is left for later.
+newline is one being written (or torn by a crash) and is left for later. How big arrays inside a
+record are encoded is :mod:`ael.runs.codecs`'s job; repairing a torn tail is :mod:`ael.runs.files`'s.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import logging
 import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-__all__ = [
-    "DamagedRunWarning",
-    "JsonlTail",
-    "RawJson",
-    "decode_array",
-    "drop_torn_tail",
-    "encode_array",
-    "encode_record",
-    "format_vector",
-]
-
-logger = logging.getLogger(__name__)
-
-_NONFINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+__all__ = ["DamagedRunWarning", "JsonlTail", "RawJson", "encode_record"]
 
 
 class DamagedRunWarning(UserWarning):
@@ -40,37 +23,6 @@ class DamagedRunWarning(UserWarning):
 
 class RawJson(str):
     """Text that is already valid JSON and is embedded verbatim by :func:`encode_record`."""
-
-
-def format_vector(values: np.ndarray) -> RawJson:
-    """A 1-d float array as a JSON list with 7 significant digits (float32-faithful, compact).
-
-    Non-finite values are written as ``NaN``/``Infinity``, which Python's ``json`` reads back.
-    """
-    text = ",".join(map("{:.7g}".format, values.tolist()))
-    if "n" in text:  # "nan", "inf": the only formatted values containing an "n"
-        text = ",".join(_NONFINITE.get(t, t) for t in text.split(","))
-    return RawJson("[" + text + "]")
-
-
-def encode_array(values: np.ndarray, dtype: str) -> str:
-    """An array as base64 of its little-endian bytes (``dtype`` ``"<f4"`` or ``"<i8"``), row-major.
-
-    Big per-class vectors and confusion matrices are stored this way: JSON number parsing
-    would dominate the reader's load time (about 7x slower for 150-class vectors).
-    """
-    return base64.b64encode(np.ascontiguousarray(values, dtype=dtype).tobytes()).decode("ascii")
-
-
-def decode_array(text: str, dtype: str, size: int) -> np.ndarray | None:
-    """The inverse of :func:`encode_array` as a 1-d array, or None if ``text`` is not ``size`` values."""
-    try:
-        raw = binascii.a2b_base64(text)  # the length check below catches damaged text
-    except (binascii.Error, ValueError):
-        return None
-    if len(raw) != size * np.dtype(dtype).itemsize:
-        return None
-    return np.frombuffer(raw, dtype=dtype)
 
 
 def _encode_value(value: Any) -> str:
@@ -83,32 +35,6 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
     """One record as a single UTF-8 JSON line ending in ``\\n`` (keys in insertion order)."""
     body = ",".join(f"{json.dumps(k)}:{_encode_value(v)}" for k, v in record.items())
     return ("{" + body + "}\n").encode("utf-8")
-
-
-def drop_torn_tail(path: Path) -> int:
-    """Truncate ``path`` after its last newline (a line torn by a crash); return the bytes dropped."""
-    if not path.exists():
-        return 0
-    with open(path, "r+b") as f:
-        size = f.seek(0, os.SEEK_END)
-        end = size
-        block = 65536
-        keep = 0
-        while end > 0:
-            start = max(0, end - block)
-            f.seek(start)
-            chunk = f.read(end - start)
-            idx = chunk.rfind(b"\n")
-            if idx >= 0:
-                keep = start + idx + 1
-                break
-            end = start
-        if keep < size:
-            f.truncate(keep)
-            f.flush()
-            os.fsync(f.fileno())
-            logger.warning("%s: dropped a torn last line (%d bytes)", path, size - keep)
-        return size - keep
 
 
 class JsonlTail:

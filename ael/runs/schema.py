@@ -1,8 +1,9 @@
-"""The run-store format: file names, schema version, errors and safe path resolution.
+"""The run-store format: file names, schema versions, errors and safe path resolution.
 
 A run folder (``<runs_dir>/<run_id>/``) holds::
 
-    manifest.json   replaced atomically; schema version, identity, classes, config, status, heartbeat
+    manifest.json   replaced atomically; schema version, identity, classes, config, method, the
+                    per-class vectors it declares, comparison group, status, heartbeat
     scalars.jsonl   {"step": int, "time": float, <name>: float, ...}
     classes.jsonl   {"step": int, "time": float, <name>: "<base64 of C little-endian float32>", ...}
     evals.jsonl     {"step": int, "time": float, "model": str, "miou": float, "iou": [C floats],
@@ -11,6 +12,10 @@ A run folder (``<runs_dir>/<run_id>/``) holds::
     media.jsonl     {"step": int, "time": float, "kind": str, "index": int,
                      "files": {<part>: "media/<file>"}, "parts": {<part>: "rgb" | "label" | "map"},
                      "meta": {...}}
+                    kinds by convention: "pseudo" (rgb image; labels gt, pseudo; map confidence),
+                    "cutmix" (rgb image_a, image_b, mixed; label pseudo_mixed; meta box
+                    [y0, x0, y1, x1] end-exclusive and class), "copy_paste" (rgb image; label
+                    label; meta pasted_classes)
     media/          JPEG images, palette PNG label maps, 8-bit PNG maps in [0, 1]
     checkpoints/    written by the trainer; the reader ignores it
 
@@ -18,17 +23,19 @@ Every ``.jsonl`` file may also hold resume markers ``{"resume": step, "time": fl
 written before a marker with a step above ``step`` are superseded (the run went back to a
 checkpoint). Within one file the latest record for a step wins.
 
-Big arrays are base64 inside the JSON (parsing JSON numbers would dominate loading a long
-run); the reader also accepts plain JSON number lists for class vectors and confusion matrices.
-Non-finite floats are written as ``NaN``/``Infinity`` (what Python's ``json`` reads).
+Schema versions: 1 had no ``method``, ``vectors`` or ``group`` in the manifest (the reader
+derives them, see :mod:`ael.runs.manifest`); 2 adds them. The streams are the same in both.
 
-This module is the one place that knows the names; the writer and the reader both import it.
+This module is the one place that knows the names; the other modules import them from here.
+The manifest's fields are :mod:`ael.runs.manifest`'s; the array encodings :mod:`ael.runs.codecs`'
+and :mod:`ael.runs.images`'.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "MEDIA_DIR",
     "MEDIA_FILE",
     "PART_TYPES",
+    "READABLE_SCHEMA_VERSIONS",
     "RUN_STATUSES",
     "SCALARS_FILE",
     "SCHEMA_VERSION",
@@ -48,11 +56,16 @@ __all__ = [
     "RunStoreError",
     "SchemaVersionError",
     "check_run_id",
+    "new_run_id",
     "resolve_media_path",
     "resolve_run_dir",
+    "unique_run_id",
 ]
 
-SCHEMA_VERSION = 1
+#: The version this code writes.
+SCHEMA_VERSION = 2
+#: The versions this code reads (and resumes, upgrading the manifest to :data:`SCHEMA_VERSION`).
+READABLE_SCHEMA_VERSIONS = (1, 2)
 
 MANIFEST_FILE = "manifest.json"
 SCALARS_FILE = "scalars.jsonl"
@@ -72,7 +85,8 @@ RUN_STATUSES = ("running", "finished", "crashed")
 # class indices; "map" -> 8-bit greyscale PNG of values in [0, 1] (e.g. teacher confidence).
 PART_TYPES = ("rgb", "label", "map")
 
-# Per-class vector names the trainer writes and the dashboard labels. Others are allowed.
+# Descriptions of the per-class vectors AEL writes: the fallback for runs that declare none
+# (schema 1). A run's manifest names the vectors its method reports; others are allowed too.
 KNOWN_CLASS_VECTORS = {
     "bank": "confidence bank Conf_c",
     "copy_paste_prob": "Copy-Paste class distribution softmax(sqrt(1 - Conf))",
@@ -110,6 +124,26 @@ def check_run_id(run_id: str) -> str:
         raise RunStoreError(
             f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-' only (not '.' or '..')"
         )
+    return run_id
+
+
+def new_run_id(preset: str = "run", now: float | None = None) -> str:
+    """A default run id: ``YYYYmmdd-HHMMSS-<preset>`` (unsafe characters of the preset become ``_``)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
+    return check_run_id(f"{stamp}-{re.sub(r'[^A-Za-z0-9._-]', '_', preset) or 'run'}")
+
+
+def unique_run_id(runs_dir: str | os.PathLike[str], preset: str = "run") -> str:
+    """:func:`new_run_id` of ``preset``, with ``-2``, ``-3``, ... while that folder exists in ``runs_dir``.
+
+    Generated ids have one-second resolution: two runs started in the same second (a benchmark,
+    a notebook) get distinct ids rather than a refusal.
+    """
+    base = new_run_id(preset)
+    run_id, n = base, 1
+    while (Path(runs_dir) / run_id).exists():
+        n += 1
+        run_id = f"{base}-{n}"
     return run_id
 
 

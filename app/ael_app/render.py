@@ -1,4 +1,4 @@
-"""Small drawing helpers shared by the pages: the step chooser, the class legend, class-vector rows."""
+"""Small drawing helpers shared by the pages: charts that follow a live run, the step chooser, the class legend."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from ael.runs import ClassSeries, Run
-from ael.viz.figures import rgb_css
+from ael.runs import Run
+from ael.viz.style import rgb_css
 
 # Chart toolbar: no logo, no "edit in chart studio"; WebGL traces keep working.
 PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": False}
@@ -60,16 +60,6 @@ def live_chart(key: str, build: Callable[[], Any], *, inputs: tuple, version: ob
     chart(entry[3], key=key)
 
 
-def row_at(series: ClassSeries, step: int) -> tuple[int, np.ndarray] | None:
-    """The latest row of ``series`` at or before ``step``: ``(its step, (C,) values)``; None if none."""
-    if len(series.steps) == 0:
-        return None
-    i = int(np.searchsorted(series.steps, step, side="right")) - 1
-    if i < 0:
-        i = 0
-    return int(series.steps[i]), np.asarray(series.values[i])
-
-
 def choose_step(run: Run, *, key: str, label: str = "Step", latest: int | None = None) -> int | None:
     """A step chosen by the user, or the latest one while "Follow latest" is on.
 
@@ -103,15 +93,3 @@ def class_legend(class_names: Sequence[str], palette: np.ndarray | None, only: S
             f"{c}: {html.escape(str(class_names[c]))}</span>"
         )
     st.markdown('<div class="ael-legend">' + "".join(items) + "</div>", unsafe_allow_html=True)
-
-
-def tail_classes(run: Run, count: int) -> list[int]:
-    """The ``count`` rarest classes by labeled pixel frequency, else the lowest latest bank values."""
-    from ael.viz.figures import lowest_classes
-
-    for name in ("freq_labeled", "bank"):
-        if name in run.class_vector_names():
-            series = run.class_vectors(name)
-            if len(series.steps):
-                return lowest_classes(series.values[-1], count)
-    return []

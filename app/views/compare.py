@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 from ael_app import state
-from ael_app.render import chart, live_chart, tail_classes
+from ael_app.render import chart, live_chart
 
-from ael.viz.figures import class_lines_figure, grouped_bars_figure, scalar_lines_figure
+from ael.runs import tail_indices
+from ael.viz.class_figures import grouped_bars_figure
+from ael.viz.figures import class_lines_figure, scalar_lines_figure
 
 st.title("Compare runs")
 sel = state.selection()
@@ -56,7 +58,7 @@ def _panel() -> None:
                     c = len(series_c.class_names)
                     live_chart(f"cmp_lines_{i}", lambda series_c=series_c, run=run, run_id=run_id: class_lines_figure(
                         series_c.steps, series_c.values, series_c.class_names, palette=run.palette,
-                        highlight=tail_classes(run, 3), markers=name.startswith("iou_") and len(series_c.steps) < 60,
+                        highlight=tail_indices(run.class_frequencies()), markers=name.startswith("iou_") and len(series_c.steps) < 60,
                         uirevision=f"compare/{run_id}/{name}", height=360),
                         inputs=(run_id, name), version=len(series_c.steps),
                         points=min(len(series_c.steps), 40_000 // max(1, c)) * c)

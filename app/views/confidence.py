@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import streamlit as st
 from ael_app import state
-from ael_app.render import choose_step, live_chart, row_at, tail_classes
+from ael_app.render import choose_step, live_chart
 
-from ael.runs import KNOWN_CLASS_VECTORS
-from ael.viz.figures import class_bars_figure, class_heatmap_figure, class_lines_figure, grouped_bars_figure
+from ael.runs import row_at, tail_indices
+from ael.viz.class_figures import class_bars_figure, grouped_bars_figure
+from ael.viz.figures import class_heatmap_figure, class_lines_figure
 
 st.title("Confidence bank")
 sel = state.selection()
@@ -23,10 +24,10 @@ AT_STEP = (("bank", "confidence bank Conf"), ("copy_paste_prob", "Copy-Paste dis
 class_names = tailer.run.class_names
 with st.expander("Options", expanded=False):
     c1, c2 = st.columns(2)
-    c1.number_input("Tail classes highlighted", min_value=0, max_value=50, value=3, key="conf_tail")
     c2.toggle("Logarithmic frequency axis", value=True, key="conf_log_freq")
     c1.toggle("WebGL lines (for a browser with a GPU)", value=False, key="conf_webgl")
-    st.caption("Tail = rarest classes in the labeled pixels (else lowest confidence).")
+    st.caption("Tail = classes whose share of the labeled pixels is below a quarter of the uniform share 1/C "
+               "(none when the run recorded no pixel frequencies).")
 c1, c2 = st.columns([1, 3])
 show = c1.segmented_control("Classes shown", ["all", "tail", "chosen"], default="all", key="conf_show",
                             required=True)
@@ -46,7 +47,7 @@ def _panel() -> None:
             st.info("No confidence bank logged yet (class vectors are written every `train.classes_every` steps).")
             return
         palette = run.palette
-        highlight = tail_classes(run, int(st.session_state.get("conf_tail", 3)))
+        highlight = tail_indices(run.class_frequencies())
         visible = {"all": None, "tail": highlight, "chosen": chosen}.get(show)
         bank = run.class_vectors("bank")
         uirev = run.run_id
@@ -121,7 +122,7 @@ def _panel() -> None:
                  and n not in ("freq_labeled", "freq_pseudo")]
         if extra:
             st.caption("Other class vectors in this run: " + ", ".join(
-                f"{n} ({KNOWN_CLASS_VECTORS.get(n, 'custom')})" for n in extra))
+                f"{n} ({run.vector_description(n) or 'custom'})" for n in extra))
 
 
 state.live_panel(_panel, key="confidence_panel", tailers=[tailer])

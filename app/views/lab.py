@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 from ael_app import state
-from ael_app.render import chart, choose_step, class_legend, row_at
+from ael_app.render import chart, choose_step, class_legend
 
 from ael.lab import AugmentationLab, lab_dataset_from_config
+from ael.runs import row_at
 from ael.viz import draw_box, overlay
-from ael.viz.figures import class_bars_figure
+from ael.viz.class_figures import class_bars_figure
 
 st.title("Augmentation lab")
 sel = state.selection()

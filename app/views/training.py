@@ -10,6 +10,7 @@ import streamlit as st
 from ael_app import state
 from ael_app.render import chart, live_chart
 
+from ael.runs import best_evaluation
 from ael.viz.figures import scalar_lines_figure
 
 st.title("Training")
@@ -50,8 +51,8 @@ def _panel() -> None:
         else:
             cols[2].metric("Throughput", "–")
         cols[3].metric("Last mIoU", _fmt(teacher[-1].miou, 100) if teacher else "–")
-        cols[4].metric("Best mIoU", _fmt(max((e.miou for e in teacher if math.isfinite(e.miou)), default=None), 100)
-                       if teacher else "–")
+        best = best_evaluation(teacher)
+        cols[4].metric("Best mIoU", _fmt(best.miou, 100) if best else "–")
         if run.error:
             st.error(f"The run crashed: {run.error.get('type')}: {run.error.get('message')}")
         state.show_notes(tailer)

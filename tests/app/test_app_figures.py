@@ -6,16 +6,9 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from ael.viz.figures import (
-    WEBGL_THRESHOLD,
-    class_bars_figure,
-    class_heatmap_figure,
-    class_lines_figure,
-    grouped_bars_figure,
-    lowest_classes,
-    reduce_steps,
-    scalar_lines_figure,
-)
+from ael.viz.class_figures import class_bars_figure, grouped_bars_figure
+from ael.viz.figures import WEBGL_THRESHOLD, class_heatmap_figure, class_lines_figure, scalar_lines_figure
+from ael.viz.series import lowest_classes, reduce_steps
 
 
 def test_reduce_mean_exact_buckets():

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from ael.dashboard import APP_ENTRY, cli_main, streamlit_command
+from ael.commands.dashboard import cli_main
+from ael.dashboard import APP_ENTRY, streamlit_command
 
 
 def test_command_binds_localhost_and_watches_nothing(tmp_path):

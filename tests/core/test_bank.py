@@ -8,6 +8,7 @@ import torch
 from ael.core import (
     ConfidenceBank,
     class_confidence_stats,
+    class_confidence_stats_from_gt,
     copy_paste_class_probs,
     cutmix_class_probs,
     equalization_ratio,
@@ -150,3 +151,45 @@ def test_sample_classes_frequencies_and_zero_mass(generator):
     freq = torch.bincount(draws, minlength=5).float() / draws.numel()
     assert freq[1] == 0 and freq[4] == 0
     torch.testing.assert_close(freq, probs, atol=0.015, rtol=0)
+
+
+def _histogram_reference(labels, values, num_classes, ignore_index):
+    valid = (labels >= 0) & (labels < num_classes) & (labels != ignore_index)
+    counts = torch.bincount(labels[valid].long(), minlength=num_classes)
+    sums = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, labels[valid].long(), values[valid].double())
+    return counts, sums
+
+
+@pytest.mark.parametrize("ignore_index", [255, 0])
+@pytest.mark.parametrize("shape", [(2, 37, 41), (3, 1, 1), (1, 1, 300), (1, 300, 1), (0, 5, 5), (2, 0, 7), (2, 7, 0)])
+def test_stats_from_gt_match_float64_on_any_shape(generator, shape, ignore_index):
+    c = 6
+    labels = torch.randint(-2, c + 2, shape, generator=generator)
+    labels.view(-1)[::17] = 255
+    prob = (-torch.rand(shape, generator=generator) * 20).exp()  # arbitrary float32 values
+    sums, counts = class_confidence_stats_from_gt(prob, labels, num_classes=c, ignore_index=ignore_index)
+    exact_counts, exact_sums = _histogram_reference(labels, prob, c, ignore_index)
+    assert counts.dtype == torch.int64 and sums.dtype == torch.float32 and sums.shape == (c,)
+    assert torch.equal(counts, exact_counts)
+    torch.testing.assert_close(sums.double(), exact_sums, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda labels, values: (labels.int(), values),
+        lambda labels, values: (labels.to(torch.uint8), values),
+        lambda labels, values: (labels.transpose(1, 2), values.transpose(1, 2)),
+        lambda labels, values: (labels.repeat_interleave(2, dim=-1)[..., ::2], values),
+        lambda labels, values: (labels, values.double()),
+    ],
+    ids=["int32 labels", "uint8 labels", "transposed", "strided labels", "float64 values"],
+)
+def test_stats_from_gt_of_any_label_layout(generator, make):
+    base = torch.randint(0, 7, (2, 12, 20), generator=generator)
+    base[:, 0] = 255
+    labels, values = make(base, torch.rand(2, 12, 20, generator=generator))
+    sums, counts = class_confidence_stats_from_gt(values, labels, num_classes=5)
+    exact_counts, exact_sums = _histogram_reference(labels, values, 5, 255)
+    assert torch.equal(counts, exact_counts)
+    torch.testing.assert_close(sums.double(), exact_sums, rtol=1e-6, atol=0)

@@ -105,3 +105,22 @@ def test_shape_errors(generator):
         adaptive_copy_paste(images, labels, probs, source_images=images[:, :, :5], source_labels=labels[:, :5])
     with pytest.raises(ValueError, match="prob"):
         adaptive_copy_paste(images, labels, probs, prob=1.5)
+
+
+def test_pastes_exactly_the_chosen_valid_source_pixels(generator):
+    b, s, c, h, w = 3, 4, 6, 11, 9
+    images, labels = torch.rand(b, 3, h, w, generator=generator), torch.randint(0, c, (b, h, w), generator=generator)
+    source_images = torch.rand(s, 3, h, w, generator=generator)
+    source_labels = torch.randint(-1, c + 1, (s, h, w), generator=generator)  # -1 and C: no class
+    source_labels[:, 0] = 255
+    probs = torch.rand(c, generator=generator)
+    result = adaptive_copy_paste(images, labels, probs / probs.sum(), source_images=source_images,
+                                 source_labels=source_labels, num_categories=3, prob=1.0, generator=generator)
+    assert result.applied.all()
+    src_labels = source_labels[result.source]
+    valid = (src_labels >= 0) & (src_labels < c) & (src_labels != 255)
+    paste = valid & result.chosen.gather(1, torch.where(valid, src_labels, 0).flatten(1)).view_as(valid)
+    assert torch.equal(result.labels, torch.where(paste, src_labels, labels))
+    assert torch.equal(result.images, torch.where(paste.unsqueeze(1), source_images[result.source], images))
+    counts = torch.stack([torch.bincount(src_labels[i][paste[i]], minlength=c) for i in range(b)])
+    assert torch.equal(result.pasted, counts > 0)

@@ -197,3 +197,44 @@ def test_mix_with_mask_refuses_mixed_dtypes_and_soft_masks():
         mix_with_mask(a, a.half(), mask)
     with pytest.raises(ValueError, match="bool"):
         mix_with_mask(a, a, mask.float())
+
+
+@pytest.mark.parametrize("shape", [(4, 23, 29), (1, 1, 1), (2, 1, 300), (2, 300, 1), (0, 8, 8), (3, 0, 5), (3, 5, 0)])
+def test_bank_bits_match_bincount_on_any_shape(generator, shape):
+    c = 5
+    # skewed: some classes cover a few pixels, some much of the map; -1, 5 and 255 are no class
+    labels = (torch.rand(shape, generator=generator) ** 3 * (c + 2)).long() - 1
+    labels.view(-1)[::13] = 255
+    n, h, w = shape
+    for t in (0.0, 0.01, 0.1, 0.3, 1.0):
+        bits = cutmix_bank_bits(labels, num_classes=c, area_thresh2=t)
+        assert bits.shape == (c, n) and bits.dtype == torch.bool
+        for i in range(n):
+            counts = torch.bincount(labels[i][(labels[i] >= 0) & (labels[i] < c)], minlength=c)
+            assert bits[:, i].tolist() == ((counts > 0) & (counts >= t * h * w)).tolist()
+
+
+def test_bank_bits_of_any_layout_and_of_many_classes(generator):
+    pred = torch.randint(0, 7, (2, 12, 20), generator=generator)
+    pred[:, 0] = 255
+    expected = cutmix_bank_bits(pred, num_classes=5, area_thresh2=0.1)
+    for other in (pred.int(), pred.to(torch.uint8), pred.repeat_interleave(2, dim=-1)[..., ::2]):
+        assert torch.equal(cutmix_bank_bits(other, num_classes=5, area_thresh2=0.1), expected)
+    transposed = pred.transpose(1, 2)
+    assert torch.equal(cutmix_bank_bits(transposed, num_classes=5, area_thresh2=0.1),
+                       cutmix_bank_bits(transposed.contiguous(), num_classes=5, area_thresh2=0.1))
+    many = torch.randint(0, 1 << 16, (4, 64, 64), generator=generator)
+    bits = cutmix_bank_bits(many, num_classes=1 << 16, area_thresh2=0.0)
+    exact = torch.zeros(1 << 16, 4, dtype=torch.bool)
+    for i in range(4):
+        exact[many[i].unique(), i] = True
+    assert torch.equal(bits, exact)
+    with pytest.raises((OverflowError, RuntimeError)):  # an ignore label beyond int64
+        cutmix_bank_bits(pred, num_classes=5, area_thresh2=0.1, ignore_index=2**64)
+
+
+def test_mix_of_strided_inputs(generator):
+    outside = torch.randn(2, 3, 8, 8, generator=generator).transpose(2, 3)
+    inside = torch.randn(2, 3, 8, 8, generator=generator)
+    mask = torch.rand(2, 8, 8, generator=generator) > 0.5
+    assert torch.equal(mix_with_mask(outside, inside, mask), torch.where(mask.unsqueeze(1), inside, outside))

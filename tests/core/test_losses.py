@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from ael.core import equalization_mask, ohem_cross_entropy, pseudo_labels, unsup_loss
-from ael.core.losses import random_words, uniforms_from_words
+from ael.core import equalization_mask, logit_stats, ohem_cross_entropy, pseudo_labels, unsup_loss
 
 
 def _logits_from_gt_probs(gt_probs):
@@ -138,28 +138,108 @@ def test_equalization_mask_shared_field_exact():
     assert not torch.equal(independent[0], independent[1])
 
 
-def test_uniforms_from_random_words_are_uniform_and_uncorrelated():
-    count = 400_001  # odd: the last word's second uniform is dropped
-    words = random_words(count, generator=torch.Generator().manual_seed(0))
-    assert words.shape == ((count + 1) // 2,) and words.dtype == torch.int64 and (words >= 0).all()
-    u = uniforms_from_words(words, count).double()
-    assert u.shape == (count,) and u.min() >= 0 and u.max() < 1
-    assert torch.equal(u * 2**24, (u * 2**24).floor())  # 24-bit resolution, as torch.rand
-    assert abs(u.mean() - 0.5) < 0.003 and abs(u.var() - 1 / 12) < 0.001
-    histogram = torch.histc(u, bins=16, min=0, max=1) / count
-    assert (histogram - 1 / 16).abs().max() < 0.003
-    pairs = u[: count - 1].view(-1, 2)  # the two uniforms of one word
-    assert abs(torch.corrcoef(pairs.T)[0, 1]) < 0.01
-    assert abs(torch.corrcoef(torch.stack([u[:-1], u[1:]]))[0, 1]) < 0.01
-
-
-@pytest.mark.parametrize("compiled", [True, False])
-def test_equalization_mask_keeps_each_class_at_its_rate(monkeypatch, compiled):
-    from ael.core import _native
-
-    monkeypatch.setattr(_native, "enabled", compiled)
+def test_equalization_mask_keeps_each_class_at_its_rate():
     ratio = torch.tensor([0.1, 0.5, 0.9, 1.0, 0.0])
     pred = torch.arange(5).repeat_interleave(40_000).view(2, 400, 250)
     mask = equalization_mask(pred, ratio, generator=torch.Generator().manual_seed(1))
     kept = torch.stack([mask[pred == c].mean() for c in range(5)])
     assert (kept - ratio).abs().max() < 0.01 and kept[3] == 1 and kept[4] == 0
+
+
+def test_equalization_mask_is_one_uniform_per_pixel_above_one_minus_the_rate(generator):
+    ratio = torch.tensor([0.0, 1.0, 0.5, 0.25, 1e-7, 1.0 - 2**-24])
+    c = ratio.shape[0]
+    pred = torch.randint(-3, c + 3, (2, 37, 41), generator=generator)  # outside [0, C): clamped
+    pred[0, 0, :4] = torch.tensor([-(2**62), 2**62, -1, c])
+    clamped = pred.clamp(0, c - 1)
+    for seed in range(3):
+        mask = equalization_mask(pred, ratio, generator=torch.Generator().manual_seed(seed))
+        u = torch.rand(2, 37, 41, generator=torch.Generator().manual_seed(seed))
+        assert mask.dtype == torch.float32 and torch.equal(mask, (u > 1.0 - ratio[clamped]).float())
+        assert not mask[clamped == 0].any() and mask[clamped == 1].all()  # rates 0 and 1
+
+
+def test_equalization_mask_of_other_dtypes_and_layouts(generator):
+    ratio = torch.rand(5, generator=generator)
+    pred = torch.randint(0, 5, (2, 11, 13), generator=generator)
+
+    def mask(p, r=ratio, **kwargs):
+        return equalization_mask(p, r, generator=torch.Generator().manual_seed(3), **kwargs)
+
+    strided = pred.repeat_interleave(2, dim=-1)[..., ::2]
+    for shared in (False, True):
+        for other in (pred.int(), strided):
+            assert torch.equal(mask(other, shared_field=shared), mask(pred, shared_field=shared))
+        assert torch.equal(mask(pred, ratio.double(), shared_field=shared), mask(pred, shared_field=shared))
+
+
+def _loss_inputs(generator, b=2, c=5, h=13, w=17):
+    logits = torch.randn(b, c, h, w, generator=generator) * 3
+    labels = torch.randint(-2, c + 2, (b, h, w), generator=generator)
+    labels[0, 0, :4] = 255
+    confidence = torch.rand(b, h, w, generator=generator)
+    sample = (torch.rand(b, h, w, generator=generator) > 0.3).float()
+    return logits, labels, confidence, sample
+
+
+@pytest.mark.parametrize("normalize", ["valid", "all"])
+@pytest.mark.parametrize(
+    "options",
+    [{"gamma": 2.0}, {"gamma": 1.5}, {"gamma": 0.0}, {"reweight": False}, {"conf_thresh": 0.4},
+     {"sampled": False}, {"given_logsumexp": True}],
+)
+def test_unsup_loss_value_and_gradient_match_f_cross_entropy(generator, normalize, options):
+    logits, labels, confidence, sample = _loss_inputs(generator)
+    options = {"gamma": 2.0, "reweight": True, "conf_thresh": 0.0, **options}
+    sample_mask = sample if options.pop("sampled", True) else None
+    lse = logit_stats(logits).logsumexp if options.pop("given_logsumexp", False) else None
+    x = logits.clone().requires_grad_()
+    loss = unsup_loss(x, labels, confidence, sample_mask=sample_mask, normalize=normalize, logsumexp=lse,
+                      **options)
+    loss.backward()
+    y = logits.clone().requires_grad_()
+    valid = (labels >= 0) & (labels < 5) & (labels != 255) & (confidence >= options["conf_thresh"])
+    ce = F.cross_entropy(y, torch.where(valid, labels, 0), reduction="none") * valid
+    weight = confidence ** options["gamma"] if options["reweight"] else torch.ones_like(confidence)
+    if sample_mask is not None:
+        weight = weight * sample_mask
+    expected = (weight * ce).sum() / ((weight * valid).sum() if normalize == "valid" else weight.sum())
+    expected.backward()
+    torch.testing.assert_close(loss.detach(), expected.detach(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(x.grad, y.grad, rtol=1e-4, atol=1e-8)
+
+
+def test_unsup_loss_with_nothing_valid_is_zero_with_a_zero_gradient(generator):
+    logits, labels, confidence, sample = _loss_inputs(generator)
+    x = logits.clone().requires_grad_()
+    loss = unsup_loss(x, torch.full_like(labels, 255), confidence, sample_mask=sample)
+    loss.backward()
+    assert loss == 0 and torch.equal(x.grad, torch.zeros_like(x.grad))
+
+
+def test_unsup_loss_of_other_dtypes_and_its_gradient_scale(generator):
+    logits, labels, confidence, sample = _loss_inputs(generator)
+    expected = unsup_loss(logits, labels, confidence, sample_mask=sample)
+    torch.testing.assert_close(unsup_loss(logits.double(), labels, confidence, sample_mask=sample).float(),
+                               expected, rtol=1e-6, atol=0)
+    torch.testing.assert_close(unsup_loss(logits, labels.int(), confidence, sample_mask=sample), expected,
+                               rtol=1e-6, atol=0)
+    grads = []
+    for scale in (1.0, -3.5):
+        x = logits.clone().requires_grad_()
+        (unsup_loss(x, labels, confidence, sample_mask=sample) * scale).backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[1], grads[0] * -3.5, rtol=1e-6, atol=1e-9)
+
+
+def test_a_nan_logit_or_weight_makes_loss_and_gradient_nan(generator):
+    logits, labels, confidence, _ = _loss_inputs(generator)
+    labels = labels.clamp(0, 4)
+    nan_logit = logits.clone()
+    nan_logit[1, :, 3, 3] = torch.nan
+    assert unsup_loss(nan_logit, labels, confidence).isnan()
+    # a diverged teacher: NaN confidence makes the pixel invalid, but its weight is still NaN
+    x = torch.randn(1, 3, 1, 2, generator=generator).requires_grad_()
+    loss = unsup_loss(x, torch.tensor([[[0, 1]]]), torch.tensor([[[0.9, float("nan")]]]), normalize="valid")
+    loss.backward()
+    assert loss.isnan() and x.grad[..., 0].isnan().all()

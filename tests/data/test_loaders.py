@@ -5,7 +5,7 @@ import torch
 
 from ael.config import DataConfig, SyntheticConfig
 from ael.data import build_split_datasets, build_train_loaders, build_val_loader
-from ael.data.loaders import InfiniteShardedSampler, ShardedEvalSampler, draw_seed
+from ael.data.sampling import InfiniteShardedSampler, ShardedEvalSampler, draw_seed
 
 
 def _take(sampler, n):

@@ -5,6 +5,7 @@ import shutil
 import pytest
 from fake_data_trees import make_camvid, make_voc
 
+from ael.commands.splits import cli_main
 from ael.config import DataConfig, SplitConfig
 from ael.data import DatasetError, build_split_datasets, open_dataset
 from ael.data.registry import protocol_split
@@ -12,7 +13,6 @@ from ael.data.splits import (
     PROTOCOLS,
     Protocol,
     Split,
-    cli_main,
     draw_split,
     read_id_list,
     read_split,

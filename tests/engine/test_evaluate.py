@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from ael.engine.evaluate import evaluate, predict, predict_probs, resolve_amp_dtype
+from ael.engine.evaluate import evaluate, predict, predict_probs
+from ael.models.precision import amp_dtype
 
 IGN = 255
 
@@ -103,11 +104,8 @@ def test_predict_single_image_restores_training_mode_and_amp(generator):
     assert pred.shape == (15, 17) and pred.dtype == torch.int64
     assert model.training
     assert torch.equal(pred, predict(model, image.unsqueeze(0))[0])
-    bf16 = predict(model, image, amp_dtype=resolve_amp_dtype("bf16"))
+    bf16 = predict(model, image, amp_dtype=amp_dtype("bf16"))
     assert bf16.shape == (15, 17)
-    assert resolve_amp_dtype("none") is None
-    with pytest.raises(ValueError, match="amp"):
-        resolve_amp_dtype("fp8")
 
 
 def test_inference_argument_errors(generator):

@@ -12,11 +12,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from ael.engine.step import SCALAR_LOGS, AELStep, StepBatch, StepOptions
 from torch import nn
 
 from ael.core.bank import ConfidenceBank, class_confidence_stats, equalization_ratio, update_confidence
 from ael.core.cutmix import CutMixBank
-from ael.engine.step import SCALAR_LOGS, AELStep, StepBatch, StepOptions
 from ael.models.ema import EmaTeacher
 
 C = 3

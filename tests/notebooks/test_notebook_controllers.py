@@ -145,7 +145,7 @@ def test_method_label_names_every_ablation(overlay, label):
 
 
 def test_monitor_poll_appends_new_points_in_place(runs_dir):
-    monitor = LiveMonitor(runs_dir, "live", tail_count=2)
+    monitor = LiveMonitor(runs_dir, "live")
     assert monitor.poll() is False and monitor.run is None
     freq = np.array([0.6, 0.3, 0.07, 0.02, 0.01])
     writer = write_run(runs_dir, "live", class_names=NAMES5, losses={s: 2.0 - 0.1 * s for s in range(5)},

@@ -8,12 +8,12 @@ import time
 import numpy as np
 import pytest
 
+from ael.commands.runs import cli_main
 from ael.runs import (
     DamagedRunWarning,
     RunNotFoundError,
     RunStoreError,
     SchemaVersionError,
-    cli_main,
     list_runs,
     open_run,
 )

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-import ael.runs.writer as writer_module
+import ael.runs.media_queue as writer_module
 from ael.runs import open_run
 
 

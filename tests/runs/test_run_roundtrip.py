@@ -234,13 +234,23 @@ def test_reader_accepts_plain_number_lists(runs_dir, make_writer):
     np.testing.assert_array_equal(run.evals()[0].confusion, np.eye(4, dtype=np.int64))
 
 
-def test_writer_from_config_records_the_resolved_config(tmp_path):
+def _start_from_config(cfg, **kwargs):
+    """What the trainer does: explicit values from the config (``ael.runs`` never reads a Config)."""
+    from ael.config import config_to_dict
+    from ael.runs import start_run
+
+    return start_run(cfg.run.runs_dir, cfg.run.name, class_names=CLASS_NAMES, palette=PALETTE, ignore_index=255,
+                     config=config_to_dict(cfg), dataset=cfg.data.dataset, total_steps=cfg.train.iterations,
+                     heartbeat_s=cfg.run.heartbeat_s, stalled_after_s=cfg.run.stalled_after_s,
+                     media_queue=cfg.run.media_queue, **kwargs)
+
+
+def test_start_run_records_the_resolved_config(tmp_path):
     from ael.config import config_to_dict, load_config
-    from ael.runs import new_run_id, writer_from_config
+    from ael.runs import new_run_id
 
     cfg = load_config(overrides=[f"run.runs_dir={tmp_path / 'runs'}", "run.heartbeat_s=3", "train.iterations=77"])
-    with writer_from_config(cfg, class_names=CLASS_NAMES, palette=PALETTE, ignore_index=255, split="1/4",
-                            preset="synthetic") as writer:
+    with _start_from_config(cfg, split="1/4", preset="synthetic") as writer:
         assert writer.run_id.endswith("-synthetic")
     run = open_run(tmp_path / "runs", writer.run_id)
     assert run.config == config_to_dict(cfg)
@@ -251,13 +261,11 @@ def test_writer_from_config_records_the_resolved_config(tmp_path):
 
 def test_generated_run_ids_never_clash_within_a_second(tmp_path):
     from ael.config import load_config
-    from ael.runs import writer_from_config
 
     cfg = load_config(overrides=[f"run.runs_dir={tmp_path / 'runs'}"])
     ids = []
     for _ in range(3):
-        with writer_from_config(cfg, class_names=CLASS_NAMES, palette=PALETTE, ignore_index=255,
-                                preset="same") as writer:
+        with _start_from_config(cfg, preset="same") as writer:
             ids.append(writer.run_id)
     assert len(set(ids)) == 3
     # Within one second: the base id, then -2, -3 (a later second starts a new base).

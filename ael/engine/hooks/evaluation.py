@@ -3,7 +3,7 @@
 Evaluations run every ``train.eval.every`` iterations and at the end, in the configured inference
 mode; each is recorded in the run store (rank 0) and kept here, so a resumed run knows its past
 evaluations, and the best of each model is picked in one place
-(:func:`ael.runs.classes.best_evaluation`).
+(:func:`ael.runs.best_evaluation`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ael.config import EvalConfig
 from ael.engine.evaluate import EvalResult, evaluate
 from ael.engine.hooks.base import Hook
 from ael.models import unwrap_model
-from ael.runs.classes import best_evaluation
+from ael.runs import best_evaluation
 
 if TYPE_CHECKING:
     from ael.engine.trainer import Trainer

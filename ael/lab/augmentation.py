@@ -1,20 +1,16 @@
-"""The augmentation lab: AEL's adaptive Copy-Paste and CutMix drawn from a given confidence bank.
+"""Adaptive Copy-Paste and CutMix drawn from a given confidence bank, on a small pool of images.
 
-The dashboard's "Augmentation lab" page and the notebooks use :class:`AugmentationLab` to show
-what the adaptive augmentations would do with a bank (read from a run at some step, or edited
-by hand): the class distributions, the classes sampled, the paste source, the chosen component
-and box, and the result, re-drawable with a seed. It calls the same :mod:`ael.core` functions
-as the trainer, on a small pool of images of the run's dataset held on the CPU.
-
-There is no network in the lab: ground-truth label maps stand in for the teacher's predictions
-wherever the method reads them (the CutMix bank and the connected components of the partner
-image). Pseudo-labels the teacher really produced are on the dashboard's pseudo-label page.
+:class:`AugmentationLab` holds the pool on the CPU and calls the same :mod:`ael.core` functions
+as the trainer; each draw returns what it did (:class:`CopyPasteDraw`, :class:`CutMixDraw`) and
+:meth:`AugmentationLab.distributions` the class distributions a bank induces. Ground-truth label
+maps stand in for the teacher's predictions wherever the method reads them (the CutMix bank and
+the connected components of the partner image).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +34,7 @@ from ael.core import (
 from ael.data.base import SegmentationDataset
 from ael.data.info import IGNORE_INDEX
 
-__all__ = ["AugmentationLab", "CopyPasteDraw", "CutMixDraw", "LabDistributions", "lab_dataset_from_config"]
+__all__ = ["AugmentationLab", "CopyPasteDraw", "CutMixDraw", "LabDistributions"]
 
 logger = logging.getLogger(__name__)
 
@@ -298,64 +294,3 @@ class AugmentationLab:
             label_a=self.labels[image_a], label_b=self.labels[j],
             mixed_label=mixed_label[0].numpy().astype(np.uint8),
         )
-
-
-def lab_dataset_from_config(
-    config: Mapping[str, Any], num_classes: int
-) -> tuple[SegmentationDataset, dict[str, Any], str | None]:
-    """The dataset and augmentation parameters of a run, from its recorded config.
-
-    Falls back to the synthetic set (with the run's class count) when the run's dataset
-    cannot be opened here (e.g. a CamVid folder missing on this machine) or the config is
-    not readable; the third value then says why.
-
-    Args:
-        config: the run's resolved config (``Run.config``).
-        num_classes: C of the run (the bank's length).
-
-    Returns:
-        ``(dataset, params, note)``: ``params`` are keyword arguments for
-        :meth:`AugmentationLab.from_dataset`.
-
-    Raises:
-        ValueError: when no dataset with ``num_classes`` classes can be offered.
-    """
-    from ael.config import AELConfig, ConfigError, config_from_dict
-    from ael.data.base import DatasetError
-    from ael.data.registry import build_dataset
-    from ael.data.synthetic import SyntheticSegmentation
-
-    note = None
-    params: dict[str, Any] = {}
-    try:
-        cfg = config_from_dict(dict(config), "run config")
-    except ConfigError as err:
-        cfg = None
-        note = f"the run's config could not be read ({err}); showing the synthetic set with defaults"
-    if cfg is not None:
-        # The lab shows AEL's strategies: a run of another method shows them with AEL's defaults.
-        method = cfg.method if isinstance(cfg.method, AELConfig) else AELConfig()
-        params = {"num_categories": method.copy_paste.num_categories,
-                  "excluded_classes": tuple(method.copy_paste.excluded_classes),
-                  "area_thresh": method.cutmix.area_thresh, "area_thresh2": method.cutmix.area_thresh2}
-        try:
-            dataset = build_dataset(cfg.data, "train", validate=False)
-            if dataset.info.num_classes == num_classes:
-                return dataset, params, None
-            note = (f"dataset {cfg.data.dataset!r} has {dataset.info.num_classes} classes but the run has "
-                    f"{num_classes}; showing the synthetic set")
-        except (DatasetError, OSError, ValueError) as err:
-            note = f"dataset {cfg.data.dataset!r} is not available here ({err}); showing the synthetic set"
-    if not 2 <= num_classes <= 64:
-        raise ValueError(f"{note or 'no dataset'}; the synthetic set has 2 to 64 classes, the run has {num_classes}")
-    synthetic_kwargs: dict[str, Any] = {"num_classes": num_classes}
-    if cfg is not None and cfg.data.dataset == "synthetic":
-        s = cfg.data.synthetic
-        synthetic_kwargs.update(image_size=s.image_size, tail_power=s.tail_power, seed=s.seed)
-    dataset = SyntheticSegmentation("labeled", **synthetic_kwargs)
-    if params.get("excluded_classes"):
-        try:
-            resolve_class_indices(list(params["excluded_classes"]), dataset.info.class_names)
-        except ValueError:
-            params["excluded_classes"] = ()
-    return dataset, params, note

@@ -1,0 +1,161 @@
+"""Plotly figures of per-class vectors at one step: bars per vector, groups side by side, IoU
+against pixel frequency.
+
+Every builder takes plain numpy arrays and returns a ``plotly.graph_objects.Figure``; plotly is
+imported when a figure is built. Figures over steps are :mod:`ael.viz.figures`'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ael.viz.style import SERIES_COLOURS, palette_colours, plotly_go
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+__all__ = ["class_bars_figure", "grouped_bars_figure", "iou_frequency_figure"]
+
+
+def class_bars_figure(
+    vectors: Mapping[str, np.ndarray],
+    class_names: Sequence[str],
+    *,
+    palette: np.ndarray | Sequence[Sequence[int]] | None = None,
+    highlight: Sequence[int] = (),
+    title: str = "",
+    height_per_row: int = 170,
+) -> go.Figure:
+    """Several per-class vectors at one step, one row each over a shared class axis.
+
+    Rows have their own y scale: the bank lives in [0, 1] while a class distribution sums to 1
+    over C classes. Bars take the class colours; highlighted classes get an outline.
+
+    Args:
+        vectors: row title -> ``(C,)`` values.
+        class_names: C names.
+        palette: ``(C, 3)`` class colours.
+        highlight: class indices outlined.
+        title: figure title.
+        height_per_row: pixels per row.
+    """
+    go = plotly_go()
+    from plotly.subplots import make_subplots
+
+    names = [str(n) for n in class_names]
+    rows = max(1, len(vectors))
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=list(vectors) or None)
+    colours = palette_colours(palette, len(names))
+    outlined = set(int(c) for c in highlight)
+    widths = [2.5 if c in outlined else 0 for c in range(len(names))]
+    for r, (label, vector) in enumerate(vectors.items(), start=1):
+        vector = np.asarray(vector, dtype=np.float64)
+        if vector.shape != (len(names),):
+            raise ValueError(f"{label}: expected shape ({len(names)},), got {vector.shape}")
+        fig.add_trace(go.Bar(x=names, y=vector, name=label, marker={"color": colours,
+                                                                    "line": {"color": "black", "width": widths}},
+                             hovertemplate="%{x}: %{y:.4f}<extra>" + label + "</extra>", showlegend=False),
+                      row=r, col=1)
+    fig.update_layout(title=title or None, height=40 + height_per_row * rows, bargap=0.15,
+                      margin={"l": 50, "r": 10, "t": 50 if title else 30, "b": 40})
+    return fig
+
+
+def grouped_bars_figure(
+    groups: Mapping[str, np.ndarray],
+    class_names: Sequence[str],
+    *,
+    title: str = "",
+    y_title: str = "",
+    log_y: bool = False,
+    height: int = 360,
+) -> go.Figure:
+    """Per-class vectors side by side (e.g. pixel frequency in labels vs pseudo-labels, or the
+    final per-class IoU of several runs), one bar colour per group.
+
+    Args:
+        groups: legend name -> ``(C,)`` values.
+        class_names: C names.
+        title, y_title: labels.
+        log_y: logarithmic y axis (frequencies of long-tailed classes).
+        height: pixels.
+    """
+    go = plotly_go()
+    names = [str(n) for n in class_names]
+    fig = go.Figure()
+    for n, (label, vector) in enumerate(groups.items()):
+        vector = np.asarray(vector, dtype=np.float64)
+        if vector.shape != (len(names),):
+            raise ValueError(f"{label}: expected shape ({len(names)},), got {vector.shape}")
+        fig.add_trace(go.Bar(x=names, y=vector, name=label, marker_color=SERIES_COLOURS[n % len(SERIES_COLOURS)]))
+    fig.update_layout(barmode="group", title=title or None, height=height, yaxis_title=y_title or None,
+                      margin={"l": 50, "r": 10, "t": 40 if title else 10, "b": 40},
+                      legend={"orientation": "h", "y": 1.08})
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def iou_frequency_figure(
+    frequencies: np.ndarray,
+    ious: Mapping[str, np.ndarray],
+    class_names: Sequence[str],
+    *,
+    tail_share: float | None = None,
+    title: str = "",
+    height: int = 420,
+) -> go.Figure:
+    """Per-class IoU against pixel frequency (log x): one marker series per run, the same class
+    joined across runs by a thin grey line, so the tail classes' gains read at a glance.
+
+    Args:
+        frequencies: ``(C,)`` pixel shares (classes with a share <= 0 or NaN are left out).
+        ious: legend name -> ``(C,)`` IoU (any unit; NaN where absent).
+        class_names: C names (hover text and labels).
+        tail_share: draw a dashed vertical line at this share (the tail boundary).
+        title: figure title.
+        height: pixels.
+    """
+    go = plotly_go()
+    names = [str(n) for n in class_names]
+    frequencies = np.asarray(frequencies, dtype=np.float64)
+    if frequencies.shape != (len(names),):
+        raise ValueError(f"frequencies: expected shape ({len(names)},), got {frequencies.shape}")
+    shown = np.isfinite(frequencies) & (frequencies > 0)
+    x = frequencies[shown]
+    labels = [n for n, keep in zip(names, shown) if keep]
+    fig = go.Figure()
+    vectors = {}
+    for label, vector in ious.items():
+        vector = np.asarray(vector, dtype=np.float64)
+        if vector.shape != (len(names),):
+            raise ValueError(f"{label}: expected shape ({len(names)},), got {vector.shape}")
+        vectors[label] = vector[shown]
+    if len(vectors) > 1:
+        stacked = np.stack(list(vectors.values()))  # (R, C')
+        xs = np.repeat(x[:, None], len(vectors) + 1, axis=1)
+        ys = np.concatenate([stacked.T, np.full((len(x), 1), np.nan)], axis=1)
+        xs[:, -1] = np.nan
+        fig.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="lines", line={"color": "#bbbbbb", "width": 1},
+                                 hoverinfo="skip", showlegend=False, name="same class"))
+    for n, (label, vector) in enumerate(vectors.items()):
+        fig.add_trace(go.Scatter(x=x, y=vector, mode="markers+text" if n == 0 else "markers", name=label,
+                                 text=labels if n == 0 else None, textposition="top center",
+                                 marker={"size": 9, "color": SERIES_COLOURS[n % len(SERIES_COLOURS)]},
+                                 customdata=labels,
+                                 hovertemplate="%{customdata}: share %{x:.3g}, IoU %{y:.2f}<extra>" + label
+                                               + "</extra>"))
+    if tail_share is not None and tail_share > 0:
+        # A trace, not a shape: shape coordinates on a log axis are easy to get wrong.
+        values = np.concatenate([v[np.isfinite(v)] for v in vectors.values()] or [np.zeros(0)])
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+        fig.add_trace(go.Scatter(x=[tail_share, tail_share], y=[low, high], mode="lines", name="tail boundary",
+                                 line={"dash": "dash", "color": "#888888", "width": 1}, hoverinfo="skip"))
+    fig.update_layout(title=title or None, height=height, margin={"l": 50, "r": 10, "t": 40 if title else 10, "b": 40},
+                      xaxis_title="pixel share (labeled)", yaxis_title="IoU", legend={"orientation": "h", "y": -0.2})
+    fig.update_xaxes(type="log")
+    return fig
