@@ -27,6 +27,8 @@ def run_manifest(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir}: no such run folder")
+    if not (run_dir / MANIFEST_FILE).is_file():
+        raise RunFolderError(f"{run_dir}: not a run folder (no {MANIFEST_FILE})")
     try:
         manifest = read_manifest(run_dir, allow_unknown_schema=True)
     except RunStoreError as err:

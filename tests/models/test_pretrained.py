@@ -115,12 +115,24 @@ def test_unreadable_and_missing_files(tmp_path):
         load_pretrained_backbone(ResNetBackbone("resnet18"), str(not_dict))
 
 
+class _Payload:
+    """Unpickling this would call ``_EXECUTED.append`` (torch >= 2.10 allows built-in exceptions,
+    so the old ``ValueError`` payload no longer proved anything)."""
+
+    def __reduce__(self):
+        return (_EXECUTED.append, ("executed",))
+
+
+_EXECUTED: list[str] = []
+
+
 def test_pickled_objects_are_not_executed(tmp_path):
-    """weights_only=True refuses arbitrary pickled objects."""
+    """weights_only=True refuses arbitrary pickled objects: the payload never runs."""
     path = tmp_path / "evil.pth"
-    torch.save({"conv1.weight": torch.zeros(1), "obj": ValueError("x")}, path)
+    torch.save({"conv1.weight": torch.zeros(1), "obj": _Payload()}, path)
     with pytest.raises(PretrainedWeightsError, match="cannot read it as a torch checkpoint"):
         load_pretrained_backbone(ResNetBackbone("resnet18"), str(path))
+    assert _EXECUTED == []
 
 
 def test_offline_imagenet_error_names_file_and_url(tmp_path, monkeypatch):

@@ -182,14 +182,16 @@ class AELMethod(CutMixSegMethod):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        adaptive = self.cutmix_bank is not None and self.partners is not None
+        # Checked before anything is loaded, so a refused state leaves the method as it was.
+        if adaptive and state.get("cutmix_bank") is None:
+            raise ValueError("saved without adaptive CutMix; its config differs from this one")
+        if adaptive and int(state.get("partners", {}).get("step", -1)) < 0:
+            raise ValueError("no pending CutMix partners saved; its config differs from this one")
         self.bank.load_state_dict({"values": state["bank"]})
-        if self.cutmix_bank is not None and self.partners is not None:
-            if state.get("cutmix_bank") is None:
-                raise ValueError("saved without adaptive CutMix; its config differs from this one")
+        if adaptive:
             self.cutmix_bank.load_state_dict({"values": state["cutmix_bank"]})
             self.partners.load_state_dict(state["partners"])
-            if self.partners.pending_step is None:
-                raise ValueError("no pending CutMix partners saved; its config differs from this one")
 
     def close(self) -> None:
         if self.partners is not None:
