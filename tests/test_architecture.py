@@ -22,9 +22,9 @@ through a package ``__init__`` (a name read from a package that re-exports the i
 when it is real, that is at module level: a late ``from ael.data import X`` runs once the package is
 whole. Imports under ``if TYPE_CHECKING:`` never run, so they count for the layering rules only.
 
-Violations in modules other engineers are rewriting right now are listed in
-``KNOWN_OFFENDERS_OWNED_BY_OTHERS``: a rule whose only violations are listed there is reported as an
-expected failure (``xfail``) naming them, any other violation fails. The list is to be emptied.
+A violation allowed for a while is listed in ``KNOWN_OFFENDERS`` with what would end it: a rule
+whose only violations are listed there is reported as an expected failure (``xfail``) naming them,
+any other violation fails. The list is empty: every rule holds.
 """
 
 from __future__ import annotations
@@ -40,36 +40,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
 
-# Known violations in modules owned by engineers who are rewriting them right now (the trainer and
-# step, the config, the run store, the core, the notebooks' launcher helpers), each with what would
-# end it. Keys: "cycle" -> the sorted modules of a cycle; "layer" -> (importer, imported); "size" ->
-# module; "cli" -> an ``ael`` subcommand. An entry whose offender is gone only warns (see
-# test_the_allow_list_names_only_live_offenders). To be emptied: then every rule holds, no exception.
-KNOWN_OFFENDERS_OWNED_BY_OTHERS: dict[str, dict] = {
-    "cycle": {},
-    "layer": {
-        ("ael.runs.writer", "ael.config"): "the run-store rewrite records the config as a plain mapping",
-        ("ael.notebook.common", "ael.commands.train"):
-            "merge_dicts (preset overlays) belongs with the config loading, not the train command",
-        ("ael.notebook.common", "ael.commands.demo"):
-            "demo_config (the CPU-sized synthetic preset) belongs with the presets, not the demo command",
-        ("ael.notebook.worker", "ael.commands.train"):
-            "EXIT_STOPPED (a stopped run's exit status) belongs with the trainer's stop contract",
-    },
-    "size": {
-        "ael.config": "the config is being split into a package of sections",
-        "ael.engine.step": "being replaced by the methods' steps",
-        "ael.engine.trainer": "being rewritten as a thin loop with hooks",
-        "ael.runs.reader": "the run-store rewrite splits it (manifest, streams, records, tailing)",
-        "ael.runs.writer": "the run-store rewrite splits it (manifest, streams, media queue)",
-        "ael.core.bank": "the core rewrite moves the CutMix bank and distributions out",
-        "ael.core.cutmix": "the core rewrite",
-        "ael.core._native": "the core rewrite drops the compiled kernels",
-    },
-    "cli": {
-        "runs": "`ael runs` moves to ael.commands.runs with the run-store rewrite",
-    },
-}
+# Known violations allowed for now, each with what would end it. Keys: "cycle" -> the sorted modules
+# of a cycle; "layer" -> (importer, imported); "size" -> module; "cli" -> an ``ael`` subcommand. An
+# entry whose offender is gone only warns (test_the_allow_list_names_only_live_offenders). Empty:
+# every rule holds, no exception.
+KNOWN_OFFENDERS: dict[str, dict] = {"cycle": {}, "layer": {}, "size": {}, "cli": {}}
 
 
 @dataclass(frozen=True)
@@ -321,7 +296,7 @@ def offenders(kind: str) -> dict:
 
 def _judge(kind: str, found: dict, describe: str) -> None:
     """Fail on violations outside the allow-list; xfail naming them when all are allow-listed."""
-    allowed = KNOWN_OFFENDERS_OWNED_BY_OTHERS[kind]
+    allowed = KNOWN_OFFENDERS[kind]
     new = {key: text for key, text in found.items() if key not in allowed}
     assert not new, f"{describe}:\n" + "\n".join(new.values())
     if found:
@@ -377,7 +352,7 @@ def test_the_graph_sees_every_module_and_late_imports():
 def test_the_allow_list_names_only_live_offenders():
     # An entry whose offender is gone would hide its return: remove it when its owner lands.
     stale = {kind: sorted(map(str, set(entries) - set(offenders(kind))))
-             for kind, entries in KNOWN_OFFENDERS_OWNED_BY_OTHERS.items()}
+             for kind, entries in KNOWN_OFFENDERS.items()}
     stale = {kind: keys for kind, keys in stale.items() if keys}
     if stale:
         warnings.warn(f"allow-listed but no longer offending, remove: {stale}", stacklevel=1)

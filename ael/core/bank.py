@@ -22,15 +22,6 @@ from torch import Tensor
 from ._channel_ops import checked_logsumexp, class_probability
 from ._channel_ops import logsumexp as _logsumexp
 
-# The class-sampling distributions lived here before they got a module of their own; callers
-# that import them from ael.core.bank keep working (new code: ``from ael.core import ...``).
-from .distributions import copy_paste_class_probs as copy_paste_class_probs
-from .distributions import cutmix_class_probs as cutmix_class_probs
-from .distributions import equalization_ratio as equalization_ratio
-from .distributions import excluded_class_mask as excluded_class_mask
-from .distributions import resolve_class_indices as resolve_class_indices
-from .distributions import sample_classes as sample_classes
-
 __all__ = [
     "ConfidenceBank",
     "ReduceFn",

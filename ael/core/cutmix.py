@@ -27,14 +27,6 @@ from torch import Tensor
 from ._channel_ops import select, select_bits
 from .components import component_boxes
 
-# The CutMix bank lived here before it got a module of its own; callers that import it from
-# ael.core.cutmix keep working (new code: ``from ael.core import ...``).
-from .cutmix_bank import CutMixBank as CutMixBank
-from .cutmix_bank import GatherFn as GatherFn
-from .cutmix_bank import cutmix_bank_bits as cutmix_bank_bits
-from .cutmix_bank import sample_partners as sample_partners
-from .cutmix_bank import update_cutmix_bank as update_cutmix_bank
-
 __all__ = ["CutMixBoxes", "boxes_to_mask", "cutmix_boxes", "mix_with_mask", "random_boxes"]
 
 logger = logging.getLogger(__name__)

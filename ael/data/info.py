@@ -97,7 +97,7 @@ class DatasetInfo:
         Raises:
             ValueError: naming the first entry that is neither a valid index nor a class name.
         """
-        from ael.core.bank import resolve_class_indices
+        from ael.core import resolve_class_indices
 
         return tuple(resolve_class_indices(list(classes), self.class_names))
 

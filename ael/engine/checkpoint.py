@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ael.fs import TEMP_PREFIX, write_atomic
+
 __all__ = [
     "SCHEMA_VERSION",
     "CheckpointError",
@@ -61,7 +63,6 @@ logger = logging.getLogger(__name__)
 # 2: the method layer (per-rank method state, hook states); 1: ael 0.1's AEL-only trainer.
 SCHEMA_VERSION = 2
 _NAME = re.compile(r"^ckpt_(\d{8,})\.pt$")
-_TMP_PREFIX = ".tmp-"
 
 
 class CheckpointError(RuntimeError):
@@ -172,32 +173,6 @@ def check_state_dict_compatible(state_dict: Mapping[str, torch.Tensor], model: n
 # --------------------------------------------------------------------------------------------
 
 
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not possible (nor needed) on Windows.
-    if os.name == "nt":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
 def list_checkpoints(directory: str | os.PathLike[str]) -> list[Path]:
     """Checkpoint files of a folder, oldest first (by the iteration in their name)."""
     directory = Path(directory)
@@ -243,13 +218,13 @@ def save_checkpoint(directory: str | os.PathLike[str], state: Mapping[str, Any],
     _check_plain(payload, "")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob(f"{_TMP_PREFIX}*"):
+    for stale in directory.glob(f"{TEMP_PREFIX}*"):
         # Only rank 0 writes here, so a temp file is what a killed save left behind.
         with contextlib.suppress(OSError):
             stale.unlink()
             logger.warning("removed %s, left by an interrupted save", stale)
     path = directory / f"ckpt_{iteration:08d}.pt"
-    _atomic_write(path, lambda f: torch.save(payload, f))
+    write_atomic(path, lambda f: torch.save(payload, f))
     files = list_checkpoints(directory)
     position = files.index(path)
     for abandoned in files[position + 1:]:

@@ -43,16 +43,11 @@ __all__ = [
     "evaluate",
     "predict",
     "predict_probs",
-    "resolve_amp_dtype",
 ]
 
 logger = logging.getLogger(__name__)
 
 Model = Callable[[torch.Tensor], Any]
-
-#: Deprecated alias of :func:`ael.models.precision.amp_dtype`, kept while the trainer
-#: (``ael.engine.trainer``) still imports it from here; remove once it imports ``amp_dtype``.
-resolve_amp_dtype = precision.amp_dtype
 
 
 @dataclass(frozen=True)

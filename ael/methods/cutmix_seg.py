@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ael.config.methods import CutMixSegConfig
-from ael.core.cutmix import CutMixBoxes, boxes_to_mask, cutmix_boxes, mix_with_mask
+from ael.core import CutMixBoxes, boxes_to_mask, cutmix_boxes, mix_with_mask
 from ael.core.losses import pseudo_labels
 from ael.methods.base import MethodContext, TrainBatch
 from ael.methods.mean_teacher import MeanTeacherMethod, UnlabeledTargets

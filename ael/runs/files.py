@@ -9,25 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
+from ael.fs import remove_stale_temps
 from ael.runs.schema import MEDIA_DIR, STREAMS
 
-__all__ = ["drop_torn_tail", "repair_run", "write_atomic"]
+__all__ = ["drop_torn_tail", "repair_run"]
 
 logger = logging.getLogger(__name__)
-
-
-def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write a file through ``write(f)`` to a temp name, fsync it and rename it into place."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def drop_torn_tail(path: Path) -> int:
@@ -60,5 +49,5 @@ def repair_run(run_dir: Path) -> None:
     """Make a crashed run folder fit for appending: cut torn last lines, remove half-written media."""
     for fname in STREAMS.values():
         drop_torn_tail(run_dir / fname)
-    for tmp in (run_dir / MEDIA_DIR).glob("*.tmp"):
-        tmp.unlink(missing_ok=True)
+    if (run_dir / MEDIA_DIR).is_dir():
+        remove_stale_temps(run_dir / MEDIA_DIR)

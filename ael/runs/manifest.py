@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ael.runs.files import write_atomic
+from ael.fs import write_atomic
 from ael.runs.inputs import SERIES_NAME, check_name
 from ael.runs.jsonl import DamagedRunWarning
 from ael.runs.records import best_evaluation

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ael.runs.files import write_atomic
+from ael.fs import write_atomic
 from ael.runs.images import EXTENSIONS, encode_part
 from ael.runs.jsonl import encode_record
 from ael.runs.schema import MEDIA_DIR

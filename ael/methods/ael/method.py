@@ -28,10 +28,12 @@ import torch
 from torch import Tensor
 
 from ael.config.methods import AELConfig
-from ael.core.bank import (
+from ael.core import (
     ConfidenceBank,
+    CutMixBank,
     class_confidence_stats_from_gt,
     copy_paste_class_probs,
+    cutmix_boxes,
     cutmix_class_probs,
     equalization_ratio,
     gt_class_probability,
@@ -39,7 +41,6 @@ from ael.core.bank import (
     sample_classes,
 )
 from ael.core.copy_paste import adaptive_copy_paste
-from ael.core.cutmix import CutMixBank, cutmix_boxes
 from ael.core.losses import LogitStats, equalization_mask, pseudo_labels, unsup_loss
 from ael.methods.ael.partners import PartnerStream
 from ael.methods.base import Collectives, LoaderNeeds, MethodContext, TrainBatch
