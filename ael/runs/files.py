@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from ael.fs import remove_stale_temps
+from ael.fs import TEMP_SUFFIX
 from ael.runs.schema import MEDIA_DIR, STREAMS
 
 __all__ = ["drop_torn_tail", "repair_run"]
@@ -49,5 +49,6 @@ def repair_run(run_dir: Path) -> None:
     """Make a crashed run folder fit for appending: cut torn last lines, remove half-written media."""
     for fname in STREAMS.values():
         drop_torn_tail(run_dir / fname)
-    if (run_dir / MEDIA_DIR).is_dir():
-        remove_stale_temps(run_dir / MEDIA_DIR)
+    # ael.fs.write_atomic's temp files end in .tmp, and so did the older writers' (``<name>.tmp``).
+    for tmp in (run_dir / MEDIA_DIR).glob(f"*{TEMP_SUFFIX}"):
+        tmp.unlink(missing_ok=True)
