@@ -114,7 +114,7 @@ def make_inputs(c: int, size: int, device: torch.device, seed: int = 0) -> dict[
 
 
 def ours_step(x, *, c, k, area_thresh, area_thresh2, generator, timer):
-    """The bookkeeping as :class:`ael.engine.step.AELStep` does it (one reduction pass per map)."""
+    """The bookkeeping as :class:`ael.methods.AELMethod` does it (one reduction pass per map)."""
     with timer.part("copy_paste"):
         probs = core.copy_paste_class_probs(x["conf"])
         cp = core.adaptive_copy_paste(

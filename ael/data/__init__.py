@@ -6,7 +6,7 @@ The trainer needs three calls::
 
     datasets = build_split_datasets(cfg.data, cache_dir=...)          # info, labeled, unlabeled, val, split
     streams = build_train_loaders(cfg.data, datasets.labeled, datasets.unlabeled, rank=..., world_size=...,
-                                  seed=..., paste_source_scale=cfg.core.copy_paste.source_scale)
+                                  seed=..., paste_source_scale=needs.paste_source_scale)  # the method's LoaderNeeds
     val_loader = build_val_loader(cfg.data, datasets.val, batch_size=..., rank=..., world_size=...)
 """
 

@@ -171,7 +171,7 @@ def build_train_loaders(data_cfg: DataConfig, labeled: SegmentationDataset, unla
         unlabeled: unlabeled training images (``SplitDatasets.unlabeled``).
         rank, world_size: this process's shard.
         seed: run seed (the same on every rank).
-        paste_source_scale: Copy-Paste source scale range (``core.copy_paste.source_scale``);
+        paste_source_scale: Copy-Paste source scale range (``method.copy_paste.source_scale`` of AEL);
             None: Copy-Paste off, no source attached to labeled samples.
         allow_self_source: an image may be its own paste source (release behaviour).
     """

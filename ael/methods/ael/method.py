@@ -31,6 +31,7 @@ from ael.config.methods import AELConfig
 from ael.core import (
     ConfidenceBank,
     CutMixBank,
+    adaptive_copy_paste,
     class_confidence_stats_from_gt,
     copy_paste_class_probs,
     cutmix_boxes,
@@ -40,7 +41,6 @@ from ael.core import (
     resolve_class_indices,
     sample_classes,
 )
-from ael.core.copy_paste import adaptive_copy_paste
 from ael.core.losses import LogitStats, equalization_mask, pseudo_labels, unsup_loss
 from ael.methods.ael.partners import PartnerStream
 from ael.methods.base import Collectives, LoaderNeeds, MethodContext, TrainBatch
