@@ -105,6 +105,10 @@ class DataConfig:
     label_pad: Literal["ignore", "zero"] = "ignore"
     flip: bool = True
     strong_view: bool = False  # photometric view for the student (off, as the release)
+    # "auto": when every unlabeled image has a mask (the synthetic set; the benchmark datasets'
+    # unlabeled pools), the teacher's pseudo-labels are measured against it (per-class precision,
+    # recall, IoU): counted, never trained on. "off": unlabeled images are loaded without masks.
+    unlabeled_gt: Literal["auto", "off"] = "auto"
     batch_size_labeled: int = bounded(2, ge=1)
     batch_size_unlabeled: int = bounded(2, ge=1)
     num_workers: int = bounded(2, ge=0)

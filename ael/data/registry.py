@@ -164,8 +164,8 @@ def build_split_datasets(data_cfg: DataConfig, *, cache_dir: str | Path | None =
         data_cfg: the data section of the config.
         cache_dir: statistics cache when the dataset folder is read-only (default ``data_cfg.cache_dir``).
         validate: run the validation pass at open (default ``data_cfg.validate``).
-        unlabeled_labels: keep labels on unlabeled images (only for diagnostics such as
-            pseudo-label accuracy; training never needs them).
+        unlabeled_labels: keep labels on unlabeled images when every one has a mask (only for
+            diagnostics such as pseudo-label accuracy; training never needs them).
     """
     name = data_cfg.dataset
     split_cfg = data_cfg.split
@@ -200,7 +200,9 @@ def build_split_datasets(data_cfg: DataConfig, *, cache_dir: str | Path | None =
     return SplitDatasets(
         info=train.info,
         labeled=train.subset(split.labeled),
-        unlabeled=train.subset(split.unlabeled, with_labels=unlabeled_labels),
+        # Labels only where every unlabeled image has one (diagnostics need all or none).
+        unlabeled=train.subset(split.unlabeled, with_labels=unlabeled_labels
+                               and set(split.unlabeled) <= set(labelable_ids(train))),
         val=val,
         split=split,
     )

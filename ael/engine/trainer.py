@@ -86,7 +86,7 @@ class Trainer:
         self.end = train.iterations if stop_at is None else min(train.iterations, stop_at)
 
         # Data, shaped by what the method needs.
-        self.data: SplitDatasets = build_split_datasets(cfg.data)
+        self.data: SplitDatasets = build_split_datasets(cfg.data, unlabeled_labels=cfg.data.unlabeled_gt == "auto")
         self.info = self.data.info
         self.num_classes = self.info.num_classes
         if len(self.data.val) == 0:
@@ -123,7 +123,8 @@ class Trainer:
             student=self.model, teacher=self.teacher, aux_weight=cfg.model.aux_weight if cfg.model.aux_head else 0.0,
             amp_dtype=self.amp_dtype, channels_last=train.channels_last, collectives=collectives(self.dist),
             unlabeled_batch_size=cfg.data.batch_size_unlabeled, num_unlabeled=len(self.data.unlabeled),
-            fetch_unlabeled=self.loaders.fetch_unlabeled, pin_memory=cfg.data.pin_memory)
+            fetch_unlabeled=self.loaders.fetch_unlabeled, pin_memory=cfg.data.pin_memory,
+            unlabeled_gt=getattr(self.data.unlabeled, "with_labels", False))
         try:
             self.method = build_method(cfg.method, context)
         except ValueError as err:

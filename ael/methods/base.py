@@ -94,6 +94,8 @@ class MethodContext:
         fetch_unlabeled: loads unlabeled images by index with the unlabeled stream's weak
             augmentation seeded by the micro-step (for a method that picks its own partners).
         pin_memory: pin host batches before copying them to a CUDA device.
+        unlabeled_gt: unlabeled batches carry their ground truth (``label``) for diagnostics
+            (``data.unlabeled_gt``); a method may count against it, never train on it.
     """
 
     num_classes: int
@@ -111,6 +113,7 @@ class MethodContext:
     num_unlabeled: int = 0
     fetch_unlabeled: FetchFn | None = None
     pin_memory: bool = False
+    unlabeled_gt: bool = False
 
 
 @dataclass
@@ -173,9 +176,11 @@ class Method(abc.ABC):
         return {}
 
     def class_vectors(self) -> dict[str, Tensor]:
-        """The current value of each state vector (``(C,)`` device tensors) of :meth:`vectors`.
+        """The value of each state vector (``(C,)`` device tensors) of :meth:`vectors`, at the cadence.
 
-        Vectors counted over steps (class frequencies) come through the storage instead.
+        Called once per class-vector write (``train.classes_every``) on the writing process; a
+        vector the method counts over steps (pseudo-label quality) covers the steps since the last
+        call. Class frequencies come through the storage instead.
         """
         return {}
 

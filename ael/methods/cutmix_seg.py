@@ -83,7 +83,8 @@ class CutMixSegMethod(MeanTeacherMethod):
         mask = boxes_to_mask(boxes.boxes, h, w)  # (M, H, W)
         mixed = UnlabeledTargets(mix_with_mask(side_i.strong, side_j.strong, mask),
                                  mix_with_mask(side_i.labels, side_j.labels, mask),
-                                 mix_with_mask(side_i.confidence, side_j.confidence, mask))
+                                 mix_with_mask(side_i.confidence, side_j.confidence, mask),
+                                 teacher_labels=side_i.labels)
         storage.put_scalar("cutmix/box_found", boxes.found.float().mean())
         storage.put_sample("cutmix", images={"image_a": side_i.images[0], "image_b": side_j.images[0],
                                              "mixed": mixed.images[0]},

@@ -24,6 +24,7 @@ from torch import Tensor
 from ael.config.methods import MeanTeacherConfig
 from ael.core.losses import LogitStats, logit_stats, pseudo_labels, unsup_loss
 from ael.methods.base import LoaderNeeds, MethodContext, TrainBatch
+from ael.methods.quality import PseudoLabelQuality
 from ael.methods.registry import register_method
 from ael.methods.storage import StepStorage
 from ael.methods.supervised import SupervisedMethod, class_counts
@@ -48,12 +49,16 @@ class UnlabeledTargets:
         images: ``(M, 3, H, W)`` what the student sees.
         labels: ``(M, H, W)`` int64 teacher argmax on it.
         confidence: ``(M, H, W)`` teacher max-probability on it.
+        teacher_labels: ``(M, H, W)`` the teacher's argmax on the unlabeled images themselves
+            (before any mixing): what pseudo-label quality is measured on.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor, confidence: Tensor) -> None:
+    def __init__(self, images: Tensor, labels: Tensor, confidence: Tensor,
+                 teacher_labels: Tensor | None = None) -> None:
         self.images = images
         self.labels = labels
         self.confidence = confidence
+        self.teacher_labels = labels if teacher_labels is None else teacher_labels
 
 
 @register_method
@@ -65,14 +70,25 @@ class MeanTeacherMethod(SupervisedMethod):
 
     def __init__(self, cfg: MeanTeacherConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
+        self.quality = (PseudoLabelQuality(ctx.num_classes, ctx.ignore_index, ctx.device) if ctx.unlabeled_gt
+                        else None)
 
     @classmethod
     def loader_needs(cls, cfg: MeanTeacherConfig) -> LoaderNeeds:
         return LoaderNeeds(unlabeled=True)
 
     def vectors(self) -> dict[str, str]:
-        return {**super().vectors(), FREQ_PSEUDO: "pseudo-label pixel share per class on the student's "
-                                                  "unlabeled input"}
+        out = {**super().vectors(), FREQ_PSEUDO: "pseudo-label pixel share per class on the student's "
+                                                 "unlabeled input"}
+        if self.quality is not None:
+            out.update(pseudo_precision="share of the teacher's pseudo-labels of the class that are right "
+                                        "(unlabeled images against their ground truth)",
+                       pseudo_recall="share of the class's true pixels the teacher's pseudo-labels find",
+                       pseudo_iou="IoU of the teacher's pseudo-labels with the ground truth")
+        return out
+
+    def class_vectors(self) -> dict[str, Tensor]:
+        return {**super().class_vectors(), **(self.quality.take() if self.quality is not None else {})}
 
     def num_mixed(self, unlabeled_batch: int) -> int:
         """How many unlabeled images the student sees per micro-step."""
@@ -132,6 +148,9 @@ class MeanTeacherMethod(SupervisedMethod):
                                labels={"gt": labels_l[0], "pseudo": pseudo_l[0]}, maps={"confidence": conf_l[0]},
                                meta={"stream": "labeled", "model": "teacher"})
         target = self._unlabeled_targets(t_logits, images_u, strong_u, batch, storage)
+        truth = batch.unlabeled.get("label")
+        if self.quality is not None and truth is not None:
+            self.quality.update(target.teacher_labels, truth[:m])
         storage.put_class_counts(FREQ_PSEUDO, class_counts(target.labels, ctx.num_classes, ctx.ignore_index))
 
         # The student on labeled + unlabeled inputs; the supervised loss.

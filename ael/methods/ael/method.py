@@ -46,6 +46,7 @@ from ael.methods.ael.partners import PartnerStream
 from ael.methods.base import Collectives, LoaderNeeds, MethodContext, TrainBatch
 from ael.methods.cutmix_seg import CutMixSegMethod, MixParts
 from ael.methods.mean_teacher import UnlabeledTargets
+from ael.methods.quality import ClassShares
 from ael.methods.registry import register_method
 from ael.methods.storage import StepStorage
 
@@ -126,12 +127,15 @@ class AELMethod(CutMixSegMethod):
                                           gather_fn=_gather_pair(ctx.collectives) if sync else None)
             self.partners = PartnerStream(self.draw_partners, ctx.fetch_unlabeled, device=device,
                                           pin_memory=ctx.pin_memory)
+        self.kept = ClassShares(c, ctx.ignore_index, device) if cfg.sampling.enabled else None
+        self.weight = ClassShares(c, ctx.ignore_index, device) if cfg.reweight.enabled else None
         # Per micro-step scratch: set and read within one train_step.
         self._micro_step = 0
         self._partner_batch: Any = None
         self._stats: tuple[Tensor, Tensor] | None = None
         self._ratio: Tensor | None = None
         self._mask_ratios: list[Tensor] = []
+        self._weighted = False
 
     @classmethod
     def loader_needs(cls, cfg: AELConfig) -> LoaderNeeds:
@@ -150,6 +154,10 @@ class AELMethod(CutMixSegMethod):
                            + ("" if self.cfg.cutmix.adaptive else " (not adaptive: unused)"),
             "sampling_ratio": "equalization sampling ratio r_c"
                               + ("" if self.cfg.sampling.enabled else " (sampling off: 1)"),
+            **({"sampling_kept": "share of the mixed images' pixels of the class (student argmax) that "
+                                 "equalization sampling kept"} if self.kept is not None else {}),
+            **({"pseudo_weight": "mean re-weighting weight (teacher confidence ** gamma) of the class's "
+                                 "pseudo-labelled pixels"} if self.weight is not None else {}),
             **super().vectors(),
         }
 
@@ -162,6 +170,9 @@ class AELMethod(CutMixSegMethod):
             "cutmix_prob": cutmix_class_probs(conf, adaptive=self.cfg.cutmix.adaptive),
             "sampling_ratio": (equalization_ratio(conf, gamma2=self.cfg.sampling.gamma2) if self.cfg.sampling.enabled
                                else torch.ones_like(conf)),
+            **({"sampling_kept": self.kept.take()} if self.kept is not None else {}),
+            **({"pseudo_weight": self.weight.take()} if self.weight is not None else {}),
+            **super().class_vectors(),
         }
 
     def describe_paste(self, meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -274,14 +285,20 @@ class AELMethod(CutMixSegMethod):
         sampling = self.cfg.sampling
         self._ratio = equalization_ratio(self.bank.values, gamma2=sampling.gamma2) if sampling.enabled else None
         self._mask_ratios = []
+        self._weighted = False
 
     def _pixel_loss(self, logits: Tensor, stats: LogitStats, labels: Tensor, confidence: Tensor) -> Tensor:
         mask = None
         if self._ratio is not None:
             mask = equalization_mask(stats.argmax, self._ratio, shared_field=self.cfg.sampling.shared_field,
                                      generator=self.ctx.generator)
+            if not self._mask_ratios and self.kept is not None:  # the mixed images' loss comes first
+                self.kept.update(stats.argmax, mask.float())
             self._mask_ratios.append(mask.mean())
         rw = self.cfg.reweight
+        if rw.enabled and self.weight is not None and not self._weighted:
+            self.weight.update(labels, confidence.float().pow(rw.gamma))
+            self._weighted = True
         return unsup_loss(logits, labels, confidence, conf_thresh=self.cfg.unsup.conf_thresh, gamma=rw.gamma,
                           reweight=rw.enabled, sample_mask=mask, normalize=rw.normalize,
                           ignore_index=self.ctx.ignore_index, logsumexp=stats.logsumexp)
