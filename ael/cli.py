@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "splits": ("ael.commands.splits", "write labeled/unlabeled split files for a dataset protocol"),
     "runs": ("ael.commands.runs", "list the runs under a folder"),
     "dashboard": ("ael.commands.dashboard", "open the live Streamlit dashboard on a runs folder"),
+    "compare": ("ael.commands.compare", "train several methods over several seeds on the same data and budget, "
+                "and summarise them (mean ± std)"),
     "preview": ("ael.commands.preview", "write PNG previews of adaptive Copy-Paste and CutMix on the synthetic default"),
 }
 

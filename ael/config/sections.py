@@ -210,6 +210,7 @@ class RunConfig:
     heartbeat_s: float = bounded(10.0, gt=0.0)
     stalled_after_s: float = bounded(120.0, gt=0.0)
     media_queue: int = bounded(32, ge=1)
+    group: str | None = None  # comparison group recorded in the manifest (ael compare sets it)
 
 
 @dataclass(frozen=True)

@@ -177,7 +177,7 @@ class Trainer:
                   "dataset": cfg.data.dataset, "split": split, "total_steps": cfg.train.iterations,
                   "heartbeat_s": run.heartbeat_s, "stalled_after_s": run.stalled_after_s,
                   "media_queue": run.media_queue, "extra": extra, "method": self.method.name,
-                  "vectors": self.method.vectors()}
+                  "vectors": self.method.vectors(), "group": run.group}
         if resume_path is not None:
             return RunWriter(resume_path.parent, resume_path.name, resume=True, resume_step=self.iteration, **common)
         writer = start_run(run.runs_dir, run.name, preset=preset, **common)

@@ -1,0 +1,141 @@
+"""A comparison group read back: one row per run, model and evaluation, and the over-seed summary.
+
+The runs of one ``ael compare`` share a group name (recorded in each manifest). :func:`group_rows`
+reads their final and best evaluations (best by :func:`ael.runs.best_evaluation`, never a
+checkpoint picked silently), :func:`write_group_csv` writes them one row each, and
+:func:`summarize_group` gives per method and model the mean ± std over seeds of mIoU and of the
+tail classes' mean IoU (:func:`ael.runs.classes.tail_classes`), final and best, and the paired
+difference (same seed) to the first method.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ael.runs.classes import tail_classes
+from ael.runs.listing import list_runs
+from ael.runs.reader import open_run
+from ael.runs.records import best_evaluation
+
+__all__ = ["GroupRow", "group_rows", "summarize_group", "write_group_csv"]
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """One evaluation of one model of one run of a group.
+
+    Attributes:
+        run_id, method, seed: the run, its label (its method unless given) and its ``train.seed``.
+        model: ``teacher`` or ``student``.
+        which: ``final`` (the last evaluation) or ``best`` (the highest mIoU).
+        step: the evaluation's step.
+        miou: mean IoU over the classes present.
+        tail_miou: mean IoU of the tail classes (NaN when none is evaluated).
+        iou: ``(C,)`` per-class IoU.
+        class_names: the C class names.
+    """
+
+    run_id: str
+    method: str
+    seed: int
+    model: str
+    which: str
+    step: int
+    miou: float
+    tail_miou: float
+    iou: np.ndarray
+    class_names: tuple[str, ...]
+
+
+def _nanmean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def group_rows(runs_dir: str | os.PathLike[str], group: str,
+               labels: Mapping[str, str] | None = None) -> list[GroupRow]:
+    """The final and best evaluation of each model of each run of ``group``.
+
+    Args:
+        runs_dir: the folder of the group's runs.
+        group: the group name their manifests record.
+        labels: run id -> the label to report it under (``ael compare`` passes the overlay it
+            named: several ablations of AEL are all method ``ael``); default: the run's method.
+    """
+    rows = []
+    for summary in list_runs(runs_dir):
+        if summary.group != group:
+            continue
+        run = open_run(runs_dir, summary.run_id)
+        run.poll()
+        frequencies = run.class_frequencies()
+        tails = np.asarray(tail_classes(list(frequencies)), dtype=bool) if frequencies is not None else None
+        seed = int(((run.config.get("train") or {}).get("seed")) or 0)
+        for model in sorted({e.model for e in run.evals()}):
+            evals = run.evals(model)
+            for which, record in (("final", evals[-1]), ("best", best_evaluation(evals))):
+                tail = _nanmean(record.iou[tails]) if tails is not None and tails.any() else float("nan")
+                label = (labels or {}).get(run.run_id) or run.method or "?"
+                rows.append(GroupRow(run.run_id, label, seed, model, which, record.step,
+                                     float(record.miou), tail, record.iou, tuple(run.class_names)))
+    return sorted(rows, key=lambda r: (r.method, r.seed, r.model, r.which))
+
+
+def write_group_csv(rows: Sequence[GroupRow], path: str | os.PathLike[str]) -> Path:
+    """``method,seed,model,which,step,miou,tail_miou`` then one column per class (IoU), a row each."""
+    path = Path(path)
+    names = rows[0].class_names if rows else ()
+    with path.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["method", "seed", "model", "which", "step", "miou", "tail_miou", *names])
+        for r in rows:
+            out.writerow([r.method, r.seed, r.model, r.which, r.step, f"{r.miou:.6f}", f"{r.tail_miou:.6f}",
+                          *(f"{v:.6f}" for v in r.iou)])
+    return path
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return "-"
+    mean = 100 * statistics.fmean(finite)
+    std = 100 * statistics.stdev(finite) if len(finite) > 1 else 0.0
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+def summarize_group(rows: Sequence[GroupRow], methods: Sequence[str] | None = None) -> str:
+    """A Markdown table per model: each method's final and best mIoU and tail mean over its seeds,
+    with the paired difference (the same seeds) to the first method."""
+    methods = list(methods) if methods else sorted({r.method for r in rows})
+    lines = []
+    for model in sorted({r.model for r in rows}):
+        lines += [f"### {model}", "",
+                  "| method | seeds | final mIoU | final tail | best mIoU | best tail | Δ final mIoU | Δ final tail |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        by = {(r.method, r.which, r.seed): r for r in rows if r.model == model}
+        base = methods[0]
+        for method in methods:
+            seeds = sorted({s for (m, _, s) in by if m == method})
+            if not seeds:
+                continue
+            final = [by[(method, "final", s)] for s in seeds]
+            best = [by[(method, "best", s)] for s in seeds]
+            paired = [s for s in seeds if (base, "final", s) in by]
+            delta_miou = [by[(method, "final", s)].miou - by[(base, "final", s)].miou for s in paired]
+            delta_tail = [by[(method, "final", s)].tail_miou - by[(base, "final", s)].tail_miou for s in paired]
+            deltas = ("—", "—") if method == base else (_mean_std(delta_miou), _mean_std(delta_tail))
+            lines.append(f"| {method} | {len(seeds)} | {_mean_std([r.miou for r in final])} | "
+                         f"{_mean_std([r.tail_miou for r in final])} | {_mean_std([r.miou for r in best])} | "
+                         f"{_mean_std([r.tail_miou for r in best])} | {deltas[0]} | {deltas[1]} |")
+        lines.append("")
+    lines.append(f"mean ± std over seeds, in %; Δ: paired by seed against {methods[0]!r}; tail: classes whose "
+                 "labeled pixel share is under a quarter of the uniform share.")
+    return "\n".join(lines)
