@@ -64,9 +64,11 @@ def plan_runs(configs: Sequence[str], methods: Sequence[str], seeds: Sequence[in
               overrides: Sequence[str]) -> list[PlannedRun]:
     """One run per method and seed, each checked now (a bad config fails before anything trains)."""
     plans = []
-    for method in methods:
-        overlay = _method_overlay(method)
-        for seed in seeds:
+    overlays = {method: _method_overlay(method) for method in methods}
+    # Seed by seed, so that a partial comparison already pairs every method on the same seeds.
+    for seed in seeds:
+        for method in methods:
+            overlay = overlays[method]
             name = f"{group}-{method}-s{seed}"
             extra = [*overrides, f"train.seed={seed}", f"run.runs_dir={out}", f"run.name={name}",
                      f"run.group={group}", *([] if overlay else [f"method.name={method}"])]
