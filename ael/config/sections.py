@@ -79,14 +79,36 @@ class SyntheticConfig:
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Which images are labeled: a named protocol, a fraction, a count, or list files."""
+    """Which images are labeled: a shipped standard list, a seeded draw, or list files (one of them).
 
-    # A protocol name ("1/8", "1464", "blended-1/16", ...), a fraction in (0, 1], or a count.
-    labeled: str | float | int = "1/8"
-    seed: int = 0
+    All null: the seeded draw ``labeled: "1/8"``, ``seed: 0``. ``ael splits --list`` prints every
+    shipped list and seeded protocol with its counts.
+    """
+
+    # A shipped standard list: "u2pl/cityscapes/372", "u2pl/pascal/92", "unimatch/cityscapes/1_8", ...
+    protocol: str | None = None
+    # A draw at run time (as the AEL release does): a seeded protocol name ("1/8", "1464",
+    # "blended-1/16", ...), a fraction in (0, 1], or a count; with its seed (default 0).
+    labeled: str | float | int | None = None
+    seed: int | None = None
     # Explicit lists (ours: one id per line; also the common "img_path mask_path" format).
     labeled_list: str | None = None
     unlabeled_list: str | None = None
+
+    def check(self) -> None:
+        given = [k for k in ("protocol", "labeled", "labeled_list") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ConfigError(
+                f"{' and '.join(given)} are {'both' if len(given) == 2 else 'all'} set; a split comes from "
+                f"exactly one of them "
+                f"(set the other{'s' if len(given) > 2 else ''} to null)")
+        if self.seed is not None and given and given[0] != "labeled":
+            raise ConfigError(f"seed applies only to a seeded draw (labeled), not to {given[0]}; set seed to null")
+        if self.unlabeled_list is not None and self.labeled_list is None:
+            raise ConfigError("unlabeled_list needs labeled_list")
+        if self.protocol is not None and self.protocol.count("/") != 2:
+            raise ConfigError(f"protocol={self.protocol!r} is not a shipped list name like u2pl/cityscapes/372 "
+                              "(`ael splits --list`); a seeded draw such as 1/8 is labeled=1/8")
 
 
 @dataclass(frozen=True)

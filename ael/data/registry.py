@@ -6,19 +6,31 @@ the only functions here that read a config section.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ael.config import DataConfig
+from ael.config import ConfigError, DataConfig, SplitConfig
 from ael.data.ade20k import open_ade20k
 from ael.data.base import DatasetError, SegmentationDataset
 from ael.data.camvid import open_camvid
 from ael.data.cityscapes import open_cityscapes
 from ael.data.folder import open_folder
 from ael.data.info import DatasetInfo
-from ael.data.splits import Protocol, Split, check_split, draw_split, read_split, resolve_protocol
+from ael.data.shipped import shipped_protocol, shipped_split
+from ael.data.splits import (
+    DEFAULT_LABELED,
+    DEFAULT_SEED,
+    Protocol,
+    Split,
+    check_split,
+    draw_split,
+    list_pool,
+    read_split,
+    resolve_protocol,
+)
 from ael.data.synthetic import SyntheticSegmentation
 from ael.data.voc import open_voc
 
@@ -30,6 +42,7 @@ __all__ = [
     "labelable_ids",
     "open_dataset",
     "protocol_split",
+    "shipped_list_split",
 ]
 
 logger = logging.getLogger(__name__)
@@ -108,6 +121,29 @@ def protocol_split(name: str, *, root: str | Path, protocol: Protocol, seed: int
         raise DatasetError(f"{name} {protocol.labeled_pool}: no image has a mask, nothing can be labeled")
     split = draw_split(pool_ids, protocol.labeled_count(len(pool_ids)), seed=seed, unlabeled_pool=train.ids)
     check_split(split.labeled, split.unlabeled, train)
+    source = f"seeded draw {protocol.name} seed {seed} ({name} {protocol.labeled_pool} -> {train.split})"
+    return dataclasses.replace(split, source=source), train
+
+
+def shipped_list_split(name: str, *, root: str | Path, protocol: str, cache_dir: str | Path | None = None,
+                       validate: bool = True) -> tuple[Split, SegmentationDataset]:
+    """A shipped standard list (:mod:`ael.data.shipped`) for an on-disk dataset, checked against it.
+
+    Returns:
+        The split, and the training dataset (the list's pool) that holds its ids.
+
+    Raises:
+        ConfigError: an unknown list, or a list of another dataset.
+        DatasetError: images or masks the list names that are not on disk (named).
+    """
+    shipped = shipped_protocol(protocol)
+    if shipped.dataset != name:
+        raise ConfigError(f"data.split.protocol={protocol!r} is a list of {shipped.dataset}, but data.dataset is "
+                          f"{name!r}")
+    train = open_dataset(name, root=root, split=shipped.pool, cache_dir=cache_dir, validate=validate)
+    split = shipped_split(shipped, train)
+    if protocol.strip() != shipped.name:  # an alias: record the name asked for too
+        split = dataclasses.replace(split, source=f"{protocol.strip()} = {split.source}")
     return split, train
 
 
@@ -152,13 +188,46 @@ def build_dataset(data_cfg: DataConfig, split: str, *, cache_dir: str | Path | N
                         **(_synthetic_kwargs(data_cfg) if data_cfg.dataset == "synthetic" else {}))
 
 
+def _synthetic_split(split_cfg: SplitConfig, train: SegmentationDataset) -> Split:
+    for key in ("protocol", "labeled", "seed"):
+        if getattr(split_cfg, key) is not None:
+            raise ConfigError(f"data.split.{key}={getattr(split_cfg, key)!r} does not apply to the synthetic dataset: "
+                              "its labeled and unlabeled images are data.synthetic.num_labeled / num_unlabeled "
+                              "(data.split.labeled_list picks others)")
+    if split_cfg.labeled_list is not None:
+        return read_split(train, split_cfg.labeled_list, split_cfg.unlabeled_list)
+    return Split(labeled=tuple(i for i in train.ids if i.startswith("labeled/")),
+                 unlabeled=tuple(i for i in train.ids if i.startswith("unlabeled/")), source="synthetic streams")
+
+
+def _disk_split(name: str, root: str, split_cfg: SplitConfig, *, cache_dir: str | Path | None,
+                validate: bool) -> tuple[Split, SegmentationDataset]:
+    """The split ``data.split`` names (a shipped list, list files or a seeded draw) and its training pool."""
+    if split_cfg.protocol is not None:
+        return shipped_list_split(name, root=root, protocol=split_cfg.protocol, cache_dir=cache_dir,
+                                  validate=validate)
+    if split_cfg.labeled_list is not None:
+        train = _open_training_pool(name, root=root, protocol=list_pool(name), cache_dir=cache_dir, validate=validate)
+        split = read_split(train, split_cfg.labeled_list, split_cfg.unlabeled_list)
+        unlabeled_only = set(train.ids) - set(labelable_ids(train))
+        missing_mask = [i for i in split.labeled if i in unlabeled_only]
+        if missing_mask:
+            raise DatasetError(f"{split_cfg.labeled_list}: labeled ids without a mask: {missing_mask[:5]}")
+        return split, train
+    labeled = DEFAULT_LABELED if split_cfg.labeled is None else split_cfg.labeled
+    seed = DEFAULT_SEED if split_cfg.seed is None else split_cfg.seed
+    return protocol_split(name, root=root, protocol=resolve_protocol(name, labeled), seed=seed, cache_dir=cache_dir,
+                          validate=validate)
+
+
 def build_split_datasets(data_cfg: DataConfig, *, cache_dir: str | Path | None = None,
                          validate: bool | None = None, unlabeled_labels: bool = False) -> SplitDatasets:
     """The labeled, unlabeled and validation datasets of a run, with its split.
 
-    The split comes from ``data_cfg.split``: list files when given (ours or ``img_path
-    mask_path`` lists), else the named protocol drawn with ``split.seed``. The synthetic set
-    uses its own labeled/unlabeled streams unless list files are given.
+    The split comes from ``data_cfg.split``: a shipped standard list (``protocol``, checked
+    against the data), list files (ours or ``img_path mask_path`` lists), or a seeded draw
+    (``labeled`` with ``seed``; ``1/8`` seed 0 when nothing is named). The synthetic set uses its
+    own labeled/unlabeled streams unless list files are given.
 
     Args:
         data_cfg: the data section of the config.
@@ -173,27 +242,10 @@ def build_split_datasets(data_cfg: DataConfig, *, cache_dir: str | Path | None =
     validate = data_cfg.validate if validate is None else validate
     if name == "synthetic":
         train = build_dataset(data_cfg, "train")
-        if split_cfg.labeled_list is not None:
-            split = read_split(train, split_cfg.labeled_list, split_cfg.unlabeled_list)
-        else:
-            split = Split(
-                labeled=tuple(i for i in train.ids if i.startswith("labeled/")),
-                unlabeled=tuple(i for i in train.ids if i.startswith("unlabeled/")),
-            )
+        split = _synthetic_split(split_cfg, train)
     else:
         assert data_cfg.root is not None
-        protocol = resolve_protocol(name, split_cfg.labeled)
-        if split_cfg.labeled_list is not None:
-            train = _open_training_pool(name, root=data_cfg.root, protocol=protocol, cache_dir=cache_dir,
-                                        validate=validate)
-            split = read_split(train, split_cfg.labeled_list, split_cfg.unlabeled_list)
-            unlabeled_only = set(train.ids) - set(labelable_ids(train))
-            missing_mask = [i for i in split.labeled if i in unlabeled_only]
-            if missing_mask:
-                raise DatasetError(f"{split_cfg.labeled_list}: labeled ids without a mask: {missing_mask[:5]}")
-        else:
-            split, train = protocol_split(name, root=data_cfg.root, protocol=protocol, seed=split_cfg.seed,
-                                          cache_dir=cache_dir, validate=validate)
+        split, train = _disk_split(name, data_cfg.root, split_cfg, cache_dir=cache_dir, validate=validate)
     val = build_dataset(data_cfg, "val", cache_dir=cache_dir, validate=validate)
     logger.info("%s: %d labeled, %d unlabeled, %d val images", name, len(split.labeled), len(split.unlabeled),
                 len(val))

@@ -1,11 +1,18 @@
-"""Which training images are labeled: standard protocols, seeded draws, split files.
+"""Which training images are labeled: seeded draws, split files, and what a run records.
 
-A split is two disjoint id lists. It is drawn deterministically from a seed (a permutation of
-the sorted pool), written as ``labeled.txt`` / ``unlabeled.txt`` (one id per line) that a run
-records next to its outputs, and can be read back as is, or from a list another repository
-wrote in the common ``img_path mask_path`` format.
+A split is two disjoint id lists and where they came from (``Split.source``). It comes from one
+of three places (``data.split`` names exactly one):
 
-Protocols by name (``labeled_pool`` is the dataset split labeled ids come from; unlabeled ids are
+- a shipped standard list (``data.split.protocol``: U2PL's and UniMatch's, :mod:`ael.data.shipped`);
+- a draw made at run time from a seed (``data.split.labeled`` and ``seed``; a permutation of the
+  sorted pool), as the AEL release does;
+- list files (``data.split.labeled_list``): ours, one id per line, or the common
+  ``img_path mask_path`` format of other repositories.
+
+:func:`write_split` writes ``labeled.txt`` / ``unlabeled.txt`` (one id per line) and
+``split_source.txt`` (the source in words), which a run records next to its outputs.
+
+Seeded protocols by name (``labeled_pool`` is the dataset split labeled ids come from; unlabeled ids are
 the rest of ``unlabeled_pool``):
 
 - voc: classic ``92``, ``183``, ``366``, ``732``, ``1464`` labeled from the 1 464 fine images,
@@ -21,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -31,11 +38,16 @@ from ael.data.base import DatasetError, SegmentationDataset
 from ael.fs import write_atomic
 
 __all__ = [
+    "DEFAULT_LABELED",
+    "DEFAULT_SEED",
     "PROTOCOLS",
+    "SOURCE_FILE",
+    "STANDARD_POOL_SIZES",
     "Protocol",
     "Split",
     "check_split",
     "draw_split",
+    "list_pool",
     "read_id_list",
     "read_split",
     "resolve_protocol",
@@ -43,6 +55,15 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: The seeded draw of a config that names no split (``data.split`` all null).
+DEFAULT_LABELED = "1/8"
+DEFAULT_SEED = 0
+#: The file :func:`write_split` writes the split's source into.
+SOURCE_FILE = "split_source.txt"
+#: Image counts of the standard pools (for listing the seeded protocols without the data).
+STANDARD_POOL_SIZES = {("voc", "train"): 1464, ("voc", "train_aug"): 10582, ("cityscapes", "train"): 2975,
+                       ("ade20k", "train"): 20210}
 
 
 @dataclass(frozen=True)
@@ -89,6 +110,13 @@ def _voc_protocols() -> dict[str, Protocol]:
         table[f"1/{denom}"] = proto
         table[f"blended-1/{denom}"] = proto
     return table
+
+
+def list_pool(dataset: str) -> Protocol:
+    """Where the images of list files are looked up: VOC's ``train_aug`` (``train`` without SBD), else ``train``."""
+    if dataset == "voc":
+        return Protocol("lists", labeled_pool="train_aug", unlabeled_pool="train_aug", fallback_pool="train")
+    return Protocol("lists")
 
 
 PROTOCOLS: dict[str, dict[str, Protocol]] = {
@@ -138,13 +166,24 @@ def resolve_protocol(dataset: str, labeled: str | float | int) -> Protocol:
 
 @dataclass(frozen=True)
 class Split:
-    """Disjoint labeled and unlabeled ids of one training set."""
+    """Disjoint labeled and unlabeled ids of one training set.
+
+    Attributes:
+        labeled, unlabeled: the ids.
+        source: where they come from, in words (a shipped list and its origin, a seeded draw,
+            list files); not part of equality.
+    """
 
     labeled: tuple[str, ...]
     unlabeled: tuple[str, ...]
+    source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         check_split(self.labeled, self.unlabeled)
+
+    def describe(self) -> str:
+        """``<source>: N labeled, M unlabeled`` (the run manifest's ``split``)."""
+        return f"{self.source or 'split'}: {len(self.labeled)} labeled, {len(self.unlabeled)} unlabeled"
 
 
 def check_split(labeled: Sequence[str], unlabeled: Sequence[str],
@@ -215,9 +254,10 @@ def read_id_list(path: str | Path, dataset: SegmentationDataset) -> list[str]:
         else:
             ids.append(found)
     if missing:
+        hint = f" (none matches: a list of another dataset than {dataset.info.name}?)" if not ids else ""
         raise DatasetError(
             f"{path}: {len(missing)} entr{'y' if len(missing) == 1 else 'ies'} not found in "
-            f"{dataset.info.name} ({len(dataset)} images): {'; '.join(missing[:3])}"
+            f"{dataset.info.name} ({len(dataset)} images): {'; '.join(missing[:3])}{hint}"
         )
     if not ids:
         raise DatasetError(f"{path}: the split list is empty")
@@ -234,14 +274,21 @@ def read_split(dataset: SegmentationDataset, labeled_list: str | Path,
         taken = set(labeled)
         unlabeled = [i for i in dataset.ids if i not in taken]
     check_split(labeled, unlabeled, dataset)
-    return Split(tuple(labeled), tuple(unlabeled))
+    source = f"lists {labeled_list}" + (f" + {unlabeled_list}" if unlabeled_list is not None else "")
+    return Split(tuple(labeled), tuple(unlabeled), source=source)
 
 
 def write_split(split: Split, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``labeled.txt`` and ``unlabeled.txt`` (one id per line) into ``out_dir``, each atomically."""
+    """Write ``labeled.txt`` and ``unlabeled.txt`` (one id per line) into ``out_dir``, each atomically.
+
+    A split with a ``source`` also gets ``split_source.txt`` (:data:`SOURCE_FILE`): its source
+    and counts in one line. Returns the two list paths.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = (out / "labeled.txt", out / "unlabeled.txt")
     for path, ids in zip(paths, (split.labeled, split.unlabeled)):
         write_atomic(path, "".join(f"{i}\n" for i in ids))
+    if split.source:
+        write_atomic(out / SOURCE_FILE, split.describe() + "\n")
     return paths

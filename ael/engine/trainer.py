@@ -160,8 +160,7 @@ class Trainer:
 
     def _open_writer(self, resume_path: Path | None, preset: str) -> RunWriter:
         cfg, data = self.cfg, self.data
-        split = (f"{cfg.data.split.labeled} seed {cfg.data.split.seed}: {len(data.labeled)} labeled, "
-                 f"{len(data.unlabeled)} unlabeled")
+        split = data.split.describe()  # where the split came from (shipped list, seeded draw, files) and its sizes
         extra = {
             "world_size": self.dist.world_size, "device": str(self.device),
             "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",

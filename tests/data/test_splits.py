@@ -1,6 +1,7 @@
 """Protocols, seeded draws, split files in both formats, ``ael splits``."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 from fake_data_trees import make_camvid, make_voc
@@ -19,6 +20,8 @@ from ael.data.splits import (
     resolve_protocol,
     write_split,
 )
+
+CAMVID = Path(__file__).resolve().parents[3] / "shared" / "data" / "camvid"
 
 
 @pytest.mark.parametrize(
@@ -159,3 +162,41 @@ def test_config_validate_and_cache_dir_fields(tmp_path):
     assert list((tmp_path / "cache").glob("camvid-val-*.json")) == []  # train failed first
     skipped = DataConfig(dataset="camvid", root=str(root), split=SplitConfig(labeled=2), validate=False)
     assert len(build_split_datasets(skipped).labeled) == 2
+
+
+def test_a_split_records_its_source(tmp_path):
+    root = make_camvid(tmp_path / "camvid", n_train=8)
+    seeded = build_split_datasets(DataConfig(dataset="camvid", root=str(root), split=SplitConfig(labeled="1/4", seed=1)),
+                                  cache_dir=tmp_path / "c").split
+    assert seeded.source == "seeded draw 1/4 seed 1 (camvid train -> train)"
+    assert seeded.describe() == "seeded draw 1/4 seed 1 (camvid train -> train): 2 labeled, 6 unlabeled"
+    # Nothing named: the seeded 1/8 draw with seed 0.
+    default = build_split_datasets(DataConfig(dataset="camvid", root=str(root)), cache_dir=tmp_path / "c").split
+    assert default.source.startswith("seeded draw 1/8 seed 0") and len(default.labeled) == 1
+    labeled_path, _ = write_split(seeded, tmp_path / "run")
+    assert (tmp_path / "run" / "split_source.txt").read_text() == seeded.describe() + "\n"
+    assert labeled_path.read_text().split() == list(seeded.labeled)  # the lists stay plain ids
+    from_list = build_split_datasets(DataConfig(dataset="camvid", root=str(root),
+                                                split=SplitConfig(labeled_list=str(labeled_path))),
+                                     cache_dir=tmp_path / "c").split
+    assert from_list == seeded and from_list.source == f"lists {labeled_path}"
+    write_split(draw_split(["a", "b"], 1, seed=0), tmp_path / "bare")
+    assert not (tmp_path / "bare" / "split_source.txt").exists()  # no source, no file
+
+
+def test_a_list_of_another_dataset_says_so(tmp_path):
+    make_camvid(tmp_path / "camvid")
+    ds = open_dataset("camvid", root=tmp_path / "camvid", split="train", cache_dir=tmp_path / "c")
+    foreign = tmp_path / "labeled.txt"
+    foreign.write_text("leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png\n")
+    with pytest.raises(DatasetError, match=r"1 entry not found in camvid .*none matches: a list of another dataset"):
+        read_split(ds, foreign)
+
+
+@pytest.mark.skipif(not (CAMVID / "train.txt").is_file(), reason="CamVid not present (../shared/data/camvid)")
+def test_camvid_seeded_split_command_on_the_real_data(tmp_path, capsys):
+    assert cli_main(["camvid", "--root", str(CAMVID), "--protocol", "1/8", "--out", str(tmp_path / "out"),
+                     "--cache-dir", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("seeded draw 1/8 seed 0 (camvid train -> train)") and "46 labeled ids" in out
+    assert (tmp_path / "out" / "split_source.txt").read_text().endswith(": 46 labeled, 321 unlabeled\n")
