@@ -48,7 +48,8 @@ class ModelConfig:
     aux_head: bool = True
     aux_weight: float = bounded(0.4, ge=0.0)
     deep_stem: bool = False  # release: True (three 3x3 convs)
-    # "none", "imagenet" (torchvision weights in the local torch cache), or a checkpoint path.
+    # "none", "imagenet" (torchvision's weights: the torch hub cache, downloaded into it when missing
+    # unless the environment sets AEL_OFFLINE=1), "imagenet:<VERSION>", or a checkpoint path.
     pretrained: str = "none"
 
     def check(self) -> None:

@@ -1,12 +1,15 @@
-"""Pretrained weights for the ResNet backbones, loaded from local files only.
+"""Pretrained weights for the ResNet backbones: torchvision's ImageNet weights or a local checkpoint.
 
 ``pretrained`` is one of:
 
 - ``"none"``: torchvision's random initialisation.
 - ``"imagenet"``: torchvision's ImageNet weights (the enum's ``DEFAULT`` first, then any other
-  version) read from the local torch hub cache, ``torch.hub.get_dir()/checkpoints/<file>``.
-  Nothing is ever downloaded: when no file is there, the error names the exact path and URL.
-  ``"imagenet:IMAGENET1K_V1"`` asks for one version.
+  version) from the torch hub cache, ``torch.hub.get_dir()/checkpoints/<file>``. When none is
+  there, the preferred one is downloaded into it with torch hub's own downloader (progress bar;
+  the file's SHA-256 must start with the hash in its name, else nothing is kept), unless
+  ``AEL_OFFLINE=1`` forbids it. Offline, or when the download fails, the error names the exact
+  file to place there and its URL. ``"imagenet:IMAGENET1K_V1"`` asks for one version. Under
+  ``torchrun`` only local rank 0 downloads; the other ranks of the node wait for its file.
 - a path to a checkpoint: a torchvision ResNet state dict, or the AEL release's deep-stem
   ResNet (stem keys ``conv1.0/conv1.1/conv1.3/conv1.4/conv1.6`` + ``bn1``, or the older
   ``conv1/bn1/conv2/bn2/conv3/bn3`` naming, which is renamed). Containers such as
@@ -22,7 +25,9 @@ asked for never silently fall back to a random initialisation. Files are read wi
 from __future__ import annotations
 
 import logging
+import os
 import pickle
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -33,9 +38,11 @@ from torchvision.models._api import WeightsEnum
 from ael.models.backbone import ResNetBackbone
 
 __all__ = [
+    "OFFLINE_ENV",
     "PretrainedWeightsError",
     "adapt_backbone_keys",
     "cached_weights_path",
+    "download_weights",
     "imagenet_weight_candidates",
     "load_pretrained_backbone",
     "read_state_dict",
@@ -61,6 +68,10 @@ _DEEP_STEM_RENAMES = {
 }
 _WRAPPER_PREFIXES = ("module.", "backbone.", "encoder.")
 _MAX_KEYS_SHOWN = 8
+#: Set to 1 (or true / yes) to forbid every download of pretrained weights.
+OFFLINE_ENV = "AEL_OFFLINE"
+# How long the other local ranks wait for local rank 0's download.
+_WAIT_FOR_DOWNLOAD_S = 3600.0
 
 
 class PretrainedWeightsError(ValueError):
@@ -184,7 +195,7 @@ def _load_into(backbone: ResNetBackbone, state: dict[str, torch.Tensor], source:
 
 
 def load_pretrained_backbone(backbone: ResNetBackbone, pretrained: str) -> None:
-    """Load pretrained weights into a backbone, in place, from local files only.
+    """Load pretrained weights into a backbone, in place (ImageNet weights downloaded when missing).
 
     Args:
         backbone: the freshly built backbone.
@@ -192,8 +203,8 @@ def load_pretrained_backbone(backbone: ResNetBackbone, pretrained: str) -> None:
             (see the module docstring).
 
     Raises:
-        PretrainedWeightsError: the weights are not on disk (the message names the file to
-            place, where, and its URL), or do not fit the backbone.
+        PretrainedWeightsError: the weights are not on disk and cannot be downloaded (the message
+            names the file to place, where, and its URL), or do not fit the backbone.
     """
     if pretrained == "none":
         return
@@ -205,6 +216,61 @@ def load_pretrained_backbone(backbone: ResNetBackbone, pretrained: str) -> None:
     logger.info("loaded %s backbone weights from %s", backbone.name, pretrained)
 
 
+def _offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class _Unreachable(Exception):
+    """The download did not happen (no network, HTTP error); ``args[0]`` says why."""
+
+
+def _download(weights: WeightsEnum, progress: bool) -> Path:
+    path = cached_weights_path(weights)
+    match = torch.hub.HASH_REGEX.search(path.name)
+    hash_prefix = match.group(1) if match else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("downloading torchvision %s from %s to %s", weights, weights.url, path)
+    try:
+        torch.hub.download_url_to_file(weights.url, str(path), hash_prefix, progress=progress)
+    except RuntimeError as err:
+        if "invalid hash value" not in str(err):
+            raise
+        raise PretrainedWeightsError(
+            f"model.pretrained=imagenet: the download of {weights.url} is corrupt ({err}); nothing was kept in "
+            f"{path.parent}. Retry, or place a verified copy at {path}") from None
+    except (OSError, ValueError) as err:  # URLError and HTTPError are OSErrors
+        raise _Unreachable(getattr(err, "reason", None) or err) from None
+    return path
+
+
+def download_weights(weights: WeightsEnum, *, progress: bool = True) -> Path:
+    """Download torchvision weights into the torch hub cache with torch hub's downloader.
+
+    The file goes to a temporary name first and is moved into place only when its SHA-256
+    starts with the hash in its file name (torch hub's check); a failed or corrupt download
+    leaves nothing in the cache.
+
+    Raises:
+        PretrainedWeightsError: the download failed (no network, HTTP error) or the file's hash
+            does not match; the message names the URL and the file to place by hand.
+    """
+    try:
+        return _download(weights, progress)
+    except _Unreachable as err:
+        raise PretrainedWeightsError(
+            f"model.pretrained=imagenet: cannot download {weights.url} ({err}); place the file at "
+            f"{cached_weights_path(weights)}") from None
+
+
+def _wait_for(path: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not path.is_file():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1.0)
+    return True
+
+
 def _load_imagenet(backbone: ResNetBackbone, version: str | None) -> None:
     if backbone.deep_stem:
         raise PretrainedWeightsError(
@@ -213,19 +279,28 @@ def _load_imagenet(backbone: ResNetBackbone, version: str | None) -> None:
             "deep-stem checkpoint (such as the AEL release's resnet101) as model.pretrained"
         )
     candidates = imagenet_weight_candidates(backbone.name, version)
-    for weights in candidates:
-        path = cached_weights_path(weights)
-        if path.is_file():
-            state = adapt_backbone_keys(read_state_dict(path))
-            _load_into(backbone, state, str(path))
-            logger.info("loaded torchvision %s from %s", weights, path)
-            return
-    wanted = "\n".join(f"  {cached_weights_path(w)}  (from {w.url})" for w in candidates)
-    raise PretrainedWeightsError(
-        f"model.pretrained=imagenet: no local ImageNet weights for {backbone.name}, and ael never "
-        f"downloads. Place one of these files (first preferred):\n{wanted}\n"
-        "(the folder is torch.hub.get_dir()/checkpoints; set TORCH_HOME to move it), or pass "
-        "model.pretrained=<path to a ResNet state dict>, or model.pretrained=none to train from "
-        "a random initialisation."
-    )
-
+    path = next((cached_weights_path(w) for w in candidates if cached_weights_path(w).is_file()), None)
+    why = f"and {OFFLINE_ENV}=1 forbids downloading them"
+    if path is None and not _offline():
+        preferred = candidates[0]
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            try:
+                path = _download(preferred, progress=True)
+            except _Unreachable as err:
+                why = f"and downloading {preferred.url} failed ({err})"
+        elif _wait_for(cached_weights_path(preferred), _WAIT_FOR_DOWNLOAD_S):
+            path = cached_weights_path(preferred)
+        else:
+            why = "and local rank 0 did not download them in time"
+    if path is None:
+        wanted = "\n".join(f"  {cached_weights_path(w)}  (from {w.url})" for w in candidates)
+        raise PretrainedWeightsError(
+            f"model.pretrained=imagenet: no local ImageNet weights for {backbone.name}, {why}. Place one of "
+            f"these files (first preferred):\n{wanted}\n"
+            "(the folder is torch.hub.get_dir()/checkpoints; set TORCH_HOME to move it), or pass "
+            "model.pretrained=<path to a ResNet state dict>, or model.pretrained=none to train from "
+            "a random initialisation."
+        )
+    state = adapt_backbone_keys(read_state_dict(path))
+    _load_into(backbone, state, str(path))
+    logger.info("loaded torchvision ImageNet weights for %s from %s", backbone.name, path)

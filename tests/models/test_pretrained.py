@@ -1,10 +1,14 @@
-"""Pretrained backbone weights: local files only, key mapping, and clear errors."""
+"""Pretrained backbone weights: ImageNet weights from the cache or downloaded, key mapping, clear errors."""
+
+import hashlib
+from dataclasses import dataclass
 
 import pytest
 import torch
 import torchvision
 
 from ael.models import PretrainedWeightsError, deeplabv3plus
+from ael.models import pretrained as pretrained_module
 from ael.models.backbone import ResNetBackbone
 from ael.models.pretrained import cached_weights_path, imagenet_weight_candidates, load_pretrained_backbone
 
@@ -137,6 +141,7 @@ def test_pickled_objects_are_not_executed(tmp_path):
 
 def test_offline_imagenet_error_names_file_and_url(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("AEL_OFFLINE", "1")
     with pytest.raises(PretrainedWeightsError) as err:
         deeplabv3plus(num_classes=2, backbone="resnet50", pretrained="imagenet")
     message = str(err.value)
@@ -144,7 +149,7 @@ def test_offline_imagenet_error_names_file_and_url(tmp_path, monkeypatch):
         expected = tmp_path / "hub" / "checkpoints" / weights.url.rsplit("/", 1)[1]
         assert str(expected) in message
         assert weights.url in message
-    assert "model.pretrained=none" in message
+    assert "model.pretrained=none" in message and "AEL_OFFLINE=1 forbids downloading" in message
     assert not (tmp_path / "hub" / "checkpoints").exists()  # nothing was downloaded
 
 
@@ -162,6 +167,7 @@ def test_imagenet_weights_from_local_cache(tmp_path, monkeypatch, resnet18_state
 
 def test_imagenet_version_choice(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("AEL_OFFLINE", "1")
     assert [w.name for w in imagenet_weight_candidates("resnet101")] == ["IMAGENET1K_V2", "IMAGENET1K_V1"]
     assert [w.name for w in imagenet_weight_candidates("resnet101", "IMAGENET1K_V1")] == ["IMAGENET1K_V1"]
     with pytest.raises(PretrainedWeightsError, match=r"imagenet:V3.*choose one of IMAGENET1K_V1"):
@@ -173,3 +179,89 @@ def test_imagenet_version_choice(tmp_path, monkeypatch):
 def test_deep_stem_with_imagenet_is_refused():
     with pytest.raises(PretrainedWeightsError, match=r"7x7 stem.*deep-stem model.*model.deep_stem=false"):
         load_pretrained_backbone(ResNetBackbone("resnet18", deep_stem=True), "imagenet")
+
+
+# ------------------------------------------------------------------------------------------------
+# Downloading torchvision's weights (torch hub's downloader on a local file:// URL: no network)
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _LocalWeights:
+    """Stands for a torchvision weight enum member: a URL whose file name carries a hash prefix."""
+
+    url: str
+
+    def __str__(self):
+        return f"LocalWeights({self.url})"
+
+
+def _published(tmp_path, state, hash_prefix=None):
+    """A 'published' checkpoint under tmp_path/server named like torchvision's (<name>-<sha256[:8]>.pth)."""
+    server = tmp_path / "server"
+    server.mkdir(exist_ok=True)
+    staging = server / "staging.pth"
+    torch.save(state, staging)
+    digest = hashlib.sha256(staging.read_bytes()).hexdigest()
+    path = server / f"resnet18-{hash_prefix or digest[:8]}.pth"
+    staging.rename(path)
+    return _LocalWeights(path.as_uri())
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An empty torch hub cache, downloads allowed; returns its checkpoints folder."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AEL_OFFLINE", raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    return tmp_path / "home" / "hub" / "checkpoints"
+
+
+def test_imagenet_weights_are_downloaded_verified_and_used(tmp_path, monkeypatch, hub, resnet18_state, capfd):
+    weights = _published(tmp_path, resnet18_state)
+    monkeypatch.setattr(pretrained_module, "imagenet_weight_candidates", lambda name, version=None: [weights])
+    backbone = ResNetBackbone("resnet18")
+    load_pretrained_backbone(backbone, "imagenet")
+    _assert_same_weights(backbone, resnet18_state)
+    cached = hub / weights.url.rsplit("/", 1)[1]
+    assert cached.is_file() and sorted(p.name for p in hub.iterdir()) == [cached.name]
+    assert "%" in capfd.readouterr().err  # torch hub's progress bar
+    # The second time it comes from the cache: the source may be gone.
+    (tmp_path / "server" / cached.name).unlink()
+    again = ResNetBackbone("resnet18")
+    load_pretrained_backbone(again, "imagenet")
+    _assert_same_weights(again, resnet18_state)
+
+
+def test_a_corrupt_download_is_refused_and_leaves_nothing(tmp_path, monkeypatch, hub, resnet18_state):
+    weights = _published(tmp_path, resnet18_state, hash_prefix="deadbeef")
+    monkeypatch.setattr(pretrained_module, "imagenet_weight_candidates", lambda name, version=None: [weights])
+    with pytest.raises(PretrainedWeightsError) as err:
+        load_pretrained_backbone(ResNetBackbone("resnet18"), "imagenet")
+    message = str(err.value)
+    assert "is corrupt" in message and "deadbeef" in message and "nothing was kept" in message
+    assert str(hub / "resnet18-deadbeef.pth") in message
+    assert list(hub.iterdir()) == []  # no corrupt file, no partial file
+
+
+def test_an_unreachable_url_names_the_file_to_place(tmp_path, monkeypatch, hub):
+    weights = _LocalWeights((tmp_path / "server" / "resnet18-0123abcd.pth").as_uri())  # not there
+    monkeypatch.setattr(pretrained_module, "imagenet_weight_candidates", lambda name, version=None: [weights])
+    with pytest.raises(PretrainedWeightsError) as err:
+        load_pretrained_backbone(ResNetBackbone("resnet18"), "imagenet")
+    message = str(err.value)
+    assert f"downloading {weights.url} failed" in message
+    assert str(hub / "resnet18-0123abcd.pth") in message and "model.pretrained=none" in message
+    assert not any(hub.iterdir())
+    with pytest.raises(PretrainedWeightsError, match=r"cannot download .*place the file at"):
+        pretrained_module.download_weights(weights, progress=False)
+
+
+def test_other_local_ranks_wait_for_rank_0_and_do_not_download(tmp_path, monkeypatch, hub, resnet18_state):
+    weights = _published(tmp_path, resnet18_state)
+    monkeypatch.setattr(pretrained_module, "imagenet_weight_candidates", lambda name, version=None: [weights])
+    monkeypatch.setattr(pretrained_module, "_WAIT_FOR_DOWNLOAD_S", 0.0)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(PretrainedWeightsError, match="local rank 0 did not download them in time"):
+        load_pretrained_backbone(ResNetBackbone("resnet18"), "imagenet")
+    assert not hub.exists()
