@@ -173,16 +173,26 @@ class EmaConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Evaluation cadence and inference mode."""
+    """Evaluation cadence and protocol (README "Evaluation protocols"; :mod:`ael.engine.evaluate`)."""
 
     every: int = bounded(500, ge=0)  # iterations; 0: only at the end
-    mode: Literal["whole", "sliding"] = "whole"
-    crop_size: int | None = None  # sliding window size (default: data.crop_size)
-    stride_ratio: float = bounded(2 / 3, gt=0.0, le=1.0)
-    scales: tuple[float, ...] = (1.0,)
-    flip: bool = False
+    # "whole": each full image in one pass (VOC in U2PL, UniMatch, AEL); "center_crop": only the
+    # central crop_size square of image and label (UniMatch's center_crop); "sliding": crop_size
+    # windows at stride stride_ratio x crop_size, logits averaged (Cityscapes in U2PL, UniMatch and
+    # the AEL release: window = training crop, stride 2/3).
+    mode: Literal["whole", "center_crop", "sliding"] = "whole"
+    crop_size: int | None = bounded(None, ge=1)  # window / centre crop (default: data.crop_size)
+    stride_ratio: float = bounded(2 / 3, gt=0.0, le=1.0)  # sliding only
+    scales: tuple[float, ...] = (1.0,)  # multi-scale: probabilities averaged over these resizes
+    flip: bool = False  # also the mirrored image, its probabilities averaged in
     model: Literal["teacher", "student", "both"] = "both"
     batch_size: int = bounded(1, ge=1)
+
+    def check(self) -> None:
+        if self.mode == "whole" and self.crop_size is not None:
+            raise ConfigError(f"crop_size={self.crop_size} applies to mode sliding or center_crop, not whole")
+        if not self.scales or min(self.scales) <= 0:
+            raise ConfigError(f"scales must be positive resize factors, got {list(self.scales)}")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,17 @@
 """Inference (whole image or sliding window, multi-scale, flip) and evaluation over a loader.
 
+The evaluation protocols papers report with (``train.eval.mode``, :data:`EVAL_MODES`):
+
+- ``whole``: each image in one pass at its full size (VOC in U2PL, UniMatch and AEL).
+- ``center_crop``: only the central ``crop_size`` square of image and label is predicted and
+  scored (UniMatch's ``center_crop``; a cheap approximation of the full image).
+- ``sliding``: windows of ``crop_size`` at stride ``stride_ratio`` x ``crop_size`` (2/3 in the
+  field) cover the image, their logits averaged (Cityscapes in U2PL, UniMatch and the AEL
+  release).
+
+Each takes optional horizontal ``flip`` and multi-scale ``scales``. :func:`describe_mode` names
+the protocol in one line (``sliding 769 stride 2/3``), as every evaluation record says it.
+
 The model is any callable taking ``(B, 3, H, W)`` images and returning logits at the input size,
 either as a tensor or as a mapping with an ``"out"`` entry (the DeepLabV3+ contract).
 
@@ -28,6 +40,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Literal
 
 import torch
@@ -39,7 +52,10 @@ from ael.engine.metrics import ConfusionMatrix, SegMetrics, metrics_from_confusi
 from ael.models import precision
 
 __all__ = [
+    "EVAL_MODES",
     "EvalResult",
+    "center_crop",
+    "describe_mode",
     "evaluate",
     "predict",
     "predict_probs",
@@ -48,6 +64,46 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Model = Callable[[torch.Tensor], Any]
+EVAL_MODES = ("whole", "center_crop", "sliding")
+
+
+def describe_mode(mode: str, *, crop_size: int | Sequence[int] | None = None, stride_ratio: float = 2 / 3,
+                  scales: Sequence[float] = (1.0,), flip: bool = False) -> str:
+    """The evaluation protocol in one line: ``whole``, ``center_crop 513``, ``sliding 769 stride 2/3``,
+    then ``+ flip`` and ``scales 0.75,1,1.25`` when used."""
+    if mode not in EVAL_MODES:
+        raise ValueError(f"mode must be one of {EVAL_MODES}, got {mode!r}")
+    crop = "x".join(str(v) for v in dict.fromkeys(_pair(crop_size, "crop_size"))) if crop_size is not None else "?"
+    text = {"whole": "whole", "center_crop": f"center_crop {crop}",
+            "sliding": f"sliding {crop} stride {Fraction(stride_ratio).limit_denominator(16)}"}[mode]
+    if flip:
+        text += " + flip"
+    if tuple(scales) != (1.0,):
+        text += " scales " + ",".join(f"{s:g}" for s in scales)
+    return text
+
+
+def center_crop(image: torch.Tensor, label: torch.Tensor, crop_size: int | Sequence[int],
+                sizes: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The central ``crop_size`` part of each image and its label (the whole of a smaller one).
+
+    Args:
+        image: ``(B, 3, H, W)``; label: ``(B, H, W)``.
+        crop_size: int or ``(h, w)``.
+        sizes: ``(B, 2)`` true (H, W) of each padded image (``pad_collate``'s ``size``); None:
+            the tensors' size.
+
+    Returns:
+        One ``((1, 3, h, w), (1, h, w))`` pair per image.
+    """
+    ch, cw = _pair(crop_size, "crop_size")
+    out = []
+    for b in range(image.shape[0]):
+        h, w = (int(v) for v in sizes[b]) if sizes is not None else image.shape[-2:]
+        th, tw = min(ch, h), min(cw, w)
+        y, x = (h - th) // 2, (w - tw) // 2
+        out.append((image[b:b + 1, :, y:y + th, x:x + tw], label[b:b + 1, y:y + th, x:x + tw]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -235,7 +291,7 @@ def _check_labels(label: torch.Tensor, *, num_classes: int, ignore_index: int, w
 
 def evaluate(model: Model, loader: Iterable[Mapping[str, Any]], *, num_classes: int,
              ignore_index: int = 255, device: torch.device | str,
-             mode: Literal["whole", "sliding"] = "whole", crop_size: int | Sequence[int] | None = None,
+             mode: Literal["whole", "center_crop", "sliding"] = "whole", crop_size: int | Sequence[int] | None = None,
              stride_ratio: float = 2 / 3, scales: Sequence[float] = (1.0,), flip: bool = False,
              amp_dtype: torch.dtype | None = None, window_batch: int = 4,
              max_batches: int | None = None, check_labels: bool = True) -> EvalResult:
@@ -252,7 +308,9 @@ def evaluate(model: Model, loader: Iterable[Mapping[str, Any]], *, num_classes: 
         num_classes: C; the model must output C channels.
         ignore_index: Label of pixels that do not count.
         device: Where inference and the confusion matrix live.
-        mode, crop_size, stride_ratio, scales, flip, amp_dtype, window_batch: As for
+        mode: ``"whole"``, ``"center_crop"`` (image and label cut to the central ``crop_size``
+            part, then inferred whole) or ``"sliding"``.
+        crop_size, stride_ratio, scales, flip, amp_dtype, window_batch: As for
             :func:`predict_probs`.
         max_batches: Stop after this many batches of this rank (None: the whole loader).
         check_labels: Raise on labels outside ``[0, C)`` that are not ``ignore_index``
@@ -261,6 +319,10 @@ def evaluate(model: Model, loader: Iterable[Mapping[str, Any]], *, num_classes: 
     Returns:
         :class:`EvalResult` (confusion matrix, per-class IoU, mIoU, accuracies, image count).
     """
+    if mode not in EVAL_MODES:
+        raise ValueError(f"mode must be one of {EVAL_MODES}, got {mode!r}")
+    if mode == "center_crop" and crop_size is None:
+        raise ValueError("mode='center_crop' needs crop_size")
     device = torch.device(device)
     cm = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
     images_seen = torch.zeros(1, dtype=torch.int64, device=device)
@@ -284,12 +346,19 @@ def evaluate(model: Model, loader: Iterable[Mapping[str, Any]], *, num_classes: 
                 )
             if check_labels:
                 _check_labels(label, num_classes=num_classes, ignore_index=ignore_index, where=where)
-            probs = predict_probs(model, image.float(), mode=mode, crop_size=crop_size,
-                                  stride_ratio=stride_ratio, scales=scales, flip=flip,
-                                  amp_dtype=amp_dtype, window_batch=window_batch)
-            if probs.shape[1] != num_classes:
-                raise ValueError(f"{where}: the model outputs {probs.shape[1]} classes, expected {num_classes}")
-            cm.update(probs.argmax(1), label)
+            if mode == "center_crop":
+                assert crop_size is not None
+                sizes = batch.get("size")
+                views = center_crop(image, label, crop_size, sizes if isinstance(sizes, torch.Tensor) else None)
+            else:
+                views = [(image, label)]
+            for view, truth in views:
+                probs = predict_probs(model, view.float(), mode="sliding" if mode == "sliding" else "whole",
+                                      crop_size=crop_size, stride_ratio=stride_ratio, scales=scales, flip=flip,
+                                      amp_dtype=amp_dtype, window_batch=window_batch)
+                if probs.shape[1] != num_classes:
+                    raise ValueError(f"{where}: the model outputs {probs.shape[1]} classes, expected {num_classes}")
+                cm.update(probs.argmax(1), truth)
             images_seen += image.shape[0]
     seconds = time.perf_counter() - start
     all_reduce_sum_([cm.mat, images_seen])

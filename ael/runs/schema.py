@@ -8,7 +8,7 @@ A run folder (``<runs_dir>/<run_id>/``) holds::
     classes.jsonl   {"step": int, "time": float, <name>: "<base64 of C little-endian float32>", ...}
     evals.jsonl     {"step": int, "time": float, "model": str, "miou": float, "iou": [C floats],
                      "confusion": "<base64 of zlib of C*C little-endian int64, row-major>" | null,
-                     <extra name>: float, ...}
+                     "mode": str (optional: the evaluation protocol), <extra name>: float, ...}
     media.jsonl     {"step": int, "time": float, "kind": str, "index": int,
                      "files": {<part>: "media/<file>"}, "parts": {<part>: "rgb" | "label" | "map"},
                      "meta": {...}}

@@ -244,6 +244,7 @@ class RunWriter:
         iou: Any,
         confusion: Any | None = None,
         model: str = "teacher",
+        mode: str | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         """Append an evaluation to ``evals.jsonl`` and its IoU as class vector ``iou_<model>``.
@@ -254,6 +255,8 @@ class RunWriter:
             iou: ``(C,)`` per-class IoU (NaN for classes absent from prediction and truth).
             confusion: ``(C, C)`` integer confusion matrix, rows = truth, columns = prediction.
             model: which network was evaluated (``teacher`` or ``student``).
+            mode: the evaluation protocol in words (``"sliding 769 stride 2/3"``), stored as
+                ``mode`` (readers: ``EvalRecord.extra["mode"]``).
             extra: more numbers (e.g. ``pixel_acc``, ``eval_seconds``).
         """
         self._check_open()
@@ -262,12 +265,18 @@ class RunWriter:
         what = f"evaluation of {model} at step {step}"
         now = time.time()
         record: dict[str, Any] = {"step": step, "time": now, "model": model, "miou": as_float(miou, f"{what}: miou")}
+        if mode is not None:
+            if not isinstance(mode, str) or not mode or len(mode) > 200 or "\n" in mode:
+                raise ValueError(f"{what}: mode must be one line of text (at most 200 characters), got {mode!r}")
+            record["mode"] = mode
         iou_array = class_vector(iou, self.num_classes, f"{what}: iou")
         record["iou"] = format_vector(iou_array)
         record["confusion"] = (None if confusion is None else
                                encode_confusion(count_matrix(confusion, self.num_classes, f"{what}: confusion")))
         for name, value in (extra or {}).items():
             check_name(name, SERIES_NAME, "eval extra")
+            if name == "mode":
+                raise ValueError(f"{what}: 'mode' is the mode argument, not an extra number")
             record[name] = as_float(value, f"{what}: {name}")
         self._append("evals", record)
         self._append("classes", {"step": step, "time": now, f"iou_{model}": encode_vector(iou_array)})

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from ael.engine.evaluate import evaluate, predict, predict_probs
+from ael.engine.evaluate import center_crop, describe_mode, evaluate, predict, predict_probs
 from ael.models.precision import amp_dtype
 
 IGN = 255
@@ -168,6 +168,51 @@ def test_evaluate_rejects_bad_batches():
                  num_classes=3, device="cpu")
     with pytest.raises(ValueError, match="outputs 3 classes, expected 4"):
         evaluate(model, _coded_batches(), num_classes=4, device="cpu")
+
+
+def _centre_batch(h=6, w=8, crop=4):
+    """Prediction 0 everywhere; truth 0 in the central crop x crop square, 1 around it."""
+    image = torch.zeros(1, 3, h, w)
+    label = torch.ones(1, h, w, dtype=torch.long)
+    y, x = (h - crop) // 2, (w - crop) // 2
+    label[:, y:y + crop, x:x + crop] = 0
+    return {"image": image, "label": label}
+
+
+def test_center_crop_scores_only_the_centre():
+    model = ClassCoder(2)
+    centre = evaluate(model, [_centre_batch()], num_classes=2, device="cpu", mode="center_crop", crop_size=4)
+    assert torch.equal(centre.confusion, torch.tensor([[16, 0], [0, 0]]))
+    whole = evaluate(model, [_centre_batch()], num_classes=2, device="cpu", mode="whole")
+    assert int(whole.confusion.sum()) == 48 and whole.acc == pytest.approx(16 / 48)
+    # Larger than the image: the whole image is scored.
+    big = evaluate(model, [_centre_batch()], num_classes=2, device="cpu", mode="center_crop", crop_size=100)
+    assert int(big.confusion.sum()) == 48
+
+
+def test_center_crop_of_padded_batches_uses_each_true_size():
+    image = torch.arange(2 * 3 * 6 * 8, dtype=torch.float32).view(2, 3, 6, 8)
+    label = torch.arange(2 * 6 * 8).view(2, 6, 8)
+    crops = center_crop(image, label, 4, sizes=torch.tensor([[6, 8], [4, 6]]))
+    (img0, lab0), (img1, lab1) = crops
+    assert torch.equal(img0, image[0:1, :, 1:5, 2:6]) and torch.equal(lab0, label[0:1, 1:5, 2:6])
+    assert torch.equal(img1, image[1:2, :, 0:4, 1:5]) and torch.equal(lab1, label[1:2, 0:4, 1:5])
+    (only,) = center_crop(image[:1], label[:1], (2, 8))
+    assert only[0].shape == (1, 3, 2, 8)
+
+
+def test_evaluation_protocols_are_named():
+    assert describe_mode("whole") == "whole"
+    assert describe_mode("whole", flip=True, scales=(0.5, 1.0, 1.75)) == "whole + flip scales 0.5,1,1.75"
+    assert describe_mode("center_crop", crop_size=513) == "center_crop 513"
+    assert describe_mode("sliding", crop_size=769, stride_ratio=2 / 3) == "sliding 769 stride 2/3"
+    assert describe_mode("sliding", crop_size=(512, 1024), stride_ratio=0.5) == "sliding 512x1024 stride 1/2"
+    with pytest.raises(ValueError, match="mode must be one of"):
+        describe_mode("tiles")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        evaluate(ClassCoder(2), [_centre_batch()], num_classes=2, device="cpu", mode="tiles")
+    with pytest.raises(ValueError, match="center_crop' needs crop_size"):
+        evaluate(ClassCoder(2), [_centre_batch()], num_classes=2, device="cpu", mode="center_crop")
 
 
 @pytest.mark.gpu

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ael.config import EvalConfig
-from ael.engine.evaluate import EvalResult, evaluate
+from ael.engine.evaluate import EvalResult, describe_mode, evaluate
 from ael.engine.hooks.base import Hook
 from ael.models import unwrap_model
 from ael.runs import best_evaluation
@@ -43,6 +43,9 @@ class EvaluationHook(Hook):
         self.cfg = eval_cfg
         self.iterations = iterations
         self.crop_size = eval_cfg.crop_size or crop_size
+        # The protocol in one line ("sliding 769 stride 2/3"), recorded with every evaluation.
+        self.mode = describe_mode(eval_cfg.mode, crop_size=self.crop_size, stride_ratio=eval_cfg.stride_ratio,
+                                  scales=eval_cfg.scales, flip=eval_cfg.flip)
         self.records: dict[str, list[dict[str, Any]]] = {}
 
     def after_step(self, trainer: Trainer) -> None:
@@ -64,12 +67,12 @@ class EvaluationHook(Hook):
             if name == "teacher":
                 trainer.teacher.module.train(trainer.teacher.train_mode)
             results[name] = result
-            record = {"step": trainer.iteration, "miou": float(result.miou),
+            record = {"step": trainer.iteration, "miou": float(result.miou), "mode": self.mode,
                       "iou": [None if math.isnan(v) else float(v) for v in result.iou.tolist()]}
             self.records.setdefault(name, []).append(record)
             if trainer.writer is not None:
                 trainer.writer.log_eval(trainer.iteration, miou=result.miou, iou=result.iou.numpy(),
-                                        confusion=result.confusion.numpy(), model=name,
+                                        confusion=result.confusion.numpy(), model=name, mode=self.mode,
                                         extra={"pixel_acc": result.acc, "eval_seconds": result.seconds})
             logger.info("iteration %d: %s mIoU %.2f", trainer.iteration, name, 100 * result.miou)
         trainer.model.train()
