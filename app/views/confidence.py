@@ -1,5 +1,7 @@
-"""Confidence bank: per-class confidence over steps, the classes x steps heatmap, the bank next to the
-Copy-Paste and CutMix distributions and r_c at a chosen step, per-class IoU, and class pixel frequencies."""
+"""Class vectors: AEL's confidence bank over steps and as a heatmap, the bank next to the Copy-Paste and
+CutMix distributions and r_c at a chosen step, the pseudo-labels' quality per class (and what equalization
+sampling kept) over steps, any other vector the run's method declares, per-class IoU, and class pixel
+frequencies. A run without a bank (a baseline) shows the rest."""
 
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ if tailer is None:
 MAX_IOU_LINES = 40  # more classes: per-class IoU as a heatmap
 AT_STEP = (("bank", "confidence bank Conf"), ("copy_paste_prob", "Copy-Paste distribution"),
            ("cutmix_prob", "CutMix distribution"), ("sampling_ratio", "sampling ratio r_c"))
+# Shown first among the vectors over steps: what the paper's strategies act on.
+DIAGNOSTICS = ("pseudo_iou", "pseudo_precision", "pseudo_recall", "sampling_kept", "pseudo_weight")
+FREQUENCIES = ("freq_labeled", "freq_pseudo")
 
 class_names = tailer.run.class_names
 with st.expander("Options", expanded=False):
@@ -43,39 +48,34 @@ def _panel() -> None:
         run = tailer.refresh()
         state.show_notes(tailer)
         names = run.class_vector_names()
-        if "bank" not in names:
-            st.info("No confidence bank logged yet (class vectors are written every `train.classes_every` steps).")
+        if not names:
+            st.info("No class vectors logged yet (they are written every `train.classes_every` steps).")
             return
         palette = run.palette
         highlight = tail_indices(run.class_frequencies())
         visible = {"all": None, "tail": highlight, "chosen": chosen}.get(show)
-        bank = run.class_vectors("bank")
         uirev = run.run_id
-        st.subheader("Per-class confidence over steps")
-        version = (len(bank.steps), int(bank.steps[-1]))
         webgl = True if st.session_state.get("conf_webgl") else None
         choice = (run.run_id, tuple(highlight), None if visible is None else tuple(visible), webgl)
-        points = min(len(bank.steps), 40_000 // max(1, len(bank.class_names))) * len(bank.class_names)
-        live_chart("conf_lines", lambda: class_lines_figure(
-            bank.steps, bank.values, bank.class_names, palette=palette, highlight=highlight, visible=visible,
-            y_title="Conf_c", uirevision=f"{uirev}/bank", webgl=webgl), inputs=choice, version=version, points=points)
-        if highlight:
-            st.caption("Highlighted tail classes: " + ", ".join(bank.class_names[c] for c in highlight))
-        st.subheader("Classes x steps")
-        live_chart("conf_heatmap", lambda: class_heatmap_figure(
-            bank.steps, bank.values, bank.class_names, colorbar_title="Conf", uirevision=f"{uirev}/heat"),
-            inputs=(run.run_id,), version=version, points=min(len(bank.steps), 400) * len(bank.class_names) // 4)
+        if "bank" in names:
+            _bank_over_steps(run, palette, highlight, visible, choice, webgl)
+        else:
+            st.info(f"This run's method ({run.method or 'unknown'}) keeps no confidence bank: AEL's bank, "
+                    "its distributions and r_c are not drawn.")
+        _vectors_over_steps(run, names, palette, highlight, visible, choice, webgl)
+        # The class names and the latest step of the page's vectors.
+        reference = run.class_vectors("bank" if "bank" in names else names[0])
 
         st.subheader("At one step")
-        step = choose_step(run, key="conf_step", latest=int(bank.steps[-1]))
+        step = choose_step(run, key="conf_step", latest=int(reference.steps[-1]))
         vectors = {}
         for name, title in AT_STEP:
             if name in names:
                 found = row_at(run.class_vectors(name), step)
                 if found is not None:
                     vectors[f"{title} (step {found[0]})"] = found[1]
-        c = len(bank.class_names)
-        live_chart("conf_bars", lambda: class_bars_figure(vectors, bank.class_names, palette=palette,
+        c = len(reference.class_names)
+        live_chart("conf_bars", lambda: class_bars_figure(vectors, reference.class_names, palette=palette,
                                                           highlight=highlight),
                    inputs=(run.run_id, tuple(highlight), step if not st.session_state.get(
                        f"conf_step_{run.run_id}_follow", True) else None),
@@ -111,18 +111,50 @@ def _panel() -> None:
                         groups[f"{label} (step {found[0]})"] = found[1]
             if groups:
                 log_y = bool(st.session_state.get("conf_log_freq", True))
-                live_chart("conf_freq", lambda: grouped_bars_figure(groups, bank.class_names,
+                live_chart("conf_freq", lambda: grouped_bars_figure(groups, reference.class_names,
                                                                     y_title="share of pixels", log_y=log_y),
                            inputs=(run.run_id, log_y, step if not st.session_state.get(
                                f"conf_step_{run.run_id}_follow", True) else None),
                            version=tuple(groups), points=4 * len(groups) * c)
             else:
                 st.info("No pixel frequencies logged (`freq_labeled`, `freq_pseudo`).")
-        extra = [n for n in names if n not in dict(AT_STEP) and not n.startswith("iou_")
-                 and n not in ("freq_labeled", "freq_pseudo")]
-        if extra:
-            st.caption("Other class vectors in this run: " + ", ".join(
-                f"{n} ({run.vector_description(n) or 'custom'})" for n in extra))
+
+
+def _bank_over_steps(run, palette, highlight, visible, choice, webgl) -> None:
+    bank = run.class_vectors("bank")
+    uirev = run.run_id
+    st.subheader("Per-class confidence over steps")
+    version = (len(bank.steps), int(bank.steps[-1]))
+    points = min(len(bank.steps), 40_000 // max(1, len(bank.class_names))) * len(bank.class_names)
+    live_chart("conf_lines", lambda: class_lines_figure(
+        bank.steps, bank.values, bank.class_names, palette=palette, highlight=highlight, visible=visible,
+        y_title="Conf_c", uirevision=f"{uirev}/bank", webgl=webgl), inputs=choice, version=version, points=points)
+    if highlight:
+        st.caption("Highlighted tail classes: " + ", ".join(bank.class_names[c] for c in highlight))
+    st.subheader("Classes x steps")
+    live_chart("conf_heatmap", lambda: class_heatmap_figure(
+        bank.steps, bank.values, bank.class_names, colorbar_title="Conf", uirevision=f"{uirev}/heat"),
+        inputs=(run.run_id,), version=version, points=min(len(bank.steps), 400) * len(bank.class_names) // 4)
+
+
+def _vectors_over_steps(run, names, palette, highlight, visible, choice, webgl) -> None:
+    """Any other vector the method declares, over steps: pseudo-label quality first."""
+    shown = {*dict(AT_STEP), *FREQUENCIES}
+    options = [n for n in DIAGNOSTICS if n in names] + sorted(
+        n for n in names if n not in shown and n not in DIAGNOSTICS and not n.startswith("iou_"))
+    if not options:
+        return
+    st.subheader("Pseudo-labels and other class vectors over steps")
+    name = st.selectbox("Vector", options, key=f"conf_vector_{run.run_id}",
+                        format_func=lambda n: f"{n}: {run.vector_description(n) or 'custom'}")
+    name = name if name in options else options[0]
+    series = run.class_vectors(name)
+    st.caption(run.vector_description(name) or "")
+    points = min(len(series.steps), 40_000 // max(1, len(series.class_names))) * len(series.class_names)
+    live_chart("conf_vector", lambda: class_lines_figure(
+        series.steps, series.values, series.class_names, palette=palette, highlight=highlight, visible=visible,
+        y_title=name, uirevision=f"{run.run_id}/{name}", webgl=webgl), inputs=(*choice, name),
+        version=(len(series.steps), int(series.steps[-1])), points=points)
 
 
 state.live_panel(_panel, key="confidence_panel", tailers=[tailer])
