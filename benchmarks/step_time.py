@@ -1,9 +1,10 @@
 """Time per training step of AEL against the plain mean teacher on the same model and batch.
 
 Both run the real trainer code (loaders, the method's step, partner stream, deferred logging, run
-writer) on the synthetic set; only the method differs (``configs/ablations/ael.yaml`` vs
-``mean_teacher.yaml``). Prints the median step time of each, the AEL overhead ratio, and a
-breakdown from profiler ranges: data, forward (teacher + student), AEL bookkeeping (the rest of
+writer) on the synthetic set with ``data.unlabeled_gt=off``; only the method differs
+(``configs/ablations/ael.yaml`` vs ``mean_teacher.yaml``); ``--measure-gt`` adds AEL with the
+pseudo-label quality measured against the unlabeled images' truth. Prints the median step time of
+each, the AEL overhead ratio, and a breakdown from profiler ranges: data, forward (teacher + student), AEL bookkeeping (the rest of
 the step: Copy-Paste, CutMix bank / components / mixing, sampling, losses, banks), backward,
 optimizer, EMA, store (scalar hand-off + run writer).
 
@@ -46,8 +47,8 @@ def _sync(device: torch.device) -> None:
 class Bench:
     """One method's trainer plus its step timer (the real trainer code, driven step by step)."""
 
-    def __init__(self, overlay: str, args: argparse.Namespace, runs_dir: str) -> None:
-        overrides = [
+    def __init__(self, overlay: str, args: argparse.Namespace, runs_dir: str, unlabeled_gt: str = "off") -> None:
+        overrides = [f"data.unlabeled_gt={unlabeled_gt}",
             f"model.backbone={args.backbone}", f"model.output_stride={args.output_stride}",
             f"data.crop_size={args.crop}", f"data.synthetic.image_size={args.crop}",
             f"data.synthetic.num_classes={args.classes}", f"data.batch_size_labeled={args.batch}",
@@ -130,10 +131,14 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--profile-steps", type=int, default=3)
+    parser.add_argument("--measure-gt", action="store_true",
+                        help="also time AEL with data.unlabeled_gt=auto (the pseudo-label quality measurement)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as runs:
         benches = {name: Bench(f"{name}.yaml", args, runs) for name in ("mean_teacher", "ael")}
+        if args.measure_gt:
+            benches["ael+gt"] = Bench("ael.yaml", args, runs, unlabeled_gt="auto")
         for _ in range(args.warmup):
             for bench in benches.values():
                 bench.one(record=False)
@@ -154,6 +159,9 @@ def main() -> int:
         print(f"{key:<18}" + "".join(f"{results[m][key]:14.4f}" for m in results))
     ratio = results["ael"]["step"] / results["mean_teacher"]["step"]
     print(f"AEL overhead ratio (median step time AEL / mean teacher): {ratio:.3f}")
+    if "ael+gt" in results:
+        print(f"pseudo-label quality cost (median step time AEL with / without data.unlabeled_gt): "
+              f"{results['ael+gt']['step'] / results['ael']['step']:.3f}")
     return 0
 
 

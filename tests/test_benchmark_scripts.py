@@ -20,3 +20,15 @@ def test_core_step_prints_both_implementations_and_the_passes():
         assert re.search(rf"^  {name}\s+[\d.]+\s+[\d.]+", out, re.MULTILINE), name
     for row in (r"argmax \+ max-probability", r"argmax \+ log-sum-exp", r"torch.rand, one per pixel"):
         assert re.search(rf"^  {row}\s+[\d.]+", out, re.MULTILINE), out
+
+
+def test_step_time_prints_each_method_and_the_measurement_cost():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "step_time.py"), "--crop", "32", "--batch", "2", "--classes", "5",
+         "--min-kept", "200", "--warmup", "1", "--steps", "1", "--profile-steps", "1", "--measure-gt"],
+        capture_output=True, text=True, check=True, timeout=600,
+    ).stdout
+    assert re.search(r"^seconds / step\s+mean_teacher\s+ael\s+ael\+gt$", out, re.MULTILINE), out
+    assert re.search(r"^step(\s+[\d.]+){3}$", out, re.MULTILINE), out
+    assert re.search(r"AEL overhead ratio .*: [\d.]+$", out, re.MULTILINE), out
+    assert re.search(r"pseudo-label quality cost .*: [\d.]+$", out, re.MULTILINE), out

@@ -10,6 +10,7 @@ from ael.config import (
     ConfigError,
     apply_overrides,
     config_from_dict,
+    config_to_dict,
     dump_config,
     load_config,
 )
@@ -148,4 +149,27 @@ def test_shipped_presets_load():
         overrides = [] if (raw or {}).get("data", {}).get("root") else ["data.root=/tmp/x"]
         if (raw or {}).get("data", {}).get("dataset", "synthetic") == "synthetic":
             overrides = []
-        load_config(preset, overrides)
+        loaded = _leaves(config_to_dict(load_config(preset, overrides)))
+        # Every value the preset writes is the value the run gets (none dropped, renamed or coerced).
+        for key, value in _leaves(raw or {}).items():
+            assert loaded.get(key, "<missing>") == value, f"{preset.name}: {key}"
+    assert len(presets) >= 20 and {p.name for p in presets} >= {"synthetic.yaml", "release.yaml", "cutmix_seg.yaml"}
+
+
+def _leaves(tree: dict, prefix: str = "") -> dict:
+    """``{"a.b.c": value}`` of a nested dict."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_a_bare_off_in_yaml_is_the_choice_off_not_a_boolean(tmp_path):
+    assert load_config(None, ["data.unlabeled_gt=off"]).data.unlabeled_gt == "off"
+    path = write(tmp_path, "data:\n  unlabeled_gt: off\n")
+    assert load_config(path).data.unlabeled_gt == "off"
+    with pytest.raises(ConfigError, match=r"data\.unlabeled_gt = True has the wrong type"):
+        load_config(None, ["data.unlabeled_gt=yes"])  # 'on' is no choice of this key

@@ -132,6 +132,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
                 continue
         raise _Mismatch
     if origin is Literal:
+        if isinstance(value, bool) and ("on" if value else "off") in typing.get_args(tp):
+            return "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
         for choice in typing.get_args(tp):
             if value == choice and type(value) is type(choice):
                 return choice
