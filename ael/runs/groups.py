@@ -13,7 +13,9 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import statistics
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ from ael.runs.listing import list_runs
 from ael.runs.reader import open_run
 from ael.runs.records import best_evaluation
 
-__all__ = ["GroupRow", "group_rows", "summarize_group", "write_group_csv"]
+__all__ = ["GroupRow", "group_class_iou", "group_rows", "summarize_group", "write_group_csv"]
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,9 @@ def group_rows(runs_dir: str | os.PathLike[str], group: str,
     Args:
         runs_dir: the folder of the group's runs.
         group: the group name their manifests record.
-        labels: run id -> the label to report it under (``ael compare`` passes the overlay it
-            named: several ablations of AEL are all method ``ael``); default: the run's method.
+        labels: run id -> the label to report it under; default: the ``<label>`` of a run named
+            ``<group>-<label>-s<seed>`` as ``ael compare`` names them (the overlay it was given:
+            several ablations of AEL are all method ``ael``), else the run's method.
     """
     rows = []
     for summary in list_runs(runs_dir):
@@ -83,7 +86,8 @@ def group_rows(runs_dir: str | os.PathLike[str], group: str,
             evals = run.evals(model)
             for which, record in (("final", evals[-1]), ("best", best_evaluation(evals))):
                 tail = _nanmean(record.iou[tails]) if tails is not None and tails.any() else float("nan")
-                label = (labels or {}).get(run.run_id) or run.method or "?"
+                named = re.fullmatch(rf"{re.escape(group)}-(.+)-s\d+", run.run_id)
+                label = (labels or {}).get(run.run_id) or (named.group(1) if named else None) or run.method or "?"
                 rows.append(GroupRow(run.run_id, label, seed, model, which, record.step,
                                      float(record.miou), tail, record.iou, tuple(run.class_names)))
     return sorted(rows, key=lambda r: (r.method, r.seed, r.model, r.which))
@@ -139,3 +143,20 @@ def summarize_group(rows: Sequence[GroupRow], methods: Sequence[str] | None = No
     lines.append(f"mean ± std over seeds, in %; Δ: paired by seed against {methods[0]!r}; tail: classes whose "
                  "labeled pixel share is under a quarter of the uniform share.")
     return "\n".join(lines)
+
+
+def group_class_iou(rows: Sequence[GroupRow], model: str, which: str = "final") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Label -> ``(mean, std)`` over seeds of the per-class IoU of ``model``'s ``which`` evaluation
+    (NaN where a class was never evaluated; std 0 for a single seed)."""
+    out = {}
+    for label in sorted({r.method for r in rows}):
+        picked = [r.iou for r in rows if r.method == label and r.model == model and r.which == which]
+        if not picked:
+            continue
+        stack = np.stack(picked)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a class no seed evaluated: NaN, said above
+            mean = np.nanmean(stack, axis=0)
+            std = np.nanstd(stack, axis=0, ddof=1) if len(picked) > 1 else np.zeros(stack.shape[1])
+        out[label] = (mean, std)
+    return out

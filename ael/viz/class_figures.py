@@ -73,6 +73,7 @@ def grouped_bars_figure(
     y_title: str = "",
     log_y: bool = False,
     height: int = 360,
+    errors: Mapping[str, np.ndarray] | None = None,
 ) -> go.Figure:
     """Per-class vectors side by side (e.g. pixel frequency in labels vs pseudo-labels, or the
     final per-class IoU of several runs), one bar colour per group.
@@ -83,6 +84,7 @@ def grouped_bars_figure(
         title, y_title: labels.
         log_y: logarithmic y axis (frequencies of long-tailed classes).
         height: pixels.
+        errors: legend name -> ``(C,)`` error bar half-lengths (the spread over seeds), optional.
     """
     go = plotly_go()
     names = [str(n) for n in class_names]
@@ -91,7 +93,11 @@ def grouped_bars_figure(
         vector = np.asarray(vector, dtype=np.float64)
         if vector.shape != (len(names),):
             raise ValueError(f"{label}: expected shape ({len(names)},), got {vector.shape}")
-        fig.add_trace(go.Bar(x=names, y=vector, name=label, marker_color=SERIES_COLOURS[n % len(SERIES_COLOURS)]))
+        error = None
+        if errors is not None and label in errors:
+            error = {"type": "data", "array": np.asarray(errors[label], dtype=np.float64), "visible": True}
+        fig.add_trace(go.Bar(x=names, y=vector, name=label, marker_color=SERIES_COLOURS[n % len(SERIES_COLOURS)],
+                             error_y=error))
     fig.update_layout(barmode="group", title=title or None, height=height, yaxis_title=y_title or None,
                       margin={"l": 50, "r": 10, "t": 40 if title else 10, "b": 40},
                       legend={"orientation": "h", "y": 1.08})

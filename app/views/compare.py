@@ -1,4 +1,5 @@
-"""Compare runs: per-class curves side by side, mIoU over evaluations, final per-class IoU."""
+"""Compare runs: a comparison group (the runs of one ``ael compare``: per method the mean over seeds with
+its spread), then chosen runs side by side: per-class curves, mIoU over evaluations, final per-class IoU."""
 
 from __future__ import annotations
 
@@ -7,12 +8,38 @@ import streamlit as st
 from ael_app import state
 from ael_app.render import chart, live_chart
 
-from ael.runs import tail_indices
+from ael.runs import list_runs, tail_indices
+from ael.runs.groups import group_class_iou, group_rows, summarize_group
 from ael.viz.class_figures import grouped_bars_figure
 from ael.viz.figures import class_lines_figure, scalar_lines_figure
 
 st.title("Compare runs")
 sel = state.selection()
+
+
+def _groups() -> None:
+    groups = sorted({r.group for r in list_runs(sel.runs_dir) if r.group})
+    if not groups:
+        return
+    st.subheader("Comparison groups (`ael compare`)")
+    group = st.selectbox("Group", groups, key="cmp_group")
+    rows = group_rows(sel.runs_dir, group)
+    if not rows:
+        st.info(f"No run of group {group!r} has an evaluation yet.")
+        return
+    st.markdown(summarize_group(rows, methods=sorted({r.method for r in rows})))
+    model = st.radio("Model", sorted({r.model for r in rows}), horizontal=True, key="cmp_group_model")
+    per_class = group_class_iou(rows, model)
+    names = rows[0].class_names
+    chart(grouped_bars_figure({f"{label} (mean over seeds)": 100 * mean for label, (mean, _) in per_class.items()},
+                              names, y_title="final IoU (%)",
+                              errors={f"{label} (mean over seeds)": 100 * std for label, (_, std) in per_class.items()}),
+          key="cmp_group_bars")
+    st.caption("Bars: mean final IoU over the seeds of each method; whiskers: the standard deviation over seeds.")
+
+
+with state.guard("the comparison groups"):
+    _groups()
 run_ids = [r for r in [sel.run_id, *sel.compare] if r]
 if len(run_ids) < 2:
     st.info("Pick a run and at least one more under **Compare with** in the sidebar "

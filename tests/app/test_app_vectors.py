@@ -89,3 +89,37 @@ def test_ael_pseudo_label_curves_hold_the_readers_values(trained_runs, app_facto
         assert np.allclose(shown, series.values[:, matches[0]], equal_nan=True), trace["name"]
         compared += 1
     assert compared == len(series.class_names)
+
+
+@pytest.fixture(scope="module")
+def group_runs(tmp_path_factory):
+    """A comparison group as ``ael compare`` names it: two methods x two seeds."""
+    runs = tmp_path_factory.mktemp("group")
+    for seed in (0, 1):
+        for method in ("supervised", "ael"):
+            data = _tiny(runs, method)
+            data["train"].update(iterations=4, seed=seed)
+            data["run"].update(name=f"g-{method}-s{seed}", group="g")
+            train(config_from_dict(data), progress=False)
+    return runs
+
+
+def test_the_compare_page_shows_a_group_as_mean_and_spread_over_seeds(group_runs, app_factory):
+    import json
+
+    from ael.runs.groups import group_class_iou, group_rows
+
+    at = app_factory(group_runs)
+    at.switch_page("views/compare.py").run()
+    assert not _problems(at)
+    assert at.selectbox(key="cmp_group").value == "g"
+    table = "\n".join(m.value for m in at.markdown)
+    assert "| ael | 2 |" in table and "| supervised | 2 |" in table and "±" in table
+    expected = group_class_iou(group_rows(group_runs, "g"), "teacher")
+    figure = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                  if "final IoU" in json.dumps(json.loads(c.proto.spec).get("layout", {}).get("yaxis", {})))
+    bars = {trace["name"]: trace for trace in figure["data"]}
+    for label, (mean, std) in expected.items():
+        trace = bars[f"{label} (mean over seeds)"]
+        assert np.allclose(_values(trace["y"]), 100 * mean, equal_nan=True)
+        assert np.allclose(_values(trace["error_y"]["array"]), 100 * std, equal_nan=True)
