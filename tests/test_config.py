@@ -173,3 +173,9 @@ def test_a_bare_off_in_yaml_is_the_choice_off_not_a_boolean(tmp_path):
     assert load_config(path).data.unlabeled_gt == "off"
     with pytest.raises(ConfigError, match=r"data\.unlabeled_gt = True has the wrong type"):
         load_config(None, ["data.unlabeled_gt=yes"])  # 'on' is no choice of this key
+
+
+def test_stride_ratio_outside_sliding_windows_is_refused_not_ignored():
+    with pytest.raises(ConfigError, match=r"stride_ratio=0\.5 applies to mode sliding only, not whole"):
+        load_config(None, ["train.eval.stride_ratio=0.5"])
+    assert load_config(None, ["train.eval.stride_ratio=0.5", "train.eval.mode=sliding"]).train.eval.stride_ratio == 0.5

@@ -193,6 +193,9 @@ class EvalConfig:
             raise ConfigError(f"crop_size={self.crop_size} applies to mode sliding or center_crop, not whole")
         if not self.scales or min(self.scales) <= 0:
             raise ConfigError(f"scales must be positive resize factors, got {list(self.scales)}")
+        if self.mode != "sliding" and self.stride_ratio != 2 / 3:
+            # Saved configs carry the default; any other value would be accepted and ignored.
+            raise ConfigError(f"stride_ratio={self.stride_ratio} applies to mode sliding only, not {self.mode}")
 
 
 @dataclass(frozen=True)
