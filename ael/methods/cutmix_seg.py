@@ -20,7 +20,7 @@ from torch import Tensor
 from ael.config.methods import CutMixSegConfig
 from ael.core import CutMixBoxes, boxes_to_mask, cutmix_boxes, mix_with_mask
 from ael.core.losses import pseudo_labels
-from ael.methods.base import MethodContext, TrainBatch
+from ael.methods.base import TrainBatch
 from ael.methods.mean_teacher import MeanTeacherMethod, UnlabeledTargets
 from ael.methods.registry import register_method
 from ael.methods.storage import StepStorage
@@ -51,9 +51,6 @@ class CutMixSegMethod(MeanTeacherMethod):
 
     name = "cutmix_seg"
     config_class = CutMixSegConfig
-
-    def __init__(self, cfg: CutMixSegConfig, ctx: MethodContext) -> None:
-        super().__init__(cfg, ctx)
 
     def num_mixed(self, unlabeled_batch: int) -> int:
         return 1 if self.cfg.cutmix.one_mix_per_batch else unlabeled_batch

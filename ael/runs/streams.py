@@ -157,14 +157,19 @@ class ClassStream:
         return wrong
 
 
-class EvalStream:
-    """``evals.jsonl``: the evaluations in file order (confusion matrices decoded on demand)."""
+class _RecordStream:
+    """A stream of one record per line kept in file order; a resume marker drops the records after
+    the step it resumed from (a resumed run rewrites them)."""
 
     def __init__(self) -> None:
-        self.records: list[EvalRecord] = []
+        self.records: list[Any] = []
+
+    def _parse(self, record: dict[str, Any], step: int) -> Any:
+        """The record object of one line; raises KeyError/TypeError/ValueError for a malformed one."""
+        raise NotImplementedError
 
     def add(self, records: list[dict[str, Any]]) -> int:
-        """Take one poll's records; return how many were not evaluations (step, model, miou, iou)."""
+        """Take one poll's records; return how many were malformed."""
         bad = 0
         for record in records:
             step = record.get("step")
@@ -173,61 +178,43 @@ class EvalStream:
                 if resume is None:
                     bad += 1
                 else:
-                    self.records = [e for e in self.records if e.step <= resume]
+                    self.records = [r for r in self.records if r.step <= resume]
                 continue
             try:
-                iou = np.asarray(record["iou"], dtype=np.float64)
-                confusion = record.get("confusion")
-                if not plausible_confusion(confusion, len(iou)):
-                    raise ValueError("confusion")
-                extra = {k: v for k, v in record.items()
-                         if k not in ("step", "time", "model", "miou", "iou", "confusion")}
-                self.records.append(EvalRecord(
-                    step=step,
-                    time=float(record.get("time", math.nan)),
-                    model=str(record.get("model", "teacher")),
-                    miou=float(record["miou"]),
-                    iou=iou,
-                    extra=extra,
-                    stored_confusion=confusion,
-                ))
+                self.records.append(self._parse(record, step))
             except (KeyError, TypeError, ValueError):
                 bad += 1
         return bad
 
 
-class MediaStream:
-    """``media.jsonl``: the sample index entries in file order."""
+class EvalStream(_RecordStream):
+    """``evals.jsonl``: the evaluations in file order (confusion matrices decoded on demand); a record
+    needs step, model, miou and iou."""
 
-    def __init__(self) -> None:
-        self.records: list[SampleRecord] = []
+    records: list[EvalRecord]
 
-    def add(self, records: list[dict[str, Any]]) -> int:
-        """Take one poll's records; return how many were not sample entries (step, kind, files, parts)."""
-        bad = 0
-        for record in records:
-            step = record.get("step")
-            if type(step) is not int:
-                resume = _resume_step(record)
-                if resume is None:
-                    bad += 1
-                else:
-                    self.records = [m for m in self.records if m.step <= resume]
-                continue
-            files, parts = record.get("files"), record.get("parts")
-            if (not isinstance(files, dict) or not isinstance(parts, dict) or set(files) != set(parts)
-                    or not all(t in PART_TYPES for t in parts.values())
-                    or not isinstance(record.get("kind"), str)):
-                bad += 1
-                continue
-            meta = record.get("meta")
-            self.records.append(SampleRecord(
-                step=step,
-                time=float(record.get("time", math.nan)),
-                kind=record["kind"],
-                index=int(record.get("index", 0)),
-                files=files,
-                parts=parts,
-                meta=meta if isinstance(meta, dict) else {},
-            ))
-        return bad
+    def _parse(self, record: dict[str, Any], step: int) -> EvalRecord:
+        iou = np.asarray(record["iou"], dtype=np.float64)
+        confusion = record.get("confusion")
+        if not plausible_confusion(confusion, len(iou)):
+            raise ValueError("confusion")
+        extra = {k: v for k, v in record.items() if k not in ("step", "time", "model", "miou", "iou", "confusion")}
+        return EvalRecord(step=step, time=float(record.get("time", math.nan)), model=str(record.get("model", "teacher")),
+                          miou=float(record["miou"]), iou=iou, extra=extra, stored_confusion=confusion)
+
+
+class MediaStream(_RecordStream):
+    """``media.jsonl``: the sample index entries in file order; an entry needs step, kind, files, parts."""
+
+    records: list[SampleRecord]
+
+    def _parse(self, record: dict[str, Any], step: int) -> SampleRecord:
+        files, parts = record.get("files"), record.get("parts")
+        if (not isinstance(files, dict) or not isinstance(parts, dict) or set(files) != set(parts)
+                or not all(t in PART_TYPES for t in parts.values())
+                or not isinstance(record.get("kind"), str)):
+            raise ValueError("not a sample entry")
+        meta = record.get("meta")
+        return SampleRecord(step=step, time=float(record.get("time", math.nan)), kind=record["kind"],
+                            index=int(record.get("index", 0)), files=files, parts=parts,
+                            meta=meta if isinstance(meta, dict) else {})

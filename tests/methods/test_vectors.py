@@ -23,7 +23,9 @@ DECLARED = {
     "supervised": {"freq_labeled"},
     "mean_teacher": {"freq_labeled", "freq_pseudo"},
     "cutmix_seg": {"freq_labeled", "freq_pseudo"},
-    "ael": {"bank", "copy_paste_prob", "cutmix_prob", "sampling_ratio", "freq_labeled", "freq_pseudo"},
+    # + what equalization sampling kept and the re-weighting weights (counted over the steps).
+    "ael": {"bank", "copy_paste_prob", "cutmix_prob", "sampling_ratio", "sampling_kept", "pseudo_weight",
+            "freq_labeled", "freq_pseudo"},
 }
 
 
