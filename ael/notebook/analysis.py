@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ael.runs import Run, best_evaluation, list_runs, open_run, tail_boundary, tail_classes
+from ael.runs.groups import group_rows, summarize_group
 from ael.viz.class_figures import grouped_bars_figure, iou_frequency_figure
 from ael.viz.figures import class_heatmap_figure, class_lines_figure, scalar_lines_figure
 
@@ -193,18 +194,39 @@ class RunAnalysis:
         Raises:
             KeyError: an unknown run, or a run without a bank (a supervised baseline).
         """
-        run = self.runs[run_id]
-        bank = run.class_vectors("bank")
         if heatmap:
+            bank = self.runs[run_id].class_vectors("bank")
             return class_heatmap_figure(bank.steps, bank.values, bank.class_names, colorbar_title="Conf",
                                         title=f"Confidence bank, {self.labels[run_id]}")
+        return self.vector_figure(run_id, "bank", y_title="Conf_c",
+                                  title=f"Confidence bank over steps, {self.labels[run_id]}")
+
+    def vector_figure(self, run_id: str, name: str, *, y_title: str | None = None,
+                      title: str | None = None) -> go.Figure:
+        """A run's per-class vector over steps (``pseudo_iou``, ``sampling_kept``, ...), tail classes thick.
+
+        Raises:
+            KeyError: an unknown run, or a vector the run did not log.
+        """
+        run = self.runs[run_id]
+        series = run.class_vectors(name)
         tails = [int(c) for c in np.flatnonzero(tail_mask(self.results[run_id].frequencies))]
-        return class_lines_figure(bank.steps, bank.values, bank.class_names, palette=run.palette, highlight=tails,
-                                  y_title="Conf_c", title=f"Confidence bank over steps, {self.labels[run_id]}")
+        return class_lines_figure(series.steps, series.values, series.class_names, palette=run.palette,
+                                  highlight=tails, y_title=y_title or name,
+                                  title=title or f"{name} over steps, {self.labels[run_id]}")
+
+    def runs_with(self, name: str) -> list[str]:
+        """The runs that logged the per-class vector ``name``."""
+        return [run_id for run_id, run in self.runs.items() if name in run.class_vector_names()]
 
     def runs_with_bank(self) -> list[str]:
         """The runs that logged a confidence bank."""
-        return [run_id for run_id, run in self.runs.items() if "bank" in run.class_vector_names()]
+        return self.runs_with("bank")
+
+    def group_summaries(self) -> dict[str, str]:
+        """Each comparison group (``ael compare``) among the runs: its over-seed summary (Markdown)."""
+        groups = sorted({run.group for run in self.runs.values() if run.group})
+        return {group: summarize_group(group_rows(self.runs_dir, group)) for group in groups}
 
     def figures(self) -> dict[str, go.Figure]:
         """Every figure of the analysis by file stem."""
@@ -212,6 +234,8 @@ class RunAnalysis:
                    "miou": self.miou_figure()}
         for run_id in self.runs_with_bank():
             figures[f"bank_{run_id}"] = self.bank_figure(run_id)
+        for run_id in self.runs_with("pseudo_iou"):
+            figures[f"pseudo_iou_{run_id}"] = self.vector_figure(run_id, "pseudo_iou", y_title="pseudo-label IoU")
         return figures
 
     def export(self, folder: str | os.PathLike[str]) -> list[Path]:

@@ -71,13 +71,16 @@ def test_03_trains_missing_runs_compares_them_and_exports(tmp_path):
     # The bank is AEL's: the supervised baseline declares no bank vector.
     banks = [f"bank_{r.run_id}.html" for r in rows if r.method == "ael"]
     assert len(banks) == 1
-    assert files == sorted(["iou_vs_frequency.html", "class_iou.html", "miou.html", *banks,
+    # The AEL run measured its pseudo-labels against the synthetic truth; supervised has none.
+    pseudo = [f"pseudo_iou_{r.run_id}.html" for r in rows if r.method == "ael"]
+    assert files == sorted(["iou_vs_frequency.html", "class_iou.html", "miou.html", *banks, *pseudo,
                             "summary.csv", "per_class_iou.csv", "plotly.min.js"])
     summary = (out / "summary.csv").read_text()
     assert "AEL" in summary and "supervised" in summary
     text = outputs_text(nb)
     assert "ael: " in text and "supervised: " in text
-    # iou-vs-frequency, class IoU, mIoU, the AEL run's bank lines and its heatmap.
-    assert widget_views(nb) == 5
+    # iou-vs-frequency, class IoU, mIoU, the AEL run's bank lines, its heatmap and its pseudo-label IoU.
+    assert widget_views(nb) == 6
+    assert "no comparison group among these runs" in text
     html = (out / "iou_vs_frequency.html").read_text()
     assert 'src="plotly.min.js"' in html and json.dumps("tail boundary") in html
