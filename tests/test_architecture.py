@@ -30,7 +30,6 @@ any other violation fails. The list is empty: every rule holds.
 from __future__ import annotations
 
 import ast
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +41,8 @@ MAX_LINES = 400
 
 # Known violations allowed for now, each with what would end it. Keys: "cycle" -> the sorted modules
 # of a cycle; "layer" -> (importer, imported); "size" -> module; "cli" -> an ``ael`` subcommand. An
-# entry whose offender is gone only warns (test_the_allow_list_names_only_live_offenders). Empty:
-# every rule holds, no exception.
+# entry whose offender is gone fails (test_the_allow_list_names_only_live_offenders): remove it with
+# the fix. Empty: every rule holds, no exception.
 KNOWN_OFFENDERS: dict[str, dict] = {"cycle": {}, "layer": {}, "size": {}, "cli": {}}
 
 
@@ -354,8 +353,7 @@ def test_the_allow_list_names_only_live_offenders():
     stale = {kind: sorted(map(str, set(entries) - set(offenders(kind))))
              for kind, entries in KNOWN_OFFENDERS.items()}
     stale = {kind: keys for kind, keys in stale.items() if keys}
-    if stale:
-        warnings.warn(f"allow-listed but no longer offending, remove: {stale}", stacklevel=1)
+    assert not stale, f"allow-listed but no longer offending, remove: {stale}"
 
 
 def test_no_import_cycles():

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
 import numpy as np
 import pytest
 from runs_factory import append_step, damage_run, make_unknown_schema, write_run
+
+from ael.runs import open_run
 
 PAGES = ("views/training.py", "views/confidence.py", "views/pseudo_labels.py", "views/lab.py")
 
@@ -22,6 +25,31 @@ def _charts(at) -> int:
 
 def _images(at) -> int:
     return len(at.get("image"))
+
+
+def _array(value) -> np.ndarray:
+    """A plotly spec array: a list, or plotly's ``{"dtype", "bdata"}`` base64 encoding."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]).newbyteorder("<"))
+    return np.asarray(value)
+
+
+def _traces(at, first_name: str) -> list[dict]:
+    """The traces (name, x, y) of the page's plotly chart whose first trace's name starts with ``first_name``."""
+    for element in at.get("plotly_chart"):
+        data = json.loads(element.proto.spec)["data"]
+        if data and str(data[0].get("name", "")).startswith(first_name):
+            return [{"name": t.get("name"), "x": _array(t.get("x", [])), "y": _array(t.get("y", []))} for t in data]
+    raise AssertionError(f"no chart whose first trace starts with {first_name!r}")
+
+
+def _named(traces: list[dict], name: str) -> dict:
+    return next(t for t in traces if t["name"] == name)
+
+
+def _row(series, step: int) -> np.ndarray:
+    """The reader's row logged exactly at ``step``."""
+    return series.values[series.steps.tolist().index(step)]
 
 
 @pytest.fixture
@@ -65,6 +93,28 @@ def test_class_choice_persists_across_refresh(two_runs, app_factory):
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     shown = [i for i, trace in enumerate(spec["data"]) if trace.get("visible", True) is True]
     assert [spec["data"][i]["name"] for i in shown] == ["blob-1", "line"]
+
+
+@pytest.mark.parametrize(("chosen", "row"), [(155, 150), (150, 150), (0, 0)])
+def test_confidence_bars_at_a_chosen_step_are_the_readers_rows(two_runs, app_factory, chosen, row):
+    run = open_run(two_runs, "ael-run")
+    at = app_factory(two_runs)
+    at.sidebar.selectbox(key="run").set_value("ael-run")
+    at.switch_page("views/confidence.py").run()
+    latest = _traces(at, "confidence bank Conf")
+    assert latest[0]["name"] == "confidence bank Conf (step 290)"  # following the latest row
+    np.testing.assert_array_equal(latest[0]["y"], _row(run.class_vectors("bank"), 290))
+    at.toggle(key="conf_step_ael-run_follow").set_value(False).run()
+    at.slider(key="conf_step_ael-run_slider").set_value(chosen).run()
+    assert not _problems(at)
+    shown = _traces(at, "confidence bank Conf")
+    # A row every 10 steps: the bars show the latest row at or before the chosen step, as logged.
+    assert [t["name"] for t in shown] == [f"{title} (step {row})" for title in (
+        "confidence bank Conf", "Copy-Paste distribution", "CutMix distribution", "sampling ratio r_c")]
+    for trace, name in zip(shown, ("bank", "copy_paste_prob", "cutmix_prob", "sampling_ratio")):
+        assert trace["x"].tolist() == list(run.class_names)
+        np.testing.assert_array_equal(trace["y"], _row(run.class_vectors(name), row))
+    assert not np.array_equal(shown[0]["y"], latest[0]["y"])
 
 
 def test_compare_two_runs(two_runs, app_factory):
@@ -138,11 +188,13 @@ def test_live_run_updates_and_keeps_choices(runs_dir, app_factory):
         at.switch_page("views/training.py").run()
         assert at.metric[0].value == "running"
         assert at.metric[1].value == "99 / 1000"
+        assert _named(_traces(at, "loss/"), "loss/total")["x"].tolist() == list(range(100))
         at.switch_page("views/confidence.py").run()
         toggle = at.toggle(key="conf_step_live_follow")
         toggle.set_value(False).run()
         at.slider(key="conf_step_live_slider").set_value(40).run()
         assert not _problems(at)
+        bank_at_40 = _traces(at, "confidence bank Conf")[0]
         rng = np.random.default_rng(1)
         for step in range(100, 160):
             append_step(writer, step, rng)
@@ -150,8 +202,24 @@ def test_live_run_updates_and_keeps_choices(runs_dir, app_factory):
         at.run()
         assert at.slider(key="conf_step_live_slider").value == 40
         assert at.toggle(key="conf_step_live_follow").value is False
+        # The chosen step's bars keep the reader's row at step 40 after the live refresh.
+        run = open_run(runs_dir, "live")
+        kept = _traces(at, "confidence bank Conf")[0]
+        assert kept["name"] == bank_at_40["name"] == "confidence bank Conf (step 40)"
+        np.testing.assert_array_equal(kept["y"], _row(run.class_vectors("bank"), 40))
         at.switch_page("views/training.py").run()
         assert at.metric[1].value == "159 / 1000"
+        # New chart data: the loss lines grow from 100 to 160 points (a chart is redrawn with new data
+        # at most once per refresh interval, 2 s here), holding the reader's values.
+        steps, values = run.scalar("loss/total")
+        deadline = time.monotonic() + 15
+        grown = _named(_traces(at, "loss/"), "loss/total")
+        while len(grown["x"]) == 100 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            at.run()
+            grown = _named(_traces(at, "loss/"), "loss/total")
+        assert grown["x"].tolist() == steps.tolist() == list(range(160))
+        np.testing.assert_array_equal(grown["y"], values)
     finally:
         writer.finish()
     time.sleep(0.6)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ael.config import config_from_dict
 from ael.engine.trainer import train
+from ael.runs import open_run
 
 PAGES = ("views/training.py", "views/confidence.py", "views/pseudo_labels.py", "views/lab.py")
 
@@ -24,6 +28,13 @@ def tiny_config(runs_dir: Path) -> dict:
                   "checkpoint_every": 0, "eval": {"every": 6, "model": "both", "batch_size": 4}},
         "run": {"runs_dir": str(runs_dir), "heartbeat_s": 0.5},
     }
+
+
+def _array(value) -> np.ndarray:
+    """A plotly spec array: a list, or plotly's ``{"dtype", "bdata"}`` base64 encoding."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]).newbyteorder("<"))
+    return np.asarray(value)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +57,14 @@ def test_every_page_on_a_trained_run(trained_runs, app_factory):
     assert at.metric[1].value == "11 / 12"
     assert len(at.get("plotly_chart")) >= 4  # losses, lr, throughput/step time, mIoU
     at.switch_page("views/confidence.py").run()
-    assert len(at.get("plotly_chart")) == 5
+    # The bars at the latest step hold the bank the trainer logged there, as the reader returns it.
+    run_id = at.sidebar.selectbox(key="run").value
+    bank = open_run(trained_runs, run_id).class_vectors("bank")
+    bars = next(json.loads(c.proto.spec)["data"] for c in at.get("plotly_chart")
+                if json.loads(c.proto.spec)["data"][0].get("name", "").startswith("confidence bank Conf"))
+    assert bars[0]["name"] == f"confidence bank Conf (step {int(bank.steps[-1])})"
+    np.testing.assert_array_equal(_array(bars[0]["y"]), bank.values[-1])
+    assert bank.steps.tolist() == [0, 3, 6, 9, 11]  # classes_every 3 over 12 iterations, and the last
     at.switch_page("views/pseudo_labels.py").run()
     assert len(at.get("image")) == 5
     kinds = at.selectbox[0].options

@@ -6,7 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ael.core import equalization_mask, logit_stats, ohem_cross_entropy, pseudo_labels, unsup_loss
+from ael.core import (
+    equalization_mask,
+    equalization_ratio,
+    logit_stats,
+    ohem_cross_entropy,
+    pseudo_labels,
+    unsup_loss,
+)
 
 
 def _logits_from_gt_probs(gt_probs):
@@ -116,6 +123,47 @@ def test_unsup_loss_errors():
         unsup_loss(logits, labels, conf, normalize="mean")
     with pytest.raises(ValueError, match="confidence"):
         unsup_loss(logits, labels, conf[..., :2])
+
+
+# Adaptive equalization sampling from a bank, by hand: Conf = (0.2, 0.6, 0.9, 0.95, 1.0) has deficits
+# 1 - Conf = (0.8, 0.4, 0.1, 0.05, 0), max 0.8, so r_c = (1 - Conf_c) / 0.8 = (1, 1/2, 1/8, 1/16, 0);
+# with gamma2 = 2 each squared: (1, 1/4, 1/64, 1/256, 0).
+BANK = torch.tensor([0.2, 0.6, 0.9, 0.95, 1.0])
+RATES = [1.0, 0.5, 0.125, 0.0625, 0.0]
+RATES_SQUARED = [1.0, 0.25, 0.015625, 0.00390625, 0.0]
+
+
+def test_equalization_rates_of_a_bank_hand_computed():
+    assert equalization_ratio(BANK).tolist() == pytest.approx(RATES, abs=1e-7)
+    assert equalization_ratio(BANK, gamma2=2.0).tolist() == pytest.approx(RATES_SQUARED, abs=1e-7)
+    # Only the ratio to the weakest class matters: scaling every deficit by one factor keeps r.
+    halved = 1.0 - (1.0 - BANK) / 2  # (0.6, 0.8, 0.95, 0.975, 1.0)
+    assert equalization_ratio(halved).tolist() == pytest.approx(RATES, abs=1e-7)
+
+
+def test_equalization_mask_of_a_bank_hand_computed():
+    # Ten pixels of predicted classes, and the uniforms a generator seeded 11 draws for them.
+    pred = torch.tensor([[[0, 1, 2, 3, 4], [1, 1, 2, 3, 0]]])
+    u = [[0.149042, 0.486553, 0.985662, 0.168401, 0.583943], [0.693599, 0.583085, 0.128438, 0.572123, 0.924839]]
+    assert torch.rand(1, 2, 5, generator=torch.Generator().manual_seed(11))[0].tolist() == [
+        pytest.approx(row, abs=1e-6) for row in u]
+    # A pixel of class c is kept when u > 1 - r_c: class 0 (r 1) always, class 4 (r 0) never;
+    # class 1 (r 1/2): u .487 no, .694 and .583 yes; class 2 (r 1/8, above .875): .986 yes, .128 no;
+    # class 3 (r 1/16, above .9375): .168 and .572 no.
+    expected = [[[1.0, 0.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0, 1.0]]]
+    mask = equalization_mask(pred, equalization_ratio(BANK), generator=torch.Generator().manual_seed(11))
+    assert mask.tolist() == expected
+
+
+def test_equalization_sampling_keeps_each_class_of_a_bank_at_its_hand_computed_rate():
+    pred = torch.arange(5).repeat_interleave(40_000).view(2, 400, 250)  # 40 000 pixels a class
+    for gamma2, rates in ((1.0, RATES), (2.0, RATES_SQUARED)):
+        mask = equalization_mask(pred, equalization_ratio(BANK, gamma2=gamma2),
+                                 generator=torch.Generator().manual_seed(2))
+        kept = [mask[pred == c].mean().item() for c in range(5)]
+        # binomial standard deviation at 40 000 draws is at most 0.0025: 4 sigma
+        assert kept == [pytest.approx(r, abs=0.01) for r in rates]
+        assert kept[0] == 1.0 and kept[4] == 0.0
 
 
 def test_equalization_mask_rates(generator):

@@ -1,4 +1,8 @@
-"""The real CamVid in ../shared/data/camvid, read in place (never written); skipped where absent."""
+"""The real CamVid in ../shared/data/camvid, read in place (never written); skipped where absent.
+
+The folder is found beside the repository (``<repo>/../shared/data/camvid``), as in a fresh clone
+with ``shared/`` next to it (CI), never at a fixed absolute path.
+"""
 
 from pathlib import Path
 
@@ -8,7 +12,8 @@ import pytest
 from ael.config import DataConfig
 from ael.data import build_split_datasets, open_dataset
 
-CAMVID = Path("/work/shared/data/camvid")
+ROOT = Path(__file__).resolve().parents[2]
+CAMVID = ROOT.parent / "shared" / "data" / "camvid"
 pytestmark = pytest.mark.skipif(not (CAMVID / "train.txt").is_file(), reason="real CamVid not present")
 
 

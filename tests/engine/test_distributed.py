@@ -98,7 +98,7 @@ class _ClassCoder(nn.Module):
         return -(torch.arange(3.0).view(1, -1, 1, 1) - x[:, :1]) ** 2
 
 
-def _worker(rank, world, port):
+def _worker(rank, world, port, out_dir):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -147,11 +147,22 @@ def _worker(rank, world, port):
         result = evaluate(_ClassCoder(), shards[rank], num_classes=3, device="cpu")
         assert torch.equal(result.confusion, whole)
         assert result.num_images == len(everything)
+        # What the parent checks too: this rank got through every collective, with these results.
+        torch.save({"gathered": got, "confusion": result.confusion, "num_images": result.num_images},
+                   os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         D.cleanup()
 
 
-def test_two_process_gloo_collectives():
+def test_two_process_gloo_collectives(tmp_path):
     # fork: the children reuse the imported torch (spawn re-imports it: ~10 s on 2 busy cores).
+    # A failed assert in a worker fails the join; each worker also leaves its results for the checks here.
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    mp.start_processes(_worker, args=(2, _free_port()), nprocs=2, join=True, start_method=method)
+    mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method=method)
+    whole = sum(confusion_matrix(x["image"][:, 0].long(), x["label"], num_classes=3)
+                for r in range(2) for x in _shard(r))
+    for rank in range(2):
+        out = torch.load(tmp_path / f"rank{rank}.pt")
+        assert torch.equal(out["gathered"], torch.tensor([[0, 0], [1, 1], [1, 1]]))  # rank order, unequal lengths
+        assert torch.equal(out["confusion"], whole) and out["num_images"] == 3
+    assert whole.sum() > 0

@@ -242,8 +242,18 @@ def test_overlays_merge_key_by_key():
 
 
 def test_every_preset_loads():
+    from ael.methods import method_class
+
+    names = set()
     for path in sorted((ROOT / "configs").rglob("*.yaml")):
-        load_presets([path])
+        cfg = load_presets([path])
+        # The trainer builds the method the preset names, from a section of that method's class,
+        # and asks for the unlabeled stream exactly when the method trains on it.
+        method = method_class(cfg.method.name)
+        assert type(cfg.method) is method.config_class, path.name
+        assert method.loader_needs(cfg.method).unlabeled == (cfg.method.name != "supervised"), path.name
+        names.add(cfg.method.name)
+    assert names == {"ael", "supervised", "mean_teacher", "cutmix_seg"}
 
 
 def test_missing_dataset_is_named(tmp_path):
