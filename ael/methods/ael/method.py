@@ -113,6 +113,10 @@ class AELMethod(CutMixSegMethod):
         self.bank = ConfidenceBank(c, momentum=bank.momentum, init=bank.init, init_value=bank.init_value,
                                    absent_update=bank.absent_update, generator=ctx.generator, device=device,
                                    reduce_fn=_reduce_pair(ctx.collectives) if bank.sync and world > 1 else None)
+        if bank.init == "random" and bank.sync and world > 1:
+            # Each rank drew its own start from its rank-seeded generator; a synchronised bank
+            # starts from rank 0's, or the ranks' banks would never agree.
+            self.bank.values = ctx.collectives.all_gather_cat(self.bank.values.unsqueeze(0))[0].clone()
         excluded = torch.zeros(c, dtype=torch.bool)
         excluded[list(excluded_classes(cfg.copy_paste.excluded_classes, ctx.class_names))] = True
         self.excluded = excluded.to(device)
