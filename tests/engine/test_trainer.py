@@ -1,14 +1,12 @@
-"""The trainer end to end on the CPU: run store, loss, exact resume, DDP, kill -9, bad inputs."""
+"""The trainer end to end on the CPU: run store, loss, exact resume, DDP, bad inputs (kill -9: test_resume.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -172,44 +170,6 @@ def test_two_process_ddp_run_has_identical_banks_and_one_writer(tmp_path):
     assert len(data["ranks"]) == 2
 
 
-_KILL_SCRIPT = textwrap.dedent("""
-    import json, sys
-    from ael.config import config_from_dict
-    from ael.engine.trainer import train
-    train(config_from_dict(json.loads(sys.argv[1])), progress=False)
-""")
-
-
-def test_kill_9_during_training_then_resume(tmp_path):
-    runs = tmp_path / "runs"
-    cfg = tiny(runs, iterations=400, checkpoint_every=2, media_every=0, keep_checkpoints=1,
-               eval={"every": 0, "model": "teacher"})
-    script = tmp_path / "kill.py"
-    script.write_text(_KILL_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), json.dumps(cfg)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            ckpts = list(runs.glob("*/checkpoints/ckpt_*.pt"))
-            if ckpts and max(int(p.stem.split("_")[1]) for p in ckpts) >= 4:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("no checkpoint appeared")
-        time.sleep(0.3)  # likely in the middle of a step or a save
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    run = only_run(runs)
-    assert json.loads((run / "manifest.json").read_text())["status"] == "running"
-    cfg2 = load_run_config(run, ["train.iterations=8"])
-    result = train(cfg2, resume_dir=run, progress=False)
-    assert result.iterations == 8
-    manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["status"] == "finished" and manifest["resumes"]
-
-
 # ------------------------------------------------------------------------------------------------
 # bad inputs
 # ------------------------------------------------------------------------------------------------
@@ -339,45 +299,6 @@ def test_a_stop_right_after_a_checkpoint_loses_no_scalar(tmp_path, monkeypatch):
     train(load_run_config(run), resume_dir=run, progress=False)
     steps = {r["step"] for r in read_jsonl(run / "scalars.jsonl") if "step" in r}
     assert steps == set(range(6))
-
-
-def test_sigterm_stops_gracefully_with_a_checkpoint_and_resume_loses_nothing(tmp_path):
-    """Cluster pre-emption or the notebooks' Stop: finish the iteration, checkpoint, exit 75."""
-    import yaml
-
-    cfg = tiny(tmp_path / "runs", iterations=400, media_every=0, checkpoint_every=0,
-               eval={"every": 0, "model": "teacher"})
-    cfg["run"]["name"] = "pre-empted"
-    preset = tmp_path / "tiny.yaml"
-    preset.write_text(yaml.safe_dump(cfg))
-    run = tmp_path / "runs" / "pre-empted"
-    proc = subprocess.Popen([sys.executable, "-m", "ael.cli", "train", "--config", str(preset), "--no-progress"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not (run / "scalars.jsonl").exists() or len(read_jsonl(run / "scalars.jsonl")) < 3:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 75, output
-    assert "ael train --resume" in output
-    manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["status"] == "crashed" and manifest["error"]["type"] == "TrainingStopped"
-    stopped_at = int(list_checkpoints(run / "checkpoints")[-1].stem.split("_")[-1])
-    steps = [r["step"] for r in read_jsonl(run / "scalars.jsonl") if "step" in r]
-    assert steps == list(range(stopped_at))  # every finished iteration is in the store and the checkpoint
-    assert stopped_at < 400
-
-    resumed = subprocess.run([sys.executable, "-m", "ael.cli", "train", "--resume", str(run), "--no-progress",
-                              "train.iterations=" + str(stopped_at + 2)],
-                             cwd=ROOT, capture_output=True, text=True, timeout=240)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    steps = sorted({r["step"] for r in read_jsonl(run / "scalars.jsonl") if "step" in r})
-    assert steps == list(range(stopped_at + 2))
 
 
 def test_excluded_classes_resolve_names_skip_missing_indices_and_refuse_all():

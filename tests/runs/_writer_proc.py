@@ -1,7 +1,9 @@
 """A writer process for the run-store tests: streams every record type until done or killed.
 
-Usage: python _writer_proc.py RUNS_DIR RUN_ID STEPS SLEEP_S [--resume STEP] [--crash]
-Prints "ready" once the first step is on disk, then "done" at the end.
+Usage: python _writer_proc.py RUNS_DIR RUN_ID STEPS SLEEP_S [--resume STEP] [--crash] [--report FILE]
+Prints "ready" once the first step is on disk, then "done" at the end. With ``--report FILE`` it
+appends ``<stream> <step>`` to FILE (one ``write`` each) right after each ``log_*`` call returns, so a
+test that kills it knows which records the writer had completed: those must all survive.
 
 Or: python _writer_proc.py --fork-server. Reads "RUNS_DIR RUN_ID STEPS SLEEP_S" lines from stdin
 and forks a writer process for each (already imported, so starting one is cheap); each child
@@ -36,6 +38,13 @@ def main(argv: list[str]) -> None:
     resume = "--resume" in argv
     start = int(argv[argv.index("--resume") + 1]) + 1 if resume else 0
     crash = "--crash" in argv
+    report_fd = (os.open(argv[argv.index("--report") + 1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                 if "--report" in argv else None)
+
+    def report(stream: str, step: int) -> None:
+        if report_fd is not None:
+            os.write(report_fd, f"{stream} {step}\n".encode())
+
     rng = np.random.default_rng(start)
     import time
 
@@ -45,20 +54,24 @@ def main(argv: list[str]) -> None:
         for step in range(start, steps):
             # Big enough lines that a kill often lands inside a write.
             writer.log_scalars(step, {"loss": value(step), **{f"pad{i}": float(i) for i in range(40)}})
+            report("scalars", step)
             if step % 3 == 0:
                 writer.log_classes(step, {"bank": vector(step), "freq": vector(step) / 2})
+                report("classes", step)
             if step % 5 == 0:
-                writer.log_sample(
+                queued = writer.log_sample(
                     step, "pseudo",
                     images={"image": rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)},
                     labels={"gt": rng.integers(0, NUM_CLASSES, (24, 24))},
                     maps={"confidence": rng.random((24, 24))},
                     meta={"step": step},
                 )
+                report("sample" if queued else "dropped", step)
             if step % 20 == 19:
                 iou = vector(step)
                 writer.log_eval(step, miou=float(iou.mean()), iou=iou,
                                 confusion=np.full((NUM_CLASSES, NUM_CLASSES), step))
+                report("eval", step)
             if step == start:
                 print(f"ready {os.getpid()}", flush=True)
             if crash and step == steps - 1:

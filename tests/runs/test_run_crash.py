@@ -45,7 +45,8 @@ def test_kill_9_at_random_moments_loses_at_most_the_record_being_written(runs_di
     try:
         for i in range(30):
             run_id = f"kill{i}"
-            server.stdin.write(f"{runs_dir} {run_id} 100000 0.0\n")
+            report = runs_dir.parent / f"{run_id}.done"
+            server.stdin.write(f"{runs_dir} {run_id} 100000 0.0 --report {report}\n")
             server.stdin.flush()
             line = server.stdout.readline()
             assert line.startswith("ready "), (line, server.stderr.read() if server.poll() else "")
@@ -53,7 +54,7 @@ def test_kill_9_at_random_moments_loses_at_most_the_record_being_written(runs_di
             time.sleep(rng.uniform(0.0, 0.12))
             os.kill(pid, signal.SIGKILL)
             _wait_gone(pid)
-            _check_killed_run(runs_dir, run_id, module)
+            _check_killed_run(runs_dir, run_id, module, _reported(report))
     finally:
         server.kill()
         server.communicate()
@@ -70,21 +71,49 @@ def _wait_gone(pid: int) -> None:
     raise AssertionError(f"writer {pid} survived kill -9")
 
 
-def _check_killed_run(runs_dir, run_id, module) -> None:
+def _reported(path) -> dict[str, list[int]]:
+    """The records the killed writer process had completed (``log_*`` returned): stream -> steps."""
+    done: dict[str, list[int]] = {"scalars": [], "classes": [], "eval": [], "sample": [], "dropped": []}
+    for line in path.read_text().splitlines(keepends=True):
+        if line.endswith("\n"):  # the report being written when the kill came is not one
+            stream, step = line.split()
+            done[stream].append(int(step))
+    return done
+
+
+def _check_killed_run(runs_dir, run_id, module, done: dict[str, list[int]]) -> None:
     run = open_run(runs_dir, run_id)
     # A killed run never says so itself: its heartbeat goes stale.
     assert run.status(now=run.manifest["heartbeat"] + 1.0) == "running"
     assert run.status(now=run.manifest["heartbeat"] + 1000.0) == "stalled"
-    assert _check_recovered(run, module) >= 1
+    n = _check_recovered(run, module)
+    reported = done["scalars"]
+    assert reported == list(range(len(reported))) and reported, done
+    # Every record the writer had returned from survives; at most the one it was writing when the
+    # kill came (the next step's scalars, or a record of the last step) is there besides them.
+    assert n in (len(reported), len(reported) + 1), (n, reported[-1])
+    in_flight = {n - 1}
+    bank = run.class_vectors("bank").steps.tolist() if "bank" in run.class_vector_names() else []
+    assert set(done["classes"]) <= set(bank) <= set(done["classes"]) | in_flight, (bank, done["classes"], n)
+    evals = [e.step for e in run.evals()]
+    assert set(done["eval"]) <= set(evals) <= set(done["eval"]) | in_flight, (evals, done["eval"], n)
+    assert len(evals) == len(set(evals))
+    # Samples are written in the background (best effort): none appears that was not queued.
+    samples = [s.step for s in run.samples()]
+    assert set(samples) <= set(done["sample"]) | in_flight, (samples, done["sample"], n)
 
 
 def test_resume_after_kill_drops_torn_lines_and_keeps_one_value_per_step(runs_dir):
     module = runs_helpers.proc_module()
-    proc = spawn_writer(runs_dir, "resumed", 100000, 0.0)
+    report = runs_dir.parent / "resumed.done"
+    proc = spawn_writer(runs_dir, "resumed", 100000, 0.0, "--report", str(report))
     wait_ready(proc)
     time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
+    proc.stdout.close()
+    proc.stderr.close()
+    _check_killed_run(runs_dir, "resumed", module, _reported(report))
     path = runs_dir / "resumed" / SCALARS_FILE
     with open(path, "ab") as f:  # make sure a torn line is there, whatever the kill hit
         f.write(b'{"step":999999,"loss":')

@@ -1,8 +1,9 @@
 """The checkpoint hook: atomic checkpoints of everything a resume needs, and the resume itself.
 
 A checkpoint holds the student, the teacher, the optimizer, the schedule, the grad scaler, every
-hook's state, and per process the random states (incl. the step generator), the loader positions
-and the method's state (banks, pending CutMix partners). Written every ``train.checkpoint_every``
+hook's state, and per process the random states (incl. the step generator), the loader positions,
+the method's state (banks, pending CutMix partners) and, with several processes, the
+teacher's buffers (each process's own BN statistics). Written every ``train.checkpoint_every``
 iterations, at the end and on a graceful stop (rank 0 writes, after gathering every rank's
 state); ``ael train --resume`` continues from the newest valid one and reaches the same state as
 an uninterrupted run.
@@ -77,8 +78,13 @@ class CheckpointHook(Hook):
 
     @staticmethod
     def _rank_state(trainer: Trainer) -> dict[str, Any]:
-        return {"rng": capture_rng_state({"step": trainer.generator}), "loaders": trainer.loaders.state_dict(),
-                "method": trainer.method.state_dict()}
+        state = {"rng": capture_rng_state({"step": trainer.generator}), "loaders": trainer.loaders.state_dict(),
+                 "method": trainer.method.state_dict()}
+        if trainer.dist.world_size > 1:
+            # Each process's teacher has its own BN statistics (the EMA of its student's, which are
+            # per process without SyncBN, e.g. DDP on the CPU): keep every rank's, not only rank 0's.
+            state["teacher_buffers"] = dict(trainer.teacher.module.named_buffers())
+        return state
 
     def save(self, trainer: Trainer) -> Path | None:
         """Write a checkpoint of the current iteration (gathers every rank's state; rank 0 writes)."""
@@ -140,6 +146,13 @@ class CheckpointHook(Hook):
             trainer.method.load_state_dict(mine["method"])
         except ValueError as err:
             raise CheckpointError(f"{path}: {err}") from None
+        if "teacher_buffers" in mine:
+            own = dict(trainer.teacher.module.named_buffers())
+            if set(mine["teacher_buffers"]) != set(own):
+                raise CheckpointError(f"{path}: the teacher's per-process buffers do not match this model")
+            with torch.no_grad():
+                for name, value in mine["teacher_buffers"].items():
+                    own[name].copy_(value)
         hooks = data.get("hooks", {})
         for hook in trainer.hooks:
             if hook.state_key is not None and hook.state_key in hooks:
