@@ -164,7 +164,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     done = _finished(out)
     todo = [p for p in plans if p.run_dir.name not in done]
     print(f"ael compare: {len(plans)} runs in {out} ({len(plans) - len(todo)} finished, {len(todo)} to train)")
-    failed = _run_all(todo, args.jobs, out / "logs")
+    failed = _run_all(todo, args.jobs, out / ".logs")
     rows = group_rows(out, group, labels={p.run_dir.name: p.method for p in plans})
     write_group_csv(rows, out / "summary.csv")
     summary = summarize_group(rows, methods=methods)

@@ -68,6 +68,8 @@ def list_runs(
         raise RunNotFoundError(f"runs folder {root} does not exist")
     rows: list[RunSummary] = []
     for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):  # hidden folders (ael compare's .logs) are not runs
+            continue
         try:
             check_run_id(entry.name)
             path = resolve_run_dir(root, entry.name)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ael.commands.compare import cli_main
+from ael.runs import list_runs
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["model.aspp_channels=16", "model.low_level_channels=8", "data.synthetic.image_size=32",
@@ -49,6 +50,9 @@ def test_a_comparison_trains_groups_summarises_and_skips_finished_runs(tmp_path)
     assert "4 to train" in first.stdout
     runs = sorted(p.name for p in out.iterdir() if (p / "manifest.json").is_file())
     assert runs == [f"synthetic_cpu-{m}-s{s}" for m in ("ael", "supervised") for s in (0, 1)]
+    # The training logs sit in a hidden folder that the run listing (and the dashboard) skips.
+    assert sorted(p.name for p in (out / ".logs").iterdir()) == [f"{name}.log" for name in runs]
+    assert sorted(r.run_id for r in list_runs(out)) == runs
     for name in runs:
         manifest = json.loads((out / name / "manifest.json").read_text())
         assert manifest["group"] == "synthetic_cpu" and manifest["status"] == "finished"
