@@ -10,7 +10,6 @@ rank) share one two-process run below; the last test trains a tiny run with and 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -28,11 +27,11 @@ from ael.data.loaders import build_train_loaders
 from ael.data.registry import build_split_datasets
 from ael.data.transforms import draw_scale
 from ael.engine.checkpoint import list_checkpoints, load_checkpoint
-from ael.engine.trainer import Trainer, train
+from ael.engine.trainer import train
 from ael.methods import method_class
 from ael.models import build_model
 
-from .test_trainer import ROOT, only_run, read_jsonl, tiny
+from .test_trainer import ROOT, built_trainer, only_run, read_jsonl, tiny
 
 # ------------------------------------------------------------------ helpers
 
@@ -49,16 +48,6 @@ def with_sections(base: dict, **sections: dict) -> dict:
     return merge(base, sections)
 
 
-@contextlib.contextmanager
-def built_trainer(cfg: dict) -> Iterator[Trainer]:
-    """A trainer built from ``cfg`` (steps are driven by hand), closed afterwards."""
-    trainer = Trainer(config_from_dict(cfg), progress=False)
-    try:
-        yield trainer
-    finally:
-        trainer.close()
-        if trainer.writer is not None:
-            trainer.writer.finish()
 
 
 def train_loaders(cfg: dict):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ import torch
 from ael.config import ConfigError, config_from_dict, load_presets
 from ael.data.base import DatasetError
 from ael.engine.checkpoint import CheckpointMismatchError, list_checkpoints, load_checkpoint
-from ael.engine.trainer import RunFolderError, TrainingStopped, load_run_config, train
+from ael.engine.trainer import RunFolderError, Trainer, TrainingStopped, load_run_config, train
 from ael.runs.schema import RunStoreError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +38,18 @@ def tiny(runs_dir: Path, **train_extra) -> dict:
         "train": train,
         "run": {"runs_dir": str(runs_dir), "heartbeat_s": 0.5},
     }
+
+
+@contextlib.contextmanager
+def built_trainer(cfg: dict) -> Iterator[Trainer]:
+    """A trainer built from ``cfg`` (steps are driven by hand), closed afterwards."""
+    trainer = Trainer(config_from_dict(cfg), progress=False)
+    try:
+        yield trainer
+    finally:
+        trainer.close()
+        if trainer.writer is not None:
+            trainer.writer.finish()
 
 
 def only_run(runs_dir: Path) -> Path:

@@ -9,11 +9,9 @@ options also train AEL end to end.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ from PIL import Image
 from ael.config import config_from_dict
 from ael.engine.trainer import Trainer, train
 
-from .test_trainer import only_run, read_jsonl, tiny
+from .test_trainer import built_trainer, only_run, read_jsonl, tiny
 
 SGD = {"momentum": 0.0, "weight_decay": 0.0}
 PLAIN_CE = {"name": "supervised", "ohem": {"enabled": False}}
@@ -62,15 +60,6 @@ def dense_config(runs: Path, folder: Path, *, batch: int, **train_extra) -> dict
     return cfg
 
 
-@contextlib.contextmanager
-def built_trainer(cfg: dict) -> Iterator[Trainer]:
-    trainer = Trainer(config_from_dict(cfg), progress=False)
-    try:
-        yield trainer
-    finally:
-        trainer.close()
-        if trainer.writer is not None:
-            trainer.writer.finish()
 
 
 def one_step(cfg: dict, *, bn_batch_stats: bool) -> tuple[float, torch.Tensor]:
