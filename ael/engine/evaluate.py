@@ -365,6 +365,6 @@ def evaluate(model: Model, loader: Iterable[Mapping[str, Any]], *, num_classes: 
     metrics = metrics_from_confusion(cm.mat)
     result = EvalResult(metrics.confusion, metrics.iou, metrics.miou, metrics.acc, metrics.class_acc,
                         num_images=int(images_seen.item()), seconds=seconds)
-    logger.info("evaluated %d images in %.1fs: mIoU %.4f, acc %.4f", result.num_images, seconds,
-                result.miou, result.acc)
+    logger.info("evaluated %d images in %.1fs: mIoU %.2f %%, pixel accuracy %.2f %%", result.num_images, seconds,
+                100 * result.miou, 100 * result.acc)
     return result
