@@ -4,8 +4,10 @@ The runs of one ``ael compare`` share a group name (recorded in each manifest). 
 reads their final and best evaluations (best by :func:`ael.runs.best_evaluation`, never a
 checkpoint picked silently), :func:`write_group_csv` writes them one row each, and
 :func:`summarize_group` gives per method and model the mean ± std over seeds of mIoU and of the
-tail classes' mean IoU (:func:`ael.runs.classes.tail_classes`), final and best, and the paired
-difference (same seed) to the first method.
+tail classes' mean IoU (:func:`ael.runs.compare.tail_mean`), final and best, and the paired
+difference (same seed) to the first method. :func:`rows_of_runs` does what :func:`group_rows` does
+for runs already open (the dashboard's cached tailers), and :func:`group_curves` pools each
+method's mIoU curves over its seeds (mean and spread at each evaluation step).
 """
 
 from __future__ import annotations
@@ -16,18 +18,19 @@ import os
 import re
 import statistics
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ael.runs.classes import tail_classes
+from ael.runs.compare import mean_curve, tail_mean
 from ael.runs.listing import list_runs
-from ael.runs.reader import open_run
+from ael.runs.reader import Run, open_run
 from ael.runs.records import best_evaluation
 
-__all__ = ["GroupRow", "group_class_iou", "group_rows", "summarize_group", "write_group_csv"]
+__all__ = ["GroupRow", "group_class_iou", "group_curves", "group_rows", "rows_of_runs", "summarize_group",
+           "write_group_csv"]
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,13 @@ class GroupRow:
     class_names: tuple[str, ...]
 
 
-def _nanmean(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else float("nan")
+def _label(run: Run, group: str, labels: Mapping[str, str] | None) -> str:
+    named = re.fullmatch(rf"{re.escape(group)}-(.+)-s\d+", run.run_id)
+    return (labels or {}).get(run.run_id) or (named.group(1) if named else None) or run.method or "?"
+
+
+def _seed(run: Run) -> int:
+    return int(((run.config.get("train") or {}).get("seed")) or 0)
 
 
 def group_rows(runs_dir: str | os.PathLike[str], group: str,
@@ -73,24 +80,42 @@ def group_rows(runs_dir: str | os.PathLike[str], group: str,
             ``<group>-<label>-s<seed>`` as ``ael compare`` names them (the overlay it was given:
             several ablations of AEL are all method ``ael``), else the run's method.
     """
+    runs = [open_run(runs_dir, s.run_id) for s in list_runs(runs_dir) if s.group == group]
+    return rows_of_runs(runs, group, labels)
+
+
+def rows_of_runs(runs: Iterable[Run], group: str, labels: Mapping[str, str] | None = None) -> list[GroupRow]:
+    """:func:`group_rows` of runs already open (a dashboard's cached tailers): those of ``group``
+    among ``runs``, as they were last polled."""
     rows = []
-    for summary in list_runs(runs_dir):
-        if summary.group != group:
+    for run in runs:
+        if run.group != group:
             continue
-        run = open_run(runs_dir, summary.run_id)
-        run.poll()
         frequencies = run.class_frequencies()
-        tails = np.asarray(tail_classes(list(frequencies)), dtype=bool) if frequencies is not None else None
-        seed = int(((run.config.get("train") or {}).get("seed")) or 0)
+        seed = _seed(run)
+        label = _label(run, group, labels)
         for model in sorted({e.model for e in run.evals()}):
             evals = run.evals(model)
             for which, record in (("final", evals[-1]), ("best", best_evaluation(evals))):
-                tail = _nanmean(record.iou[tails]) if tails is not None and tails.any() else float("nan")
-                named = re.fullmatch(rf"{re.escape(group)}-(.+)-s\d+", run.run_id)
-                label = (labels or {}).get(run.run_id) or (named.group(1) if named else None) or run.method or "?"
                 rows.append(GroupRow(run.run_id, label, seed, model, which, record.step,
-                                     float(record.miou), tail, record.iou, tuple(run.class_names)))
+                                     float(record.miou), tail_mean(record.iou, frequencies), record.iou,
+                                     tuple(run.class_names)))
     return sorted(rows, key=lambda r: (r.method, r.seed, r.model, r.which))
+
+
+def group_curves(runs: Iterable[Run], group: str, model: str, labels: Mapping[str, str] | None = None,
+                 ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Label -> the mIoU of ``model`` over evaluations pooled over the label's seeds:
+    ``(steps, mean, std, count)`` as :func:`ael.runs.compare.mean_curve` gives them."""
+    curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for run in runs:
+        if run.group != group:
+            continue
+        evals = run.evals(model)
+        if evals:
+            curves.setdefault(_label(run, group, labels), []).append(
+                (np.array([e.step for e in evals]), np.array([e.miou for e in evals])))
+    return {label: mean_curve(curves[label]) for label in sorted(curves)}
 
 
 def write_group_csv(rows: Sequence[GroupRow], path: str | os.PathLike[str]) -> Path:

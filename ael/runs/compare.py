@@ -1,0 +1,167 @@
+"""Comparing runs fairly: evaluations at a step every run reached, the config keys that differ,
+curves pooled over seeds, the tail mean.
+
+Pure functions over what :class:`ael.runs.Run` returns (evaluation records, config dicts, arrays),
+shared by the dashboard's Compare page and the notebooks, so "compared at step N" and "the tail
+mean" mean the same thing in every view.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ael.runs.classes import tail_classes
+from ael.runs.records import EvalRecord
+
+__all__ = [
+    "ABSENT",
+    "config_diff",
+    "evals_at",
+    "flatten_config",
+    "key_config",
+    "matched_step",
+    "mean_curve",
+    "tail_mean",
+]
+
+#: What :func:`config_diff` shows for a key a run's config does not have.
+ABSENT = "(absent)"
+
+
+def matched_step(evals: Mapping[str, Sequence[EvalRecord]]) -> int | None:
+    """The last evaluation step every run has: the step at which they can be compared fairly.
+
+    Args:
+        evals: run id -> that run's evaluations (of one model), in any order.
+
+    Returns:
+        The highest step present in every run's evaluations; None when there is no run, a run
+        has no evaluation or they share no step.
+    """
+    if not evals:
+        return None
+    shared: set[int] | None = None
+    for records in evals.values():
+        steps = {int(r.step) for r in records}
+        shared = steps if shared is None else shared & steps
+    return max(shared) if shared else None
+
+
+def evals_at(evals: Mapping[str, Sequence[EvalRecord]], step: int | None) -> dict[str, EvalRecord]:
+    """Run id -> its evaluation at ``step`` (runs without one left out); with ``step`` None,
+    each run's own final (last) evaluation."""
+    out = {}
+    for run_id, records in evals.items():
+        if not records:
+            continue
+        if step is None:
+            out[run_id] = max(records, key=lambda r: r.step)
+            continue
+        at = [r for r in records if r.step == step]
+        if at:
+            out[run_id] = at[-1]
+    return out
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"train.iterations": 2000, ...}``; lists are kept as values."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_config(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _same(a: Any, b: Any) -> bool:
+    # JSON gives True and 1 apart only by type: a flag switched to a count is a difference.
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
+
+
+def config_diff(configs: Mapping[str, Mapping[str, Any]],
+                ignore: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """The config keys whose values differ between runs, one value per run.
+
+    Args:
+        configs: run id -> its (nested) config.
+        ignore: dotted keys left out (e.g. ``run.name``, which always differs).
+
+    Returns:
+        Dotted key -> run id -> value (:data:`ABSENT` where a run's config lacks the key), for
+        the keys that are not the same in every run, sorted by key; empty for fewer than two runs.
+    """
+    if len(configs) < 2:
+        return {}
+    flat = {run_id: flatten_config(config) for run_id, config in configs.items()}
+    keys = sorted(set().union(*(f.keys() for f in flat.values())) - set(ignore))
+    diff = {}
+    for key in keys:
+        values = {run_id: f.get(key, ABSENT) for run_id, f in flat.items()}
+        first, *rest = values.values()
+        if not all(_same(first, v) for v in rest):
+            diff[key] = values
+    return diff
+
+
+def key_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a runs table shows: ``iterations``, ``seed``, ``backbone``, ``labeled``
+    (labeled images of the synthetic set, else the split's labeled count or list), ``eval every``;
+    None where the config does not say."""
+    train = config.get("train") or {}
+    data = config.get("data") or {}
+    split = data.get("split") or {}
+    labeled = split.get("labeled") or split.get("labeled_list")
+    if labeled is None and data.get("dataset") == "synthetic":
+        labeled = (data.get("synthetic") or {}).get("num_labeled")
+    return {"iterations": train.get("iterations"), "seed": train.get("seed"),
+            "backbone": (config.get("model") or {}).get("backbone"), "labeled": labeled,
+            "eval every": (train.get("eval") or {}).get("every")}
+
+
+def tail_mean(iou: np.ndarray, frequencies: np.ndarray | None) -> float:
+    """Mean IoU of the tail classes (:func:`ael.runs.classes.tail_classes`) that were evaluated;
+    NaN without frequencies, tail classes or a finite IoU among them."""
+    if frequencies is None:
+        return float("nan")
+    iou = np.asarray(iou, dtype=np.float64)
+    tails = np.asarray(tail_classes(list(frequencies)), dtype=bool)
+    if tails.shape != iou.shape:
+        return float("nan")
+    picked = iou[tails]
+    picked = picked[np.isfinite(picked)]
+    return float(picked.mean()) if picked.size else float("nan")
+
+
+def mean_curve(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Several seeds' curves pooled at each step: the mean, the standard deviation and the count.
+
+    Args:
+        curves: ``(steps (T_i,), values (T_i,))`` per seed.
+
+    Returns:
+        ``(steps, mean, std, count)`` over the union of the steps, sorted; at each step only the
+        seeds that have it (and a finite value) count; std is the sample std (``ddof=1``), 0
+        where one seed has the step.
+    """
+    steps = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s, _ in curves])) if curves else \
+        np.zeros(0, dtype=np.int64)
+    table = np.full((len(curves), len(steps)), np.nan)
+    for i, (s, v) in enumerate(curves):
+        table[i, np.searchsorted(steps, np.asarray(s, dtype=np.int64))] = np.asarray(v, dtype=np.float64)
+    count = np.sum(np.isfinite(table), axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a step no seed has a value at: NaN
+        mean = np.nanmean(table, axis=0) if len(curves) else np.zeros(0)
+        std = np.where(count > 1, np.nanstd(table, axis=0, ddof=1), 0.0) if len(curves) else np.zeros(0)
+    return steps, mean, np.where(count > 0, std, np.nan), count
