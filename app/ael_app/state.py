@@ -196,6 +196,23 @@ def show_notes(tailer: RunTailer) -> None:
 
 
 LIVE_STATUSES = ("running", "stalled")
+# How often a page whose runs all ended looks for one of them starting again (a resume).
+RESUME_CHECK_S = 5.0
+
+
+def _is_live(tailers: Sequence[RunTailer]) -> bool:
+    return any(t.run.status() in LIVE_STATUSES for t in tailers)
+
+
+def updated_text(now: float, *, live: bool, every: float | None, tailers: Sequence[RunTailer] | None) -> str:
+    """The "Last updated" line of a live view: when it last read the runs, and whether it refreshes."""
+    stamp = f"Last updated {time.strftime('%H:%M:%S', time.localtime(now))}"
+    if every is not None:
+        return f"{stamp} · refreshing every {every:g} s"
+    if not live:
+        return f"{stamp} · Live is off: turn it on in the sidebar to follow the runs"
+    ended = ", ".join(f"{t.run.run_id} {t.run.status()}" for t in tailers or ())
+    return f"{stamp} · not refreshing ({ended}); checking every {RESUME_CHECK_S:g} s for a resume"
 
 
 def live_panel(body: Callable[[], None], *, key: str, tailers: Sequence[RunTailer] | None = None) -> None:
@@ -203,10 +220,12 @@ def live_panel(body: Callable[[], None], *, key: str, tailers: Sequence[RunTaile
 
     With ``tailers``, it refreshes only while one of those runs is running (or stalled, which may
     resume); when the last one ends, one full rerun turns the timer off, so a finished run's
-    page costs nothing while it stays open.
+    page costs nothing while it stays open. While Live is on, a small watcher then polls the runs
+    every :data:`RESUME_CHECK_S` seconds and turns the timer back on when one of them is resumed.
+    Every panel ends with its "Last updated" line (in the container keyed ``{key}_updated``).
     """
     sel = selection()
-    watching = tailers is None or any(t.run.status() in LIVE_STATUSES for t in tailers)
+    watching = tailers is None or _is_live(tailers)
     every = sel.refresh_s if sel.live and watching else None
 
     def panel() -> None:
@@ -214,10 +233,22 @@ def live_panel(body: Callable[[], None], *, key: str, tailers: Sequence[RunTaile
             for tailer in sorted(tailers or (), key=lambda t: t.run.run_id):  # one order: no deadlock
                 held.enter_context(tailer.lock)
             body()
-        if every is not None and tailers is not None and not any(t.run.status() in LIVE_STATUSES for t in tailers):
+        with st.container(key=f"{key}_updated"):
+            st.caption(updated_text(time.time(), live=sel.live, every=every, tailers=tailers))
+        if every is not None and tailers is not None and not _is_live(tailers):
+            st.rerun()
+
+    def watch_resume() -> None:
+        # The panel's timer is off: poll the runs here, and rerun the page once one is live again.
+        for tailer in tailers or ():
+            with tailer.lock:
+                tailer.refresh()
+        if _is_live(tailers or ()):
             st.rerun()
 
     st.fragment(panel, run_every=every, key=key)()
+    if sel.live and not watching:
+        st.fragment(watch_resume, run_every=RESUME_CHECK_S, key=f"{key}_resume")()
 
 
 @contextlib.contextmanager

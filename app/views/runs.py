@@ -41,13 +41,23 @@ def _table() -> None:
             frame, hide_index=True, key="runs_table",
             column_config={
                 "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+                "step": st.column_config.NumberColumn(help="The latest step the run logged (the Training page shows "
+                                                           "the same number)"),
                 "last mIoU": st.column_config.NumberColumn(format="%.2f"),
                 "best mIoU": st.column_config.NumberColumn(format="%.2f"),
+                "problem": st.column_config.TextColumn(width="large", help="In full below the table"),
             },
         )
         counts = frame["status"].value_counts()
-        st.caption(" · ".join(f"{n} {s}" for s, n in counts.items()) + f" — updated {time.strftime('%H:%M:%S')}")
-        st.caption("Pick a run (and runs to compare) in the sidebar.")
+        st.caption(" · ".join(f"{n} {s}" for s, n in counts.items()) + " — pick a run (and runs to compare) "
+                   "in the sidebar.")
+        problems = [r for r in rows if r.error]
+        if problems:
+            # A table cell cuts a long reason (a stop says how to resume): each one in full here.
+            st.subheader(f"Problems ({len(problems)})")
+            for r in problems:
+                st.markdown(f"**{r.run_id}** · {r.status}")
+                st.code(r.error, language=None, wrap_lines=True)
 
 
 state.live_panel(_table, key="runs_panel")
