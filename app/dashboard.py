@@ -18,8 +18,19 @@ from ael_app import state  # noqa: E402
 
 st.set_page_config(page_title="AEL dashboard", page_icon=":material/monitoring:", layout="wide")
 
+RUNS_PAGE = st.Page(str(_HERE / "views" / "runs.py"), title="Runs", icon=":material/table_rows:", url_path="runs")
+
+
+def _home() -> None:
+    # Streamlit serves its default page at "/" only (a default page's url_path is ignored), so
+    # Runs is an ordinary page at /runs and "/" is a hidden page that opens it, keeping the
+    # run choice in the URL.
+    st.switch_page(RUNS_PAGE, query_params={k: st.query_params.get_all(k) for k in st.query_params})
+
+
 PAGES = [
-    st.Page(str(_HERE / "views" / "runs.py"), title="Runs", icon=":material/table_rows:", url_path="runs", default=True),
+    st.Page(_home, title="AEL dashboard", url_path="home", default=True, visibility="hidden"),
+    RUNS_PAGE,
     st.Page(str(_HERE / "views" / "training.py"), title="Training", icon=":material/show_chart:", url_path="training"),
     st.Page(str(_HERE / "views" / "confidence.py"), title="Confidence bank", icon=":material/account_balance:", url_path="confidence"),
     st.Page(str(_HERE / "views" / "pseudo_labels.py"), title="Pseudo-labels", icon=":material/image:", url_path="pseudo-labels"),

@@ -60,13 +60,26 @@ def live_chart(key: str, build: Callable[[], Any], *, inputs: tuple, version: ob
     chart(entry[3], key=key)
 
 
+def latest_step(run: Run) -> int | None:
+    """The latest step the run logged, the number every page shows (the Runs page's manifest step too).
+
+    The trainer logs an iteration's scalars at its 0-based index but evaluates and checkpoints
+    (which beats the manifest) at the count of iterations done: a finished 480-step run has its
+    last scalar at 479 and its final evaluation and manifest step at 480. The highest of the
+    three is the step the run reached, and is what the manifest (so the Runs page) says.
+    """
+    steps = [s for s in (run.last_step, run.manifest.get("step")) if isinstance(s, int) and not isinstance(s, bool)]
+    steps += [e.step for e in run.evals()]
+    return max(steps) if steps else None
+
+
 def choose_step(run: Run, *, key: str, label: str = "Step", latest: int | None = None) -> int | None:
     """A step chosen by the user, or the latest one while "Follow latest" is on.
 
     The slider spans ``[0, total_steps]`` of the run (fixed while it trains, so a live redraw
     never resets it); without a planned total a number box is used.
     """
-    latest = run.last_step if latest is None else latest
+    latest = latest_step(run) if latest is None else latest
     if latest is None:
         return None
     state_key = f"{key}_{run.run_id}"

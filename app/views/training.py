@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-import time
 
 import numpy as np
 import streamlit as st
 from ael_app import state
-from ael_app.render import chart, live_chart
+from ael_app.render import latest_step, live_chart
 
 from ael.runs import best_evaluation
 from ael.viz.figures import scalar_lines_figure
@@ -29,6 +29,24 @@ GROUPS = (
     ("AEL diagnostics", lambda n: n.split("/")[0] in ("unsup", "cutmix", "copy_paste")),
     ("Memory (MB)", lambda n: n.startswith("memory")),
 )
+# Noisy per-step series drawn smoothed (the raw line kept faint): the losses and the diagnostics,
+# whose 0/1 indicators (copy_paste/applied, cutmix/box_found) are a solid zig-zag unsmoothed.
+SMOOTHED = ("Losses", "AEL diagnostics")
+DEFAULT_SMOOTHING = 0.6
+# The smoothing keyword of scalar_lines_figure (EMA weight of the previous value).
+SMOOTHING_READY = "smoothing" in inspect.signature(scalar_lines_figure).parameters
+
+
+def _x_axis(fig, last: int | None):
+    """Every chart's x axis spans from step 0 to the latest step (evaluations start later than
+    scalars, and a chart of them alone would start at the first one).
+
+    ``autorangeoptions`` widens the automatic range instead of setting ``range``, so a zoom the
+    user made is not replaced when the latest step moves on.
+    """
+    end = max(v for v in (last, 0) if v is not None)
+    fig.update_xaxes(autorangeoptions={"include": [0, end]}, title_text="step")
+    return fig
 
 
 def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
@@ -41,7 +59,7 @@ def _panel() -> None:
         summary_status = run.status()
         names = run.scalar_names()
         teacher = run.evals("teacher") or run.evals()
-        last = run.last_step
+        last = latest_step(run)
         cols = st.columns(5)
         cols[0].metric("Status", summary_status)
         total = run.total_steps
@@ -60,6 +78,7 @@ def _panel() -> None:
             st.info("Nothing logged yet: the first records appear here as soon as the trainer writes them.")
             return
         log_losses = st.session_state.get("training_log_losses", False)
+        smoothing = float(st.session_state.get("training_smoothing", DEFAULT_SMOOTHING)) if SMOOTHING_READY else 0.0
         used: set[str] = set()
         left, right = st.columns(2)
         slots = [left, right]
@@ -71,10 +90,13 @@ def _panel() -> None:
             used.update(group)
             series = {n: run.scalar(n) for n in group}
             log_y = log_losses and title == "Losses"
+            extra = {"smoothing": smoothing} if SMOOTHING_READY and title in SMOOTHED else {}
             with slots[drawn % 2]:
-                live_chart(f"training_{title}", lambda series=series, title=title, log_y=log_y: scalar_lines_figure(
-                    series, title=title, log_y=log_y, uirevision=f"{run.run_id}/{title}"),
-                    inputs=(run.run_id, tuple(group), log_y), version=tuple(len(s) for s, _ in series.values()),
+                live_chart(f"training_{title}", lambda series=series, title=title, log_y=log_y, extra=extra: _x_axis(
+                    scalar_lines_figure(series, title=title, log_y=log_y, uirevision=f"{run.run_id}/{title}", **extra),
+                    last),
+                    inputs=(run.run_id, tuple(group), log_y, tuple(extra.items())),
+                    version=(last, tuple(len(s) for s, _ in series.values())),
                     points=sum(min(len(s), 3000) for s, _ in series.values()))
             drawn += 1
         if teacher or run.evals():
@@ -83,8 +105,11 @@ def _panel() -> None:
                 evals = run.evals(model)
                 series[f"{model} mIoU"] = (np.array([e.step for e in evals]), np.array([100 * e.miou for e in evals]))
             with slots[drawn % 2]:
-                chart(scalar_lines_figure(series, title="mIoU over evaluations (%)", markers=True, mode="mean",
-                                          uirevision=f"{run.run_id}/miou"), key="training_miou")
+                live_chart("training_miou", lambda series=series: _x_axis(scalar_lines_figure(
+                    series, title="mIoU over evaluations (%)", markers=True, mode="mean",
+                    uirevision=f"{run.run_id}/miou"), last),
+                    inputs=(run.run_id,), version=(last, tuple(len(s) for s, _ in series.values())),
+                    points=sum(len(s) for s, _ in series.values()))
             drawn += 1
         others = [n for n in names if n not in used]
         if others:
@@ -93,12 +118,20 @@ def _panel() -> None:
                 st.session_state["training_other"] = [n for n in previous if n in others]
                 picked = st.multiselect("Other scalars", others, key="training_other")
                 if picked:
-                    chart(scalar_lines_figure({n: run.scalar(n) for n in picked}, title="Other scalars",
-                                              uirevision=f"{run.run_id}/other"), key="training_other_chart")
-        st.caption(f"Updated {time.strftime('%H:%M:%S')} · {len(names)} scalar series")
+                    series = {n: run.scalar(n) for n in picked}
+                    live_chart("training_other_chart", lambda series=series: _x_axis(scalar_lines_figure(
+                        series, title="Other scalars", uirevision=f"{run.run_id}/other"), last),
+                        inputs=(run.run_id, tuple(picked)), version=(last, tuple(len(s) for s, _ in series.values())),
+                        points=sum(min(len(s), 3000) for s, _ in series.values()))
+        st.caption(f"{len(names)} scalar series")
 
 
 with st.expander("Chart options"):
     st.toggle("Logarithmic loss axis", key="training_log_losses")
-    st.caption("Click a legend entry to hide a series; double-click to show it alone. Zoom survives refreshes.")
+    if SMOOTHING_READY:
+        st.slider("Smoothing", 0.0, 0.99, DEFAULT_SMOOTHING, 0.01, key="training_smoothing",
+                  help="Exponential moving average of the losses and the AEL diagnostics (the raw values "
+                       "stay drawn, faint): the weight of the previous smoothed value.")
+    st.caption("Click a legend entry to hide a series; double-click to show it alone. Drag to zoom, "
+               "double-click the chart to zoom out.")
 state.live_panel(_panel, key="training_panel", tailers=[tailer])
