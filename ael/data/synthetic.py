@@ -36,6 +36,7 @@ __all__ = [
     "SyntheticSegmentation",
     "render_synthetic",
     "synthetic_layout",
+    "synthetic_palette",
 ]
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,15 @@ _LINE_THICK = (3.0, 4.0)
 _RING_RADIUS = (5.0, 9.0)
 _RING_THICK = (3.0, 4.0)
 _DISC_RADIUS = (4.0, 6.0)
+# Display colours of the classes (overlays, charts), each clearly distinct from the others: a mid
+# grey background that neither vanishes like black nor matches a class, then well-separated hues
+# (the Tableau 10 set without its grey, then darker and lighter variants). The VOC map gave
+# background (black, drawn grey on charts) and the 8th class the same grey.
+_DISPLAY_PALETTE = (
+    (120, 120, 120), (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207), (0, 0, 128), (128, 0, 0),
+    (0, 90, 50), (255, 220, 0), (90, 0, 110), (0, 255, 160),
+)
 
 
 @dataclass(frozen=True)
@@ -308,7 +318,7 @@ class SyntheticSegmentation(SegmentationDataset):
         self.info = DatasetInfo(
             name="synthetic",
             class_names=tuple(c.name for c in self.layout.classes),
-            palette=default_palette(num_classes),
+            palette=synthetic_palette(num_classes),
             ignore_index=IGNORE_INDEX,
         )
         self._entries = tuple((part, i) for part in parts for i in range(sizes[part]))
@@ -328,6 +338,12 @@ class SyntheticSegmentation(SegmentationDataset):
         """(C,) measured share of non-ignored pixels per class over the first labeled-stream images."""
         key = (self.layout.num_classes, self.layout.image_size, self._tail_power, self.seed)
         return _measured_frequencies(*key).copy()
+
+
+def synthetic_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
+    """Display colours of ``num_classes`` synthetic classes: distinct hand-picked colours, then the
+    VOC map's for classes past them."""
+    return tuple(_DISPLAY_PALETTE[:num_classes]) + default_palette(num_classes)[len(_DISPLAY_PALETTE):]
 
 
 @functools.lru_cache(maxsize=16)

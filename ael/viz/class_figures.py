@@ -12,12 +12,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ael.viz.style import SERIES_COLOURS, palette_colours, plotly_go
+from ael.viz.style import SERIES_COLOURS, legend_right, palette_colours, plotly_go
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["class_bars_figure", "grouped_bars_figure", "iou_frequency_figure"]
+__all__ = ["ZERO_LABEL", "class_bars_figure", "grouped_bars_figure", "iou_frequency_figure", "log_ticks"]
+
+#: Text over the bar of a class whose value is exactly zero (e.g. a class the teacher never predicts).
+ZERO_LABEL = "0 — never predicted"
 
 
 def class_bars_figure(
@@ -65,6 +68,16 @@ def class_bars_figure(
     return fig
 
 
+def log_ticks(low: float, high: float, *, percent: bool = False) -> tuple[list[float], list[str]]:
+    """Tick values and labels at every decade from ``low`` to ``high`` (both > 0), written plainly:
+    ``0.001``, ``0.01``, ... or, for shares with ``percent``, ``0.1 %``, ``1 %``, ``10 %``, ``100 %``."""
+    first, last = int(np.floor(np.log10(low))), int(np.ceil(np.log10(high)))
+    shift, unit = (2, " %") if percent else (0, "")
+    # Decimals from the exponent itself: log10 of 10.0 ** -4 * 100 may land a hair under -2.
+    labels = [f"{10.0 ** (e + shift):.{max(0, -(e + shift))}f}{unit}" for e in range(first, last + 1)]
+    return [10.0**e for e in range(first, last + 1)], labels
+
+
 def grouped_bars_figure(
     groups: Mapping[str, np.ndarray],
     class_names: Sequence[str],
@@ -74,35 +87,66 @@ def grouped_bars_figure(
     log_y: bool = False,
     height: int = 360,
     errors: Mapping[str, np.ndarray] | None = None,
+    percent: bool = False,
+    zero_label: str = ZERO_LABEL,
+    uirevision: str | None = None,
 ) -> go.Figure:
     """Per-class vectors side by side (e.g. pixel frequency in labels vs pseudo-labels, or the
     final per-class IoU of several runs), one bar colour per group.
+
+    A value of exactly zero is drawn, never dropped: on a log axis (where zero has no place) its
+    bar is a short cross-hatched stub at the axis floor, a decade below the smallest positive
+    value, and on either axis it is labelled ``zero_label`` (hover gives the true 0). A class
+    nobody predicts is the signal to see, not a missing bar.
 
     Args:
         groups: legend name -> ``(C,)`` values.
         class_names: C names.
         title, y_title: labels.
-        log_y: logarithmic y axis (frequencies of long-tailed classes).
+        log_y: logarithmic y axis (frequencies of long-tailed classes), ticks at each decade.
         height: pixels.
         errors: legend name -> ``(C,)`` error bar half-lengths (the spread over seeds), optional.
+        percent: the values are shares in [0, 1]: log ticks read ``0.1 %``, ``1 %``, ...
+        zero_label: text over a zero bar.
+        uirevision: keeps zoom and legend toggles across redraws while it stays the same.
     """
     go = plotly_go()
     names = [str(n) for n in class_names]
-    fig = go.Figure()
-    for n, (label, vector) in enumerate(groups.items()):
+    vectors = {}
+    for label, vector in groups.items():
         vector = np.asarray(vector, dtype=np.float64)
         if vector.shape != (len(names),):
             raise ValueError(f"{label}: expected shape ({len(names)},), got {vector.shape}")
+        vectors[label] = vector
+    values = np.concatenate([v[np.isfinite(v)] for v in vectors.values()] or [np.zeros(0)])
+    positive = values[values > 0]
+    floor = high = stub = None
+    if log_y:
+        high = float(positive.max()) if positive.size else 1.0
+        floor = 10.0 ** (np.floor(np.log10(positive.min())) - 1) if positive.size else high / 1000
+        stub = floor * 10**0.3  # a third of a decade: visible, and clearly below every real bar
+    fig = go.Figure()
+    for n, (label, vector) in enumerate(vectors.items()):
+        zero = vector == 0
         error = None
         if errors is not None and label in errors:
             error = {"type": "data", "array": np.asarray(errors[label], dtype=np.float64), "visible": True}
-        fig.add_trace(go.Bar(x=names, y=vector, name=label, marker_color=SERIES_COLOURS[n % len(SERIES_COLOURS)],
-                             error_y=error))
+        shown = np.where(zero, stub, vector) if log_y else vector
+        fig.add_trace(go.Bar(
+            x=names, y=shown, name=label, error_y=error, customdata=vector,
+            marker={"color": SERIES_COLOURS[n % len(SERIES_COLOURS)],
+                    "pattern": {"shape": ["x" if z else "" for z in zero], "solidity": 0.4}},
+            text=[zero_label if z else "" for z in zero], textposition="outside", cliponaxis=False,
+            textfont={"size": 10}, hovertemplate="%{x}: %{customdata:.4g}<extra>" + label + "</extra>"))
     fig.update_layout(barmode="group", title=title or None, height=height, yaxis_title=y_title or None,
-                      margin={"l": 50, "r": 10, "t": 40 if title else 10, "b": 40},
-                      legend={"orientation": "h", "y": 1.08})
+                      margin={"l": 60, "r": 10, "t": 40 if title else 10, "b": 40}, legend=legend_right(),
+                      uirevision=uirevision)
     if log_y:
-        fig.update_yaxes(type="log")
+        tickvals, ticktext = log_ticks(floor, high, percent=percent)
+        # The range starts at the floor so the zero stubs stand on it; half a decade of headroom
+        # above keeps the zero labels and the tallest bar inside the plot.
+        fig.update_yaxes(type="log", range=[np.log10(floor), np.log10(high) + 0.5], tickvals=tickvals,
+                         ticktext=ticktext)
     return fig
 
 
@@ -162,6 +206,6 @@ def iou_frequency_figure(
         fig.add_trace(go.Scatter(x=[tail_share, tail_share], y=[low, high], mode="lines", name="tail boundary",
                                  line={"dash": "dash", "color": "#888888", "width": 1}, hoverinfo="skip"))
     fig.update_layout(title=title or None, height=height, margin={"l": 50, "r": 10, "t": 40 if title else 10, "b": 40},
-                      xaxis_title="pixel share (labeled)", yaxis_title="IoU", legend={"orientation": "h", "y": -0.2})
+                      xaxis_title="pixel share (labeled)", yaxis_title="IoU", legend=legend_right())
     fig.update_xaxes(type="log")
     return fig

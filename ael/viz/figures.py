@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from ael.viz.series import reduce_steps
-from ael.viz.style import SERIES_COLOURS, palette_colours, plotly_go
+from ael.viz.series import ema, reduce_steps
+from ael.viz.style import SERIES_COLOURS, legend_right, palette_colours, plotly_go
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -49,8 +49,13 @@ def scalar_lines_figure(
     uirevision: str | None = None,
     height: int = 320,
     webgl: bool | None = None,
+    smoothing: float = 0.0,
 ) -> go.Figure:
     """Scalar series over steps, one trace each, in one figure.
+
+    With ``smoothing`` each series is drawn twice in its colour: the debiased EMA
+    (:func:`~ael.viz.series.ema`, computed on every record before reduction) solid, and the raw
+    series faint behind it, in one legend group so a legend click hides both.
 
     Args:
         series: name -> ``(steps (T,), values (T,))``.
@@ -62,19 +67,31 @@ def scalar_lines_figure(
         uirevision: keeps zoom and hidden traces across redraws while it stays the same.
         height: pixels.
         webgl: force ``scattergl`` (True) or SVG (False); None: past :data:`WEBGL_THRESHOLD` points.
+        smoothing: EMA weight in [0, 1); 0 draws the raw series only.
     """
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
     go = plotly_go()
-    reduced = {name: reduce_steps(s, v, max_points, mode=mode) for name, (s, v) in series.items()}
-    total = sum(len(s) for s, _ in reduced.values())
+    raw = {name: (np.asarray(s), np.asarray(v, dtype=np.float64)) for name, (s, v) in series.items()}
+    reduced = {name: reduce_steps(s, v, max_points, mode=mode) for name, (s, v) in raw.items()}
+    # The mean of each bucket of the smoothed curve: it is smooth, so min/max would only thicken it.
+    smoothed = {name: reduce_steps(s, ema(v, smoothing), max_points, mode="mean") for name, (s, v) in raw.items()
+                } if smoothing else {}
+    total = sum(len(s) for s, _ in reduced.values()) + sum(len(s) for s, _ in smoothed.values())
     trace = go.Scattergl if (total > WEBGL_THRESHOLD if webgl is None else webgl) else go.Scatter
     fig = go.Figure()
+    line_mode = "lines+markers" if markers else "lines"
     for n, (name, (steps, values)) in enumerate(reduced.items()):
-        fig.add_trace(trace(x=steps, y=values, name=name, mode="lines+markers" if markers else "lines",
-                            line={"color": SERIES_COLOURS[n % len(SERIES_COLOURS)], "width": 1.5}))
+        colour = SERIES_COLOURS[n % len(SERIES_COLOURS)]
+        if smoothing:
+            fig.add_trace(trace(x=steps, y=values, name=name, legendgroup=name, showlegend=False, mode=line_mode,
+                                opacity=0.25, line={"color": colour, "width": 1}, hoverinfo="skip"))
+            steps, values = smoothed[name]
+        fig.add_trace(trace(x=steps, y=values, name=name, legendgroup=name, mode=line_mode,
+                            line={"color": colour, "width": 1.5}))
     fig.update_layout(title=title or None, height=height, margin={"l": 50, "r": 10, "t": 40 if title else 10, "b": 40},
                       xaxis_title="step", yaxis_title=y_title or None, uirevision=uirevision,
-                      showlegend=True,
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0})
+                      showlegend=True, legend=legend_right())
     if log_y:
         fig.update_yaxes(type="log")
     return fig
@@ -99,7 +116,8 @@ def class_lines_figure(
 ) -> go.Figure:
     """Per-class curves over steps in one figure: one trace per class, toggled from the legend.
 
-    Highlighted classes (e.g. the tail) are drawn thick and opaque, the rest thin and faded.
+    Highlighted classes (e.g. the tail) are drawn thick and opaque, the rest thin and faded, except
+    the classes of ``visible`` when given: a class the user chose to see is never faded.
     Long series are reduced first (bucket means), to ``max_points`` per class and
     ``max_total_points`` in all; past :data:`WEBGL_THRESHOLD` points the traces are ``scattergl``.
 
@@ -133,7 +151,7 @@ def class_lines_figure(
     columns = np.ascontiguousarray(values.T)  # (C, K): one contiguous row per trace
     traces = []
     for c, name in enumerate(class_names):
-        strong = not emphasised or c in emphasised
+        strong = not emphasised or c in emphasised or (shown is not None and c in shown)
         traces.append({
             "type": kind, "x": steps, "y": columns[c], "name": str(name),
             "mode": "lines+markers" if markers else "lines",
@@ -144,7 +162,8 @@ def class_lines_figure(
     layout = {"title": {"text": title} if title else None, "height": height,
               "margin": {"l": 50, "r": 10, "t": 40 if title else 10, "b": 40},
               "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": y_title} if y_title else None},
-              "uirevision": uirevision, "legend": {"itemclick": "toggle", "itemdoubleclick": "toggleothers"}}
+              "uirevision": uirevision,
+              "legend": {**legend_right(), "itemclick": "toggle", "itemdoubleclick": "toggleothers"}}
     # Built from checked plain data without plotly's per-property validation, which costs
     # ~2 ms a trace: 150 classes redrawn every refresh would spend most of it there.
     return go.Figure(data=traces, layout=layout, _validate=False)

