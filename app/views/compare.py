@@ -1,112 +1,233 @@
-"""Compare runs: a comparison group (the runs of one ``ael compare``: per method the mean over seeds with
-its spread), then chosen runs side by side: per-class curves, mIoU over evaluations, final per-class IoU."""
+"""Compare runs: a table of the runs (click rows to compare them), the config keys that differ, a
+comparison group (the runs of one ``ael compare``: per method the mean over seeds with its
+spread), then the chosen runs on shared axes: mIoU over evaluations, one panel per class of a
+per-class vector, and the final per-class IoU at the step they all reached."""
 
 from __future__ import annotations
+
+import hashlib
+import time
 
 import numpy as np
 import streamlit as st
 from ael_app import state
-from ael_app.render import chart, live_chart
+from ael_app.compare_figures import band_curves_figure, class_panels_figure, run_colours
+from ael_app.compare_table import diff_frame, filter_frame, model_evals, runs_frame
+from ael_app.render import chart, latest_step, live_chart
 
-from ael.runs import list_runs, tail_indices
-from ael.runs.groups import group_class_iou, group_rows, summarize_group
+from ael.runs import Run, tail_indices
+from ael.runs.compare import evals_at, matched_step
+from ael.runs.groups import group_class_iou, group_curves, rows_of_runs, summarize_group
 from ael.viz.class_figures import grouped_bars_figure
-from ael.viz.figures import class_lines_figure, scalar_lines_figure
+from ael.viz.figures import scalar_lines_figure
+
+# The table opens the newest runs (and every chosen or grouped one) to show their config, steps
+# and tail mean; older ones show what their manifest says. The tailer cache holds 16 runs.
+TABLE_RUNS = 12
+# Classes drawn as panels by default: the tail first, then the others in order.
+DEFAULT_PANELS = 6
 
 st.title("Compare runs")
 sel = state.selection()
+if sel.error:
+    st.error(f"Cannot list runs: {sel.error}")
+    st.stop()
+summaries = [s for s in sel.summaries if s.status != "unsupported"]
+if not summaries:
+    st.info(f"No runs in `{sel.runs_dir}` yet. Start one with `ael train` or `ael compare`.")
+    st.stop()
 
 
-def _groups() -> None:
-    groups = sorted({r.group for r in list_runs(sel.runs_dir) if r.group})
-    if not groups:
-        return
+def _tailer(run_id: str) -> state.RunTailer | None:
+    """The run's cached tailer; the reasons one cannot be opened are the table's status column."""
+    holder = st.empty()
+    with holder.container():
+        tailer = state.open_tailer(sel, run_id)
+    holder.empty()
+    return tailer
+
+
+def _read(tailer: state.RunTailer, listed_status: str) -> Run:
+    # A finished run is read once: polled again only while live, or when its manifest changed
+    # status (a resumed run).
+    if tailer.run.status() in state.LIVE_STATUSES or tailer.run.status() != listed_status:
+        return tailer.refresh()
+    return tailer.run
+
+
+# ------------------------------------------------------------------ the runs table and the selection
+sidebar_pick = [r for r in [sel.run_id, *sel.compare] if r]
+if st.session_state.get("cmp_sidebar") != sidebar_pick:  # the sidebar's choice, when it changes, wins
+    st.session_state["cmp_sidebar"] = sidebar_pick
+    st.session_state["cmp_selected"] = sidebar_pick
+    st.session_state["cmp_generation"] = st.session_state.get("cmp_generation", 0) + 1
+chosen: list[str] = st.session_state["cmp_selected"]
+groups = sorted({s.group for s in summaries if s.group})
+group = st.session_state.get("cmp_group") if st.session_state.get("cmp_group") in groups else \
+    (groups[0] if groups else None)
+wanted = {s.run_id for s in summaries[:TABLE_RUNS]} | set(chosen) | {s.run_id for s in summaries if s.group == group}
+tailers = {s.run_id: t for s in summaries if s.run_id in wanted and (t := _tailer(s.run_id)) is not None}
+status = {s.run_id: s.status for s in summaries}
+runs = {run_id: _read(t, status[run_id]) for run_id, t in tailers.items()}
+
+st.subheader("Runs")
+frame = runs_frame(summaries, runs)
+left, right = st.columns([2, 1])
+text = left.text_input("Filter", key="cmp_filter", placeholder="words of the run id, method, group, status, dataset")
+methods = right.multiselect("Method", sorted(m for m in frame["method"].dropna().unique()), key="cmp_methods")
+shown = filter_frame(frame, text, methods)
+ids = list(shown["run"])
+# A new key whenever the rows or the sidebar's choice change: a selection is row positions, so it
+# restarts from the runs chosen.
+digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:10]
+event = st.dataframe(
+    shown, key=f"cmp_table_{digest}_{st.session_state['cmp_generation']}", on_select="rerun", selection_mode="multi-row", hide_index=True,
+    selection_default={"selection": {"rows": [i for i, r in enumerate(ids) if r in chosen], "columns": []}},
+    column_config={
+        "run": st.column_config.TextColumn("run", pinned=True),
+        "last step": st.column_config.NumberColumn("last step", help="The last step logged"),
+        "of": st.column_config.NumberColumn("of", help="Planned steps"),
+        "final mIoU": st.column_config.NumberColumn("final mIoU", format="%.2f",
+                                                    help="The last evaluation (teacher), %"),
+        "best mIoU": st.column_config.NumberColumn("best mIoU", format="%.2f", help="The best evaluation, %"),
+        "tail mean": st.column_config.NumberColumn("tail mean", format="%.2f",
+                                                   help="Mean IoU of the tail classes at the last evaluation, %"),
+        "eval step": st.column_config.NumberColumn("eval step", help="The step of the last evaluation"),
+    })
+picked = [ids[i] for i in event.selection.rows if i < len(ids)]
+chosen = [r for r in chosen if r not in ids] + picked  # runs filtered out stay chosen
+st.session_state["cmp_selected"] = chosen
+st.caption(f"Click rows to compare runs (sortable by any column; {len(chosen)} chosen). Read at "
+           f"{time.strftime('%H:%M:%S')}; the charts below follow live runs on their own."
+           + (f" Runs older than the newest {TABLE_RUNS} show their manifest's summary only."
+              if len(summaries) > TABLE_RUNS else ""))
+compared = [r for r in chosen if r in runs]
+if len(compared) >= 2:
+    with st.expander(f"Config diff of the {len(compared)} chosen runs", expanded=False):
+        diff = diff_frame({r: runs[r].config for r in compared})
+        if diff.empty:
+            st.caption("Their configs are the same (apart from the run name).")
+        else:
+            st.dataframe(diff, width="stretch")
+
+
+# ------------------------------------------------------------------ a comparison group
+def _group() -> None:
     st.subheader("Comparison groups (`ael compare`)")
-    group = st.selectbox("Group", groups, key="cmp_group")
-    rows = group_rows(sel.runs_dir, group)
+    name = st.selectbox("Group", groups, key="cmp_group")
+    members = [run for run in runs.values() if run.group == name]
+    rows = rows_of_runs(members, name)
     if not rows:
-        st.info(f"No run of group {group!r} has an evaluation yet.")
+        st.info(f"No run of group {name!r} has an evaluation yet.")
         return
     st.markdown(summarize_group(rows, methods=sorted({r.method for r in rows})))
     model = st.radio("Model", sorted({r.model for r in rows}), horizontal=True, key="cmp_group_model")
+    curves = group_curves(members, name, model)
+    st.markdown("**mIoU over evaluations (%)**: the mean over seeds, the band ± one standard deviation")
+    chart(band_curves_figure(curves, y_title="mIoU (%)", uirevision=f"compare/group/{name}/{model}"),
+          key="cmp_group_curves")
     per_class = group_class_iou(rows, model)
-    names = rows[0].class_names
+    steps = sorted({r.step for r in rows if r.model == model and r.which == "final"})
     chart(grouped_bars_figure({f"{label} (mean over seeds)": 100 * mean for label, (mean, _) in per_class.items()},
-                              names, y_title="final IoU (%)",
+                              rows[0].class_names, y_title="final IoU (%)",
                               errors={f"{label} (mean over seeds)": 100 * std for label, (_, std) in per_class.items()}),
           key="cmp_group_bars")
-    st.caption("Bars: mean final IoU over the seeds of each method; whiskers: the standard deviation over seeds.")
+    st.caption("Bars: mean final IoU over the seeds of each method; whiskers: the standard deviation over seeds; "
+               f"final evaluation step{'s' if len(steps) > 1 else ''} {', '.join(map(str, steps))}.")
 
 
-with state.guard("the comparison groups"):
-    _groups()
-run_ids = [r for r in [sel.run_id, *sel.compare] if r]
-if len(run_ids) < 2:
-    st.info("Pick a run and at least one more under **Compare with** in the sidebar "
-            "(for example AEL against a mean-teacher baseline).")
+if groups:
+    with state.guard("the comparison groups"):
+        _group()
+
+if len(compared) < 2:
+    st.info("Choose at least two runs in the table (or a run and **Compare with** in the sidebar), "
+            "for example AEL against a mean-teacher baseline.")
     st.stop()
-tailers = {}
-for run_id in run_ids:
-    tailer = state.open_tailer(sel, run_id)
-    if tailer is not None:
-        tailers[run_id] = tailer
-if len(tailers) < 2:
-    st.stop()
+panel_tailers = [tailers[r] for r in compared]
+colours = run_colours(compared)
+
+
+def _class_panels(chosen_runs: dict[str, Run]) -> None:
+    st.subheader("Per-class curves")
+    vectors = sorted(set.intersection(*(set(r.class_vector_names()) for r in chosen_runs.values())))
+    if not vectors:
+        st.info("These runs have no per-class series in common.")
+        return
+    left, right = st.columns([1, 2])
+    default = "bank" if "bank" in vectors else vectors[0]
+    name = left.selectbox("Vector", vectors, index=vectors.index(default), key="cmp_series")
+    first = next(iter(chosen_runs.values()))
+    classes = [c for c in first.class_names if all(c in r.class_names for r in chosen_runs.values())]
+    tail = sorted({first.class_names[i] for i in tail_indices(first.class_frequencies())} & set(classes),
+                  key=classes.index)
+    default_classes = (tail + [c for c in classes if c not in tail])[:DEFAULT_PANELS]
+    picked = right.multiselect("Classes", classes, default=sorted(default_classes, key=classes.index),
+                               key=f"cmp_classes_{name}", format_func=lambda c: f"{c} (tail)" if c in tail else c)
+    if not picked:
+        st.info("Pick classes to draw.")
+        return
+    series = {}
+    for run_id, run in chosen_runs.items():
+        vector = run.class_vectors(name)
+        index = [vector.class_names.index(c) for c in picked]
+        series[run_id] = (vector.steps, np.asarray(vector.values)[:, index])
+    version = tuple((r, len(s[0])) for r, s in series.items())
+    live_chart("cmp_panels", lambda: class_panels_figure(series, picked, colours=colours, tail=tail, y_title=name,
+                                                         uirevision=f"compare/panels/{name}"),
+               inputs=(tuple(chosen_runs), name, tuple(picked)), version=version,
+               points=sum(min(len(s[0]), 400) * len(picked) for s in series.values()))
+    st.caption(f"{first.vector_description(name) or name}. One panel per class on shared axes, one line per run; "
+               f"tail classes (under a quarter of the uniform pixel share of {first.run_id}) first and marked.")
+
+
+def _final_iou(chosen_runs: dict[str, Run]) -> None:
+    st.subheader("Final per-class IoU")
+    evals = {run_id: model_evals(run) for run_id, run in chosen_runs.items()}
+    step = matched_step(evals)
+    options = ["the last step all have evaluated", "each run's own final evaluation"]
+    how = st.radio("Compare at", options, index=0 if step is not None else 1, horizontal=True, key="cmp_final_how")
+    if how == options[0] and step is None:
+        st.warning("These runs share no evaluation step: each run's own final evaluation is shown instead.")
+    at = evals_at(evals, step if how == options[0] else None)
+    if not at:
+        st.info("No evaluations to compare yet.")
+        return
+    names = next(iter(chosen_runs.values())).class_names
+    same = {r: e for r, e in at.items() if chosen_runs[r].class_names == names}
+    for run_id in set(at) - set(same):
+        st.warning(f"{run_id} has other classes than the others; left out of the IoU bars.")
+    bars = {f"{r} (step {e.step}, mIoU {100 * e.miou:.2f})": 100 * e.iou for r, e in same.items()}
+    chart(grouped_bars_figure(bars, names, y_title="IoU (%)"), key="cmp_final_iou")
+    if how == options[0] and step is not None:
+        st.caption(f"Every run at step {step}, the last evaluation step they all have.")
+    else:
+        st.caption("Each run at its own last evaluation: "
+                   + ", ".join(f"{r} at step {e.step}" for r, e in same.items())
+                   + (" (different steps: not a like-for-like comparison)."
+                      if len({e.step for e in same.values()}) > 1 else "."))
 
 
 def _panel() -> None:
     with state.guard("the comparison"):
-        runs = {run_id: t.refresh() for run_id, t in tailers.items()}
-        common = sorted(set.intersection(*(set(r.class_vector_names()) for r in runs.values())))
+        chosen_runs = {run_id: t.refresh() for run_id, t in zip(compared, panel_tailers)}
+        st.caption("  ·  ".join(f"**{r}**: {run.status()}, step {latest_step(run)} of {run.total_steps or '?'}"
+                                for r, run in chosen_runs.items()))
         st.subheader("mIoU over evaluations (%)")
         series = {}
-        for run_id, run in runs.items():
-            evals = run.evals("teacher") or run.evals()
+        for run_id, run in chosen_runs.items():
+            evals = model_evals(run)
             if evals:
                 series[run_id] = (np.array([e.step for e in evals]), np.array([100 * e.miou for e in evals]))
         if series:
-            chart(scalar_lines_figure(series, markers=True, mode="mean", uirevision="compare/miou"), key="cmp_miou")
+            fig = scalar_lines_figure(series, markers=True, mode="mean", uirevision="compare/miou")
+            for trace in fig.data:
+                trace.line.color = colours[trace.name]
+            chart(fig, key="cmp_miou")
         else:
             st.info("None of these runs has an evaluation yet.")
-
-        st.subheader("Per-class curves")
-        if not common:
-            st.info("These runs have no per-class series in common.")
-        else:
-            default = "bank" if "bank" in common else common[0]
-            name = st.selectbox("Series", common, index=common.index(default), key="cmp_series")
-            if name not in common:
-                name = default
-            cols = st.columns(min(len(runs), 3))
-            for i, (run_id, run) in enumerate(runs.items()):
-                series_c = run.class_vectors(name)
-                with cols[i % len(cols)]:
-                    st.markdown(f"**{run_id}**")
-                    c = len(series_c.class_names)
-                    live_chart(f"cmp_lines_{i}", lambda series_c=series_c, run=run, run_id=run_id: class_lines_figure(
-                        series_c.steps, series_c.values, series_c.class_names, palette=run.palette,
-                        highlight=tail_indices(run.class_frequencies()), markers=name.startswith("iou_") and len(series_c.steps) < 60,
-                        uirevision=f"compare/{run_id}/{name}", height=360),
-                        inputs=(run_id, name), version=len(series_c.steps),
-                        points=min(len(series_c.steps), 40_000 // max(1, c)) * c)
-
-        st.subheader("Final per-class IoU")
-        finals, class_names = {}, None
-        for run_id, run in runs.items():
-            evals = run.evals("teacher") or run.evals()
-            if not evals:
-                continue
-            names = run.class_names
-            if class_names is None:
-                class_names = names
-            elif names != class_names:
-                st.warning(f"{run_id} has other classes than {next(iter(finals), '')}; left out of the IoU bars.")
-                continue
-            finals[f"{run_id} (step {evals[-1].step}, mIoU {100 * evals[-1].miou:.2f})"] = 100 * evals[-1].iou
-        if finals and class_names:
-            chart(grouped_bars_figure(finals, class_names, y_title="IoU (%)"), key="cmp_final_iou")
-        else:
-            st.info("No evaluations to compare yet.")
+        _class_panels(chosen_runs)
+        _final_iou(chosen_runs)
 
 
-state.live_panel(_panel, key="compare_panel", tailers=list(tailers.values()))
+state.live_panel(_panel, key="compare_panel", tailers=panel_tailers)
