@@ -85,7 +85,9 @@ class CutMixSegMethod(MeanTeacherMethod):
         storage.put_scalar("cutmix/box_found", boxes.found.float().mean())
         storage.put_sample("cutmix", images={"image_a": side_i.images[0], "image_b": side_j.images[0],
                                              "mixed": mixed.images[0]},
-                           labels={"pseudo_mixed": mixed.labels[0]}, maps={"confidence": mixed.confidence[0]},
+                           # pseudo_b: the map the box was cut from, so a viewer can outline the component.
+                           labels={"pseudo_mixed": mixed.labels[0], "pseudo_b": side_j.labels[0]},
+                           maps={"confidence": mixed.confidence[0]},
                            meta={"stream": "unlabeled", "box": boxes.boxes[0], "class": boxes.classes[0],
                                  "component_box": boxes.found[0]},
                            describe=self.describe_class)

@@ -100,13 +100,78 @@ def error_map(prediction: np.ndarray, target: np.ndarray, *, ignore_index: int =
 
 
 def draw_box(image: np.ndarray, box: Sequence[int], *, colour: Sequence[int] = (255, 255, 255),
-             width: int = 2) -> np.ndarray:
-    """Draw a rectangle ``(y0, x0, y1, x1)`` (end-exclusive, as ``ael.core`` boxes) on a copy of the image."""
+             width: int = 2, outside: bool = False) -> np.ndarray:
+    """Draw a rectangle ``(y0, x0, y1, x1)`` (end-exclusive, as ``ael.core`` boxes) on a copy of the image.
+
+    With ``outside`` the 1-px frame runs just around the box (clipped at the image border), so
+    none of the box's own pixels is covered: on a 64 px image a small box stays readable.
+    """
     y0, x0, y1, x1 = (int(v) for v in box)
     canvas = Image.fromarray(np.ascontiguousarray(image))
     if y1 > y0 and x1 > x0:
-        ImageDraw.Draw(canvas).rectangle([x0, y0, x1 - 1, y1 - 1], outline=tuple(colour), width=width)
+        if outside:
+            ImageDraw.Draw(canvas).rectangle([x0 - 1, y0 - 1, x1, y1], outline=tuple(colour), width=1)
+        else:
+            ImageDraw.Draw(canvas).rectangle([x0, y0, x1 - 1, y1 - 1], outline=tuple(colour), width=width)
     return np.asarray(canvas)
+
+
+def outline_mask(mask: np.ndarray) -> np.ndarray:
+    """The 1-px ring just outside a region: pixels not in ``mask`` with a mask pixel among their 8 neighbours.
+
+    The ring leaves every pixel of the region itself visible (an inner outline would cover the
+    pixels it outlines, all of them for a 2-px-wide region).
+
+    Args:
+        mask: ``(H, W)`` bool region.
+
+    Returns:
+        ``(H, W)`` bool outline.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
+    padded = np.pad(mask, 1)
+    h, w = mask.shape
+    grown = np.zeros_like(mask)
+    for dy in range(3):
+        for dx in range(3):
+            grown |= padded[dy:dy + h, dx:dx + w]
+    return grown & ~mask
+
+
+def draw_outline(image: np.ndarray, mask: np.ndarray, *, colour: Sequence[int] = (255, 0, 255)) -> np.ndarray:
+    """A copy of an RGB image with the 1-px outline of ``mask`` (:func:`outline_mask`) in ``colour``."""
+    image = np.asarray(image)
+    ring = outline_mask(mask)
+    if ring.shape != image.shape[:2]:
+        raise ValueError(f"mask {ring.shape} and image {image.shape[:2]} differ in size")
+    out = image.copy()
+    out[ring] = np.asarray(colour, dtype=out.dtype)
+    return out
+
+
+def component_in_box(label: np.ndarray, class_index: int, box: Sequence[int]) -> np.ndarray:
+    """The pixels of the 8-connected component(s) of ``class_index`` in ``label`` whose tight box is ``box``.
+
+    Adaptive CutMix cuts the tight box of one component of the sampled class from the partner's
+    pseudo-label (:func:`ael.core.components.component_boxes`); given that label and the box the
+    run recorded, this finds the component again on the host (the trainer never reads it back).
+    Two components with the very same box (rare) are both returned.
+
+    Returns:
+        ``(H, W)`` bool; all False when no component of the class has that box.
+    """
+    from scipy import ndimage  # imported on first use: scipy.ndimage costs ~0.2 s at import
+
+    label = np.asarray(label)
+    found = np.zeros(label.shape, dtype=bool)
+    y0, x0, y1, x1 = (int(v) for v in box)
+    ids, _ = ndimage.label(label == class_index, structure=np.ones((3, 3), dtype=bool))
+    for n, where in enumerate(ndimage.find_objects(ids), start=1):
+        if where is not None and (where[0].start, where[1].start, where[0].stop, where[1].stop) == (y0, x0, y1, x1):
+            found |= ids == n
+    return found
 
 
 def tile(images: Sequence[np.ndarray], captions: Sequence[str] | None = None, *, columns: int | None = None,

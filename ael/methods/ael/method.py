@@ -30,6 +30,7 @@ from torch import Tensor
 from ael.config.methods import AELConfig
 from ael.core import (
     ConfidenceBank,
+    CopyPasteResult,
     CutMixBank,
     adaptive_copy_paste,
     class_confidence_stats_from_gt,
@@ -240,10 +241,26 @@ class AELMethod(CutMixSegMethod):
             prob=cp.prob, per_image=cp.per_image, allow_self_source=cp.allow_self_source,
             ignore_index=self.ctx.ignore_index, generator=self.ctx.generator)
         storage.put_scalar("copy_paste/applied", out.applied.float().mean())
-        storage.put_sample("copy_paste", images={"image": out.images[0], "before": images[0]},
-                           labels={"label": out.labels[0], "label_before": labels[0]},
-                           meta={"stream": "labeled", "pasted": out.pasted[0]}, describe=self.describe_paste)
+        if storage.wants_samples:
+            storage.put_sample("copy_paste", images={"before": images[0], "image": out.images[0]},
+                               labels={"label_before": labels[0], "label": out.labels[0]},
+                               maps={"pasted": self._pasted_pixels(out, labels, lab.get("source_label"))},
+                               meta={"stream": "labeled", "pasted": out.pasted[0]}, describe=self.describe_paste)
         return out.images, out.labels
+
+    def _pasted_pixels(self, out: CopyPasteResult, labels: Tensor, source_labels: Tensor | None) -> Tensor:
+        """``(H, W)`` float 1 where image 0 of the batch got a source pixel, 0 elsewhere (for its sample).
+
+        The pixels Copy-Paste replaced are those of the source whose (valid) class was pasted,
+        when the image had a source: device operations only, at media cadence.
+        """
+        pool = labels if source_labels is None else source_labels
+        source = out.source[:1]
+        src = pool.index_select(0, source.clamp_min(0))[0]
+        c, ignore = self.ctx.num_classes, self.ctx.ignore_index
+        valid = (src >= 0) & (src < c) & (src != ignore)
+        pasted = out.pasted[0][torch.where(valid, src.long(), 0)] & valid & (source[0] >= 0)
+        return pasted.float()
 
     def _teacher_extra(self, batch: TrainBatch, num: int) -> list[Tensor]:
         if self.partners is None:

@@ -1,0 +1,76 @@
+"""The Pseudo-labels page on a run the real trainer wrote: stream titles, metadata in words, the sample-step slider."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_app_trained_run import tiny_config
+
+from ael.config import config_from_dict
+from ael.engine.trainer import train
+from ael.runs import open_run
+from ael.runs.sample_text import describe_box
+
+PAGE = "views/pseudo_labels.py"
+
+
+@pytest.fixture(scope="module")
+def sampled_run(tmp_path_factory) -> tuple[Path, str]:
+    runs = tmp_path_factory.mktemp("samples") / "runs"
+    train(config_from_dict(tiny_config(runs)), progress=False)  # 12 iterations, samples every 5 steps
+    (run_id,) = [p.name for p in runs.iterdir() if not p.name.startswith(".")]
+    return runs, run_id
+
+
+def _texts(at, element: str) -> list[str]:
+    return [e.value for e in getattr(at, element)]
+
+
+def test_each_sample_names_its_stream_and_its_metadata_in_words(sampled_run, app_factory):
+    runs, run_id = sampled_run
+    run = open_run(runs, run_id)
+    at = app_factory(runs)
+    at.switch_page(PAGE).run()
+    assert not at.exception and not at.error
+    # The pseudo sample is the teacher on a labeled image, and says so.
+    assert "**#0 · labeled image: the teacher's pseudo-label (beside the ground truth)**" in _texts(at, "markdown")
+    assert "the teacher's prediction on a labeled image, compared with its ground truth" in _texts(at, "caption")
+
+    at.selectbox(key=f"pl_kind_{run_id}").set_value("cutmix").run()
+    assert not at.exception and not at.error
+    record = run.samples("cutmix")[-1]
+    meta = record.meta
+    assert record.step == 10 and meta["class_name"] == f"blob-{meta['class'] - 1}"
+    assert "**#0 · unlabeled images after CutMix (image B's box pasted onto image A)**" in _texts(at, "markdown")
+    cls = f"{meta['class_name']} (class {meta['class']})"
+    where = describe_box(meta["box"])
+    expected = (f"CutMix box around a component of {cls}, box {where}" if meta["component_box"] else
+                f"no large component of {cls} in image B: a random half-area box instead, {where}")
+    captions = _texts(at, "caption")
+    assert expected in captions
+    assert not any("{" in c for c in captions)  # no raw dict anywhere
+    assert len(at.get("image")) == 6  # A, B, mix, B's pseudo-label, the mix's pseudo-label, confidence
+
+    at.selectbox(key=f"pl_kind_{run_id}").set_value("copy_paste").run()
+    assert "**#0 · labeled image after Copy-Paste (before → after)**" in _texts(at, "markdown")
+    assert "Magenta outline: the pasted pixels." in _texts(at, "caption")
+    assert [i.proto.imgs[0].caption for i in at.get("image")] == [
+        "before Copy-Paste", "label before", "after Copy-Paste (pasted pixels outlined)",
+        "label after (pasted outlined)"]
+
+
+def test_the_step_slider_moves_between_the_steps_that_have_samples(sampled_run, app_factory):
+    runs, run_id = sampled_run
+    steps = sorted({r.step for r in open_run(runs, run_id).samples("pseudo")})
+    assert steps == [0, 5, 10]  # media_every 5 over 12 iterations
+    at = app_factory(runs)
+    at.switch_page(PAGE).run()
+    assert "pseudo samples at step 10 (1 sample(s); 3 step(s) with samples)" in _texts(at, "caption")
+    at.toggle(key=f"pl_follow_{run_id}").set_value(False).run()
+    slider = at.select_slider(key=f"pl_step_{run_id}_pseudo")
+    assert slider.options == [str(s) for s in steps] and slider.value == 10
+    slider.set_value(5).run()
+    assert not at.exception
+    assert "pseudo samples at step 5 (1 sample(s); 3 step(s) with samples)" in _texts(at, "caption")
+    assert at.select_slider(key=f"pl_step_{run_id}_pseudo").value == 5
