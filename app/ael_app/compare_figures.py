@@ -52,7 +52,8 @@ def class_panels_figure(
     from plotly.subplots import make_subplots
 
     go = plotly_go()
-    columns = max(1, min(columns, len(panels)))
+    # Two columns for 2 or 4 panels: a full grid, no empty cell with bare axes.
+    columns = max(1, min(2 if len(panels) in (2, 4) else columns, len(panels)))
     rows = max(1, math.ceil(len(panels) / columns))
     tails = set(tail)
     titles = [f"{name} (tail)" if name in tails else str(name) for name in panels]
@@ -68,6 +69,9 @@ def class_panels_figure(
     for r in range(1, rows + 1):
         fig.update_yaxes(title_text=y_title or None, row=r, col=1)
     fig.update_xaxes(title_text="step", row=rows)
+    for cell in range(len(panels), rows * columns):  # the empty cells of the last row
+        fig.update_xaxes(visible=False, row=rows, col=cell % columns + 1)
+        fig.update_yaxes(visible=False, row=rows, col=cell % columns + 1)
     fig.update_layout(height=80 + 230 * rows, margin={"l": 50, "r": 10, "t": 40, "b": 40},
                       legend=legend_right(), uirevision=uirevision)
     return fig

@@ -95,7 +95,8 @@ event = st.dataframe(
         "eval step": st.column_config.NumberColumn("eval step", help="The step of the last evaluation"),
     })
 picked = [ids[i] for i in event.selection.rows if i < len(ids)]
-chosen = [r for r in chosen if r not in ids] + picked  # runs filtered out stay chosen
+# Runs filtered out stay chosen; the order chosen (the sidebar's run first) is kept, new picks appended.
+chosen = [r for r in chosen if r not in ids or r in picked] + [r for r in picked if r not in chosen]
 st.session_state["cmp_selected"] = chosen
 st.caption(f"Click rows to compare runs (sortable by any column; {len(chosen)} chosen). Read at "
            f"{time.strftime('%H:%M:%S')}; the charts below follow live runs on their own."

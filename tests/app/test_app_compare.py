@@ -1,0 +1,181 @@
+"""The Compare page on runs written by the real RunWriter: the runs table, the config diff, the
+per-class panels, the final IoU at a matched step and a group's curves hold what the run store
+holds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from runs_factory import class_rows
+
+from ael.runs import RunWriter, open_run
+from ael.runs.compare import tail_mean
+from ael.runs.groups import group_curves
+
+CLASSES = ["background", "blob", "ring", "disc"]
+PALETTE = [[0, 0, 0], [200, 30, 30], [30, 200, 30], [30, 30, 200]]
+FREQUENCIES = [0.7, 0.26, 0.03, 0.01]  # ring and disc are tail (under 0.25 / 4)
+
+
+def _config(method: str, seed: int, iterations: int) -> dict:
+    return {"method": {"name": method}, "model": {"backbone": "resnet18"},
+            "data": {"dataset": "synthetic", "synthetic": {"num_labeled": 16}},
+            "train": {"iterations": iterations, "seed": seed, "eval": {"every": 100}}, "run": {"name": "x"}}
+
+
+def _write(runs, run_id: str, *, method: str, seed: int, steps: int, group: str | None = None) -> None:
+    rng = np.random.default_rng(seed)
+    writer = RunWriter(runs, run_id, class_names=CLASSES, palette=PALETTE, config=_config(method, seed, steps),
+                       dataset="synthetic", split="16 labeled", total_steps=steps, method=method, group=group,
+                       extra={"class_frequencies": FREQUENCIES})
+    for step in range(steps):
+        writer.log_scalars(step, {"loss/total": 1.0 / (1 + step)})
+        if step % 10 == 0:
+            writer.log_classes(step, {"bank": class_rows(step + 100 * seed, len(CLASSES), rng)["bank"]})
+        if step and step % 100 == 0:
+            iou = np.clip(0.2 + step / 1000 + 0.05 * seed + np.array([0.3, 0.2, 0.1, 0.0]) + 0.01 * rng.random(4), 0, 1)
+            writer.log_eval(step, miou=float(iou.mean()), iou=iou, model="teacher")
+    writer.finish()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two AEL seeds and two supervised seeds of one group, of different lengths."""
+    path = tmp_path_factory.mktemp("compare") / "runs"
+    path.mkdir()
+    _write(path, "g-ael-s0", method="ael", seed=0, steps=310, group="g")
+    _write(path, "g-ael-s1", method="ael", seed=1, steps=310, group="g")
+    _write(path, "g-supervised-s0", method="supervised", seed=0, steps=210, group="g")
+    _write(path, "g-supervised-s1", method="supervised", seed=1, steps=210, group="g")
+    return path
+
+
+def _values(data) -> np.ndarray:
+    if isinstance(data, dict):  # plotly >= 6 writes typed arrays as base64
+        import base64
+
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]).astype(float)
+    return np.array([np.nan if v is None else v for v in data], dtype=float)
+
+
+def _figure(at, key: str) -> dict:
+    return next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith(key)
+                or key in c.proto.id)
+
+
+def _problems(at) -> list[str]:
+    return [e.value for e in at.exception] + [e.value for e in at.error]
+
+
+def _open(app_factory, runs, compare=("g-supervised-s0",), run="g-ael-s0"):
+    at = app_factory(runs)
+    at.switch_page("views/compare.py").run()
+    at.sidebar.selectbox(key="run").set_value(run).run()
+    at.sidebar.multiselect(key="compare").set_value(list(compare)).run()
+    assert not _problems(at)
+    return at
+
+
+def _stored(runs, run_id):
+    run = open_run(runs, run_id)
+    return run, run.evals("teacher")
+
+
+def test_the_runs_table_holds_each_runs_store_values_and_filters(runs, app_factory):
+    at = app_factory(runs)
+    at.switch_page("views/compare.py").run()
+    assert not _problems(at)
+    table = at.dataframe[0].value
+    assert sorted(table["run"]) == ["g-ael-s0", "g-ael-s1", "g-supervised-s0", "g-supervised-s1"]
+    for row in table.to_dict("records"):
+        run, evals = _stored(runs, row["run"])
+        assert (row["method"], row["group"], row["status"], row["dataset"]) == (run.method, "g", "finished",
+                                                                                  "synthetic")
+        assert (row["seed"], row["iterations"], row["backbone"], row["labeled"]) == (
+            int(row["run"][-1]), run.total_steps, "resnet18", "16")
+        assert row["last step"] == run.total_steps - 1 and row["of"] == run.total_steps
+        assert row["eval step"] == evals[-1].step
+        assert row["final mIoU"] == pytest.approx(100 * evals[-1].miou)
+        assert row["best mIoU"] == pytest.approx(100 * max(e.miou for e in evals))
+        assert row["tail mean"] == pytest.approx(100 * tail_mean(evals[-1].iou, np.array(FREQUENCIES)))
+        assert row["tail mean"] == pytest.approx(100 * np.mean(evals[-1].iou[2:]))
+    at.text_input(key="cmp_filter").set_value("supervised s1").run()
+    assert list(at.dataframe[0].value["run"]) == ["g-supervised-s1"]
+    at.text_input(key="cmp_filter").set_value("").run()
+    at.multiselect(key="cmp_methods").set_value(["ael"]).run()
+    assert sorted(at.dataframe[0].value["run"]) == ["g-ael-s0", "g-ael-s1"]
+
+
+def test_chosen_runs_share_one_panel_per_class_and_a_config_diff(runs, app_factory):
+    at = _open(app_factory, runs)
+    assert at.session_state["cmp_selected"] == ["g-ael-s0", "g-supervised-s0"]
+    diff = at.dataframe[1].value
+    assert list(diff.index) == ["method.name", "train.iterations"]
+    assert diff.loc["method.name"].tolist() == ['"ael"', '"supervised"']
+    assert diff.loc["train.iterations"].tolist() == ["310", "210"]
+    figure = _figure(at, "cmp_panels")
+    layout = figure["layout"]
+    # Default panels: the tail classes first (ring, disc), then the others; all on the same axes.
+    titles = [a["text"] for a in layout["annotations"]]
+    assert titles == ["background", "blob", "ring (tail)", "disc (tail)"]
+    for axis in ("x", "y"):
+        names = [f"{axis}axis" if i == 1 else f"{axis}axis{i}" for i in range(1, 5)]
+        shared = {layout[n].get("matches", n.replace("axis", "")) for n in names}
+        assert len(shared) == 1, shared
+    compared = 0
+    for trace in figure["data"]:
+        panel = 0 if trace.get("xaxis", "x") == "x" else int(trace["xaxis"][1:]) - 1
+        run, _ = _stored(runs, trace["name"])
+        bank = run.class_vectors("bank")
+        assert np.array_equal(_values(trace["x"]), bank.steps)
+        assert np.allclose(_values(trace["y"]), bank.values[:, panel])
+        compared += 1
+    assert compared == 2 * 4
+    at.multiselect(key="cmp_classes_bank").set_value(["disc"]).run()
+    figure = _figure(at, "cmp_panels")
+    assert [a["text"] for a in figure["layout"]["annotations"]] == ["disc (tail)"]
+    assert [t["name"] for t in figure["data"]] == ["g-ael-s0", "g-supervised-s0"]
+    run, _ = _stored(runs, "g-supervised-s0")
+    assert np.allclose(_values(figure["data"][1]["y"]), run.class_vectors("bank").values[:, 3])
+
+
+def test_final_iou_is_compared_at_the_step_all_runs_reached(runs, app_factory):
+    at = _open(app_factory, runs)
+    figure = _figure(at, "cmp_final_iou")
+    bars = {trace["name"]: _values(trace["y"]) for trace in figure["data"]}
+    for run_id in ("g-ael-s0", "g-supervised-s0"):
+        _, evals = _stored(runs, run_id)
+        at_200 = next(e for e in evals if e.step == 200)
+        assert np.allclose(bars[f"{run_id} (step 200, mIoU {100 * at_200.miou:.2f})"], 100 * at_200.iou)
+    assert any("Every run at step 200" in c.value for c in at.caption)
+    at.radio(key="cmp_final_how").set_value("each run's own final evaluation").run()
+    figure = _figure(at, "cmp_final_iou")
+    _, evals = _stored(runs, "g-ael-s0")
+    names = [trace["name"] for trace in figure["data"]]
+    assert names[0] == f"g-ael-s0 (step 300, mIoU {100 * evals[-1].miou:.2f})"
+    assert any("g-ael-s0 at step 300, g-supervised-s0 at step 200 (different steps" in c.value for c in at.caption)
+
+
+def test_a_group_draws_each_methods_mean_curve_with_its_seed_band(runs, app_factory):
+    at = app_factory(runs)
+    at.switch_page("views/compare.py").run()
+    assert not _problems(at)
+    assert at.selectbox(key="cmp_group").value == "g"
+    table = "\n".join(m.value for m in at.markdown)
+    assert "| ael | 2 |" in table and "| supervised | 2 |" in table
+    expected = group_curves([open_run(runs, r) for r in ("g-ael-s0", "g-ael-s1", "g-supervised-s0",
+                                                         "g-supervised-s1")], "g", "teacher")
+    figure = _figure(at, "cmp_group_curves")
+    traces = figure["data"]
+    assert len(traces) == 3 * len(expected)
+    for n, (label, (steps, mean, std, count)) in enumerate(expected.items()):
+        upper, lower, line = traces[3 * n: 3 * n + 3]
+        assert line["name"] == f"{label} (mean of 2 seeds)"
+        assert np.array_equal(_values(line["x"]), steps)
+        assert np.allclose(_values(line["y"]), 100 * mean)
+        assert np.allclose(_values(upper["y"]), 100 * (mean + std))
+        assert np.allclose(_values(lower["y"]), 100 * (mean - std)) and lower["fill"] == "tonexty"
+        assert count.tolist() == [2] * len(steps)
+    assert [len(expected["ael"][0]), len(expected["supervised"][0])] == [3, 2]
