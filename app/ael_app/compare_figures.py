@@ -72,6 +72,8 @@ def class_panels_figure(
     for cell in range(len(panels), rows * columns):  # the empty cells of the last row
         fig.update_xaxes(visible=False, row=rows, col=cell % columns + 1)
         fig.update_yaxes(visible=False, row=rows, col=cell % columns + 1)
+        # The panel above an empty cell is the bottom of its column: it shows the steps.
+        fig.update_xaxes(showticklabels=True, title_text="step", row=rows - 1, col=cell % columns + 1)
     fig.update_layout(height=80 + 230 * rows, margin={"l": 50, "r": 10, "t": 40, "b": 40},
                       legend=legend_right(), uirevision=uirevision)
     return fig
