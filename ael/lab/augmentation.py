@@ -106,6 +106,9 @@ class AugmentationLab:
         excluded_classes: classes never pasted (indices or names).
         area_thresh: CutMix component area fraction (0.005 Cityscapes, 0.03 VOC).
         area_thresh2: CutMix-bank area fraction (0.01 Cityscapes, 0.03 VOC).
+        gamma2: equalization sampling's exponent (``method.sampling.gamma2``) for r_c.
+        sampling: whether the run samples at all (``method.sampling.enabled``); without it the
+            trainer uses r_c = 1, and :meth:`distributions` shows the rates it would use.
 
     Raises:
         ValueError: naming the argument at fault (shapes, too few images, bad classes).
@@ -122,6 +125,8 @@ class AugmentationLab:
         excluded_classes: Sequence[int | str] = (),
         area_thresh: float = 0.005,
         area_thresh2: float = 0.01,
+        gamma2: float = 1.0,
+        sampling: bool = True,
     ) -> None:
         images = np.asarray(images)
         labels = np.asarray(labels)
@@ -135,12 +140,16 @@ class AugmentationLab:
             raise ValueError(f"num_categories must be >= 1, got {num_categories}")
         if not (0.0 <= area_thresh <= 1.0 and 0.0 <= area_thresh2 <= 1.0):
             raise ValueError(f"area_thresh and area_thresh2 must be in [0, 1], got {area_thresh}, {area_thresh2}")
+        if not gamma2 > 0:
+            raise ValueError(f"gamma2 must be > 0, got {gamma2}")
         self.class_names = [str(n) for n in class_names]
         self.num_classes = len(self.class_names)
         self.ignore_index = int(ignore_index)
         self.num_categories = int(num_categories)
         self.area_thresh = float(area_thresh)
         self.area_thresh2 = float(area_thresh2)
+        self.gamma2 = float(gamma2)
+        self.sampling = bool(sampling)
         self.excluded = resolve_class_indices(list(excluded_classes), self.class_names)
         self._excluded_mask = excluded_class_mask(self.num_classes, self.excluded)
         self.images = images
@@ -205,9 +214,13 @@ class AugmentationLab:
             raise ValueError("bank holds NaN or infinite values")
         return bank.clamp(0.0, 1.0)
 
-    def distributions(self, conf: Sequence[float] | np.ndarray, *, gamma2: float = 1.0) -> LabDistributions:
-        """The Copy-Paste and CutMix class distributions and the sampling ratio r_c of a bank ``(C,)``."""
+    def distributions(self, conf: Sequence[float] | np.ndarray, *, gamma2: float | None = None) -> LabDistributions:
+        """The Copy-Paste and CutMix class distributions and the sampling ratio r_c of a bank ``(C,)``.
+
+        r_c uses ``gamma2`` when given, else the lab's (the run's ``method.sampling.gamma2``).
+        """
         bank = self._bank(conf)
+        gamma2 = self.gamma2 if gamma2 is None else gamma2
         return LabDistributions(
             bank=bank.double().numpy(),
             copy_paste=copy_paste_class_probs(bank, excluded=self._excluded_mask).double().numpy(),

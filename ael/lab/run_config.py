@@ -1,8 +1,9 @@
 """The images and augmentation parameters the lab uses for a run, read from its recorded config.
 
 The dashboard's lab page opens a run and shows what AEL's augmentations would do on that run's
-dataset with that run's k and CutMix thresholds; when the dataset is not on this machine (or the
-config is unreadable) it falls back to the synthetic set with the run's class count, and says so.
+dataset with that run's k, CutMix thresholds and sampling exponent; when the dataset is not on
+this machine (or the config is unreadable) it falls back to the synthetic set with the run's
+class count, and says so.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def lab_dataset_from_config(
         method = cfg.method if isinstance(cfg.method, AELConfig) else AELConfig()
         params = {"num_categories": method.copy_paste.num_categories,
                   "excluded_classes": tuple(method.copy_paste.excluded_classes),
-                  "area_thresh": method.cutmix.area_thresh, "area_thresh2": method.cutmix.area_thresh2}
+                  "area_thresh": method.cutmix.area_thresh, "area_thresh2": method.cutmix.area_thresh2,
+                  "gamma2": method.sampling.gamma2, "sampling": method.sampling.enabled}
         try:
             dataset = build_dataset(cfg.data, "train", validate=False)
             if dataset.info.num_classes == num_classes:

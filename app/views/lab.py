@@ -1,4 +1,4 @@
-"""Augmentation lab: AEL's adaptive Copy-Paste and CutMix drawn live from the run's bank (or an edited one)."""
+"""Augmentation lab: AEL's adaptive Copy-Paste and CutMix, and the sampling ratio r_c, from the run's bank (or an edited one)."""
 
 from __future__ import annotations
 
@@ -82,9 +82,15 @@ def _panel() -> None:
             st.caption(f"Bank of step {run_row[0]}" if run_row else "")
         seed = int(st.session_state["lab_seed"])
         dist = lab.distributions(conf)
+        ratio_title = f"equalization sampling ratio r_c (γ2 = {lab.gamma2:g})"
         chart(class_bars_figure({"confidence bank Conf": dist.bank, "Copy-Paste distribution": dist.copy_paste,
-                                 "CutMix distribution": dist.cutmix}, names, palette=palette),
+                                 "CutMix distribution": dist.cutmix, ratio_title: dist.sampling_ratio},
+                                names, palette=palette),
               key="lab_dist")
+        st.caption("Equalization sampling keeps a pixel the teacher labels c with probability "
+                   "r_c = ((1 − Conf_c) / max_k (1 − Conf_k)) ^ γ2: the least confident class keeps all its pixels."
+                   + ("" if lab.sampling else " This run trains with sampling off (r_c = 1 for every class); "
+                      "the bars show what sampling would use."))
         ignore = lab.ignore_index
         pal = palette if palette is not None else np.zeros((len(names), 3), np.uint8)
 

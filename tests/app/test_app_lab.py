@@ -126,3 +126,61 @@ def test_dataset_from_run_config():
     assert dataset.info.num_classes == 5 and "could not be read" in note
     with pytest.raises(ValueError, match="150"):
         lab_dataset_from_config({"nonsense": 1}, 150)
+
+
+# ------------------------------------------------------------------------------ r_c on the lab page
+
+
+@pytest.fixture(scope="module")
+def sampling_run(tmp_path_factory):
+    """A real (seconds-long) AEL run with equalization sampling's gamma2 = 2."""
+    from test_app_trained_run import tiny_config
+
+    from ael.config import config_from_dict
+    from ael.engine.trainer import train
+
+    runs = tmp_path_factory.mktemp("lab") / "runs"
+    cfg = tiny_config(runs)
+    cfg["method"]["sampling"] = {"gamma2": 2.0}
+    train(config_from_dict(cfg), progress=False)
+    (run_id,) = [p.name for p in runs.iterdir() if not p.name.startswith(".")]
+    return runs, run_id
+
+
+def _lab_rows(at) -> dict[str, np.ndarray]:
+    import json
+
+    from test_app_trained_run import _array
+
+    chart = next(c for c in at.get("plotly_chart") if "lab_dist" in c.proto.id)
+    return {trace["name"]: _array(trace["y"]).astype(np.float64) for trace in json.loads(chart.proto.spec)["data"]}
+
+
+def test_the_lab_shows_r_c_as_the_trainer_computes_it(sampling_run, app_factory):
+    from ael.runs import open_run, row_at
+
+    runs, run_id = sampling_run
+    run = open_run(runs, run_id)
+    bank = run.class_vectors("bank")
+    at = app_factory(runs)
+    at.switch_page("views/lab.py").run()
+    assert not at.exception and not at.error
+    rows = _lab_rows(at)
+    title = "equalization sampling ratio r_c (γ2 = 2)"
+    assert list(rows) == ["confidence bank Conf", "Copy-Paste distribution", "CutMix distribution", title]
+    step, conf = row_at(bank, int(bank.steps[-1]))
+    expected = equalization_ratio(torch.tensor(conf, dtype=torch.float32), gamma2=2.0).double().numpy()
+    np.testing.assert_allclose(rows[title], expected, rtol=1e-6)
+    # ... which is the r_c the trainer logged at that step.
+    _, logged = row_at(run.class_vectors("sampling_ratio"), step)
+    np.testing.assert_allclose(rows[title], logged, rtol=1e-6)
+    assert rows[title].max() == pytest.approx(1.0)
+    # A bank edited by hand: r_c follows the edit.
+    at.radio(key="lab_source").set_value("edited by hand").run()
+    at.slider(key=f"lab_conf_{run_id}_0").set_value(0.0).run()
+    rows = _lab_rows(at)
+    edited = np.array(conf, dtype=np.float64)
+    edited[0] = 0.0
+    np.testing.assert_allclose(rows[title], equalization_ratio(torch.tensor(edited, dtype=torch.float32),
+                                                               gamma2=2.0).double().numpy(), rtol=1e-6)
+    assert rows[title][0] == 1.0  # the class with Conf 0 is the least confident: all its pixels kept
