@@ -33,6 +33,7 @@ from ael.core import (
 )
 from ael.data.base import SegmentationDataset
 from ael.data.info import IGNORE_INDEX
+from ael.viz.images import component_in_box
 
 __all__ = ["AugmentationLab", "CopyPasteDraw", "CutMixDraw", "LabDistributions"]
 
@@ -83,6 +84,7 @@ class CutMixDraw:
     label_a: np.ndarray  # (H, W) uint8
     label_b: np.ndarray  # (H, W) uint8
     mixed_label: np.ndarray  # (H, W) uint8
+    component: np.ndarray  # (H, W) bool the chosen component whose box was cut (all False for the fallback)
 
 
 def _resize_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -306,4 +308,6 @@ class AugmentationLab:
             mixed=mixed[0].numpy().transpose(1, 2, 0).astype(np.uint8),
             label_a=self.labels[image_a], label_b=self.labels[j],
             mixed_label=mixed_label[0].numpy().astype(np.uint8),
+            component=(component_in_box(self.labels[j], cls_index, (top, left, bottom, right)) if bool(boxes.found[0])
+                       else np.zeros((h, w), dtype=bool)),
         )

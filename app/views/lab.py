@@ -9,8 +9,10 @@ from ael_app.render import chart, choose_step, class_legend
 
 from ael.lab import AugmentationLab, lab_dataset_from_config
 from ael.runs import row_at
-from ael.viz import draw_box, overlay
+from ael.runs.sample_text import describe_box
+from ael.viz import overlay
 from ael.viz.class_figures import class_bars_figure
+from ael.viz.images import draw_box, draw_outline
 
 st.title("Augmentation lab")
 sel = state.selection()
@@ -18,6 +20,8 @@ tailer = state.open_tailer(sel)
 if tailer is None:
     st.stop()
 MAX_SLIDERS = 40
+BOX = (255, 255, 0)  # the CutMix box
+OUTLINE = (255, 0, 255)  # pasted pixels, the chosen component
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading images for the lab…")
@@ -99,26 +103,34 @@ def _panel() -> None:
         chosen = ", ".join(f"{c}: {names[c]}" for c in cp.chosen)
         pasted = ", ".join(f"{c}: {names[c]}" for c in cp.pasted) or "none (absent from the source)"
         st.markdown(f"Sampled classes: **{chosen}** · pasted: **{pasted}** · target #{cp.target}, source #{cp.source}")
+        st.caption("Magenta outline: the pasted pixels.")
         cols = st.columns(4)
         cols[0].image(overlay(cp.image, cp.label, pal, alpha=0.5, ignore_index=ignore), caption="target", width="stretch")
         cols[1].image(overlay(cp.source_image, cp.source_label, pal, alpha=0.7, ignore_index=ignore,
                               visible_classes=cp.chosen), caption="source (sampled classes)", width="stretch")
-        cols[2].image(cp.result_image, caption="result", width="stretch")
-        cols[3].image(overlay(cp.result_image, cp.result_label, pal, alpha=0.5, ignore_index=ignore),
-                      caption="result label", width="stretch")
+        cols[2].image(draw_outline(cp.result_image, cp.paste_mask, colour=OUTLINE), caption="result (pasted outlined)",
+                      width="stretch")
+        cols[3].image(draw_outline(overlay(cp.result_image, cp.result_label, pal, alpha=0.5, ignore_index=ignore),
+                                   cp.paste_mask, colour=OUTLINE), caption="result label", width="stretch")
 
         st.subheader("Adaptive CutMix")
         cm = lab.cutmix(conf, seed=seed)
         how = "a connected component of the class" if cm.from_component else "the random half-area fallback"
         partner = "has the class (CutMix bank)" if cm.partner_has_class else "drawn uniformly (no image has the class)"
         st.markdown(f"Sampled class: **{cm.sampled_class}: {names[cm.sampled_class]}** · partner #{cm.image_b} "
-                    f"{partner} · box {list(cm.box)} from {how}")
+                    f"{partner} · box {describe_box(cm.box)} from {how}")
+        st.caption("Yellow frame: the CutMix box" + ("; magenta outline: the component." if cm.from_component else "."))
         cols = st.columns(4)
         cols[0].image(cm.a, caption=f"image i (#{cm.image_a})", width="stretch")
         b_view = overlay(cm.b, cm.label_b, pal, alpha=0.6, ignore_index=ignore, visible_classes=[cm.sampled_class])
-        cols[1].image(draw_box(b_view, cm.box, colour=(255, 255, 0)), caption=f"partner j (#{cm.image_b}), class and box",
-                      width="stretch")
-        cols[2].image(draw_box(cm.mixed, cm.box, colour=(255, 255, 0)), caption="mixed", width="stretch")
+
+        def marked(image: np.ndarray) -> np.ndarray:
+            # A 1-px frame just outside the box and a 1-px ring around the component: a small box
+            # on a small image stays visible.
+            return draw_outline(draw_box(image, cm.box, colour=BOX, outside=True), cm.component, colour=OUTLINE)
+
+        cols[1].image(marked(b_view), caption=f"partner j (#{cm.image_b}), class, box and component", width="stretch")
+        cols[2].image(marked(cm.mixed), caption="mixed", width="stretch")
         cols[3].image(overlay(cm.mixed, cm.mixed_label, pal, alpha=0.5, ignore_index=ignore), caption="mixed label",
                       width="stretch")
         class_legend(names, palette, only=sorted(set(cp.chosen) | {cm.sampled_class}))

@@ -1,4 +1,4 @@
-"""The lab's r_c: the run's sampling exponent and switch, and ael.core's equalization_ratio for the same bank."""
+"""The lab: r_c with the run's sampling exponent and switch (ael.core's equalization_ratio), and the CutMix component."""
 
 from __future__ import annotations
 
@@ -43,3 +43,21 @@ def test_r_c_is_ael_core_s_equalization_ratio_for_the_same_bank(gamma2):
 def test_a_bad_exponent_is_refused():
     with pytest.raises(ValueError, match="gamma2 must be > 0"):
         AugmentationLab(np.zeros((2, 4, 4, 3), np.uint8), np.zeros((2, 4, 4), np.uint8), ["a", "b"], gamma2=0.0)
+
+
+def test_the_cutmix_draw_names_the_one_component_whose_box_was_cut():
+    lab = AugmentationLab.from_dataset(SyntheticSegmentation("labeled", num_classes=8), num_images=12)
+    conf = np.linspace(0.95, 0.05, 8)
+    found = 0
+    for seed in range(10):
+        draw = lab.cutmix(conf, seed=seed)
+        if not draw.from_component:
+            assert not draw.component.any()
+            continue
+        found += 1
+        top, left, bottom, right = draw.box
+        rows, cols = np.nonzero(draw.component)
+        assert (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1) == (top, left, bottom, right)
+        assert (draw.label_b[draw.component] == draw.sampled_class).all()
+        assert (draw.component <= draw.component_mask).all()
+    assert found >= 3
