@@ -1,5 +1,6 @@
 """Small pieces the notebook controllers share: configs sized for a CPU, figure widgets updated in
-place, PNG bytes for image widgets, and rows of per-class series at a step.
+place (a message until there is data, legends clear of the titles), PNG bytes for image widgets,
+rows of per-class series at a step, clock times, and logging that does not look like errors.
 
 Plotly and ipywidgets are imported where they are used, so the controllers' logic (and
 ``import ael.notebook``) works without a frontend.
@@ -8,6 +9,9 @@ Plotly and ipywidgets are imported where they are used, so the controllers' logi
 from __future__ import annotations
 
 import io
+import logging
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,9 +37,13 @@ if TYPE_CHECKING:
 __all__ = [
     "ABLATIONS_DIR",
     "REPO_ROOT",
+    "clock",
     "figure_widget",
     "notebook_config",
+    "notebook_logging",
+    "placeholder_figure",
     "png_bytes",
+    "readable",
     "row_at",
     "sync_figure",
 ]
@@ -135,3 +143,55 @@ def sync_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
         widget.data = ()
         widget.add_traces(list(fig.data))
         widget.layout = fig.layout
+
+
+def placeholder_figure(message: str, *, title: str = "", height: int = 220) -> go.Figure:
+    """A figure without data that says why (``no evaluation yet``), instead of bare axes."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.update_layout(title=title or None, height=height, margin={"l": 50, "r": 10, "t": 40 if title else 10, "b": 20},
+                      xaxis={"visible": False}, yaxis={"visible": False},
+                      annotations=[{"text": message, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
+                                    "showarrow": False, "font": {"size": 14, "color": "#666666"}}])
+    return fig
+
+
+def readable(fig: go.Figure) -> go.Figure:
+    """``fig`` laid out for a notebook cell, in place: a horizontal legend goes under the x axis
+    (above the plot it covers the title) and a step axis starts at 0 (so the charts of one run align)."""
+    legend = fig.layout.legend
+    if legend.orientation == "h" and (legend.y is None or legend.y >= 1):
+        # The legend's height in paper units shrinks as the plot grows: give it a fixed margin.
+        fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.3, "xanchor": "left", "x": 0},
+                          margin={"b": 100}, height=(fig.layout.height or 320) + 60)
+    if fig.layout.xaxis.title.text == "step":
+        fig.update_xaxes(rangemode="tozero")
+    return fig
+
+
+def clock(when: float | None) -> str:
+    """A wall-clock time as local ``HH:MM:SS``; ``never`` for None."""
+    return "never" if when is None else time.strftime("%H:%M:%S", time.localtime(when))
+
+
+class _Below(logging.Filter):
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < self.level
+
+
+def notebook_logging(level: int | str = logging.INFO) -> None:
+    """Log to the notebook as plain output: records below WARNING to stdout, WARNING and above to
+    stderr (which Jupyter shows in red: an INFO line there reads as an error)."""
+    fmt = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+    info = logging.StreamHandler(sys.stdout)
+    info.addFilter(_Below(logging.WARNING))
+    warn = logging.StreamHandler(sys.stderr)
+    warn.setLevel(logging.WARNING)
+    for handler in (info, warn):
+        handler.setFormatter(fmt)
+    logging.basicConfig(level=level, handlers=[info, warn], force=True)

@@ -1,16 +1,20 @@
 """Start / Stop / Resume buttons for a :class:`~ael.notebook.launcher.TrainingLauncher`.
 
 The panel wires buttons to the launcher and (re)starts a :class:`~ael.notebook.monitor.LiveMonitor`
-whenever training starts, so the figures follow the run again after a resume.
+whenever training starts, polling for as long as the training process lives, so the figures follow
+the run again after a resume. The panel's status is refreshed by the monitor's polls (the last
+one after the process ended), so it never keeps saying "running" after a finish.
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ael.notebook.common import clock
 from ael.notebook.launcher import LauncherError, TrainingLauncher
 from ael.notebook.monitor import LiveMonitor
 
@@ -39,6 +43,10 @@ class LauncherPanel:
         self.interval_s = interval_s
         self.resume_overrides = list(resume_overrides)
         self.message = ""
+        # The launcher state the message was written in: once the state moves on (the resumed
+        # process finished), "resumed: process N" is history and is no longer shown beside it.
+        self._message_state: str | None = None
+        self.last_updated: float | None = None
         self._ui: dict[str, Any] = {}
         if monitor is not None:
             monitor.listeners.append(self.refresh)  # the status and buttons follow the run live
@@ -55,9 +63,10 @@ class LauncherPanel:
             if action != "stop":
                 self.message = f"{'started' if action == 'start' else 'resumed'}: process {self.launcher.pid}"
                 if self.monitor is not None:
-                    self.monitor.start(self.interval_s)
+                    self.monitor.start(self.interval_s, while_alive=lambda: self.launcher.running)
         except LauncherError as err:
             self.message = str(err)
+        self._message_state = self.launcher.state()
         self.refresh()
 
     def start(self) -> None:
@@ -72,13 +81,22 @@ class LauncherPanel:
         """Resume the run from its latest checkpoint (and the monitor)."""
         self._act("resume")
 
+    def status_text(self) -> str:
+        """``<run id>: <process state>[ — <last action, while still current>] · last updated HH:MM:SS``."""
+        state = self.launcher.state()
+        text = f"{self.launcher.run_id}: {state}"
+        if self.message and state == self._message_state:
+            text += f" — {self.message}"
+        return f"{text} · last updated {clock(self.last_updated)}"
+
     def refresh(self) -> None:
         """Update the status line, the buttons and the log from the launcher."""
+        self.last_updated = time.time()
         if not self._ui:
             return
         state = self.launcher.state()
-        self._ui["status"].value = (f"<b>{html.escape(self.launcher.run_id)}</b>: {html.escape(state)}"
-                                    + (f" — {html.escape(self.message)}" if self.message else ""))
+        run_id, rest = self.status_text().split(": ", 1)
+        self._ui["status"].value = f"<b>{html.escape(run_id)}</b>: {html.escape(rest)}"
         running = state == "running"
         self._ui["start"].disabled = state != "not started"
         self._ui["stop"].disabled = not running

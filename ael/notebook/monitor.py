@@ -4,11 +4,15 @@
 poll are read) and redraws plotly ``FigureWidget`` s with the dashboard's figure builders
 (:mod:`ael.viz.figures`) and the samples with :mod:`ael.viz` overlays. :meth:`LiveMonitor.poll`
 does one update (tests and scripts call it directly); :meth:`LiveMonitor.start` polls from a
-background thread so the kernel stays free.
+background thread so the kernel stays free. Given the training process's liveness
+(``while_alive``), the thread keeps polling as long as the process lives, whatever an old manifest
+says, and polls once more after it ends, so a resumed or finished run is never left showing a
+stale status. Every view says when it was last updated and whether it is still live.
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import math
 import os
@@ -20,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ael.notebook.common import figure_widget, png_bytes, sync_figure
+from ael.notebook.common import clock, figure_widget, placeholder_figure, png_bytes, readable, sync_figure
 from ael.runs import Run, RunStoreError, open_run, tail_indices
 from ael.runs.schema import MANIFEST_FILE, check_run_id
 from ael.viz import confidence_colormap, draw_box, error_map, overlay, tile
@@ -37,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 #: Sample kinds shown, in order: the teacher's pseudo-labels, then the adaptive CutMix.
 SAMPLE_KINDS = ("pseudo", "cutmix")
+#: Statuses after which a run writes nothing more (until it is resumed).
+ENDED = ("finished", "crashed")
 
 
 def _palette_or_default(palette: np.ndarray | None, num_classes: int) -> np.ndarray:
@@ -86,12 +92,14 @@ class LiveMonitor:
         runs_dir: the runs folder.
         run_id: the run (its folder may not exist yet: polls wait for it).
         max_points: points kept per loss curve.
-        stop_when_ended: the background thread stops once the run is finished or crashed.
+        stop_when_ended: without a ``while_alive`` (see :meth:`start`), the background thread
+            stops once the run is finished or crashed.
 
     Attributes:
-        losses, confidence, miou: the ``FigureWidget`` s.
+        losses, confidence, miou: the ``FigureWidget`` s (a message until there is data).
         samples: sample kind -> PNG bytes of the latest sample strip.
         polls, updates: polls done, and how many of them found something new.
+        last_updated: wall-clock time of the latest poll (None before the first).
     """
 
     def __init__(self, runs_dir: str | os.PathLike[str], run_id: str, *, max_points: int = 1500,
@@ -102,17 +110,25 @@ class LiveMonitor:
         self.stop_when_ended = stop_when_ended
         #: The open run; while :meth:`start` polls, read it between :meth:`stop` and :meth:`start`.
         self.run: Run | None = None
-        self.losses = figure_widget()
-        self.confidence = figure_widget()
-        self.miou = figure_widget()
+        self.losses = figure_widget(placeholder_figure("no losses yet", title="Losses"))
+        self.confidence = figure_widget(placeholder_figure("no confidence bank yet (supervised runs keep none)",
+                                                           title="Per-class confidence Conf_c"))
+        self.miou = figure_widget(placeholder_figure("no evaluation yet", title="mIoU over evaluations"))
         self.samples: dict[str, bytes] = {}
         self.sample_steps: dict[str, int] = {}
         self.polls = 0
         self.updates = 0
         self.last_error: str | None = None
+        self.last_updated: float | None = None
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._halt = threading.Event()
+        # start() and the polling loop's decision to end agree under this lock: a start() that
+        # comes while the loop is deciding (a Resume right after a Stop) keeps it going.
+        self._start_lock = threading.Lock()
+        self._while_alive: Callable[[], bool] | None = None
+        self._rearmed = False
+        self._exiting = False
         self._ui: dict[str, Any] = {}
         #: Called after every poll (e.g. a launcher panel refreshing its status and buttons).
         self.listeners: list[Callable[[], None]] = []
@@ -130,6 +146,7 @@ class LiveMonitor:
     def _poll(self) -> bool:
         with self._lock:
             self.polls += 1
+            self.last_updated = time.time()
             if self.run is None:
                 if not (self.runs_dir / self.run_id / MANIFEST_FILE).is_file():
                     self._show_status()
@@ -164,7 +181,7 @@ class LiveMonitor:
         run = self.run
         if run is None:
             return f"{self.run_id}: waiting for the run folder in {self.runs_dir}"
-        step, total = run.last_step, run.total_steps
+        step, total = self._step(run), run.total_steps
         status = run.status()
         if status == "crashed" and (run.error or {}).get("type") in ("StopRequested", "TrainingStopped"):
             status = "stopped (resumable)"
@@ -179,6 +196,27 @@ class LiveMonitor:
             text += f" — ended by {run.error.get('type')}: {run.error.get('message')}"
         return text
 
+    @staticmethod
+    def _step(run: Run) -> int | None:
+        # The newest step anything recorded: the scalars' (Run.last_step) or the manifest's, which
+        # counts the final evaluation (logged at step = iterations) and is what `ael runs` shows.
+        steps = [s for s in (run.last_step, run.manifest.get("step")) if isinstance(s, int)]
+        return max(steps) if steps else None
+
+    @property
+    def last_step(self) -> int | None:
+        """The newest step the run recorded (what the status line shows), None before the run exists."""
+        with self._lock:
+            return None if self.run is None else self._step(self.run)
+
+    def view_text(self) -> str:
+        """:meth:`status_text` with when it was last updated and whether the view is still live."""
+        with self._lock:
+            text = self._status_text()
+            updated = self.last_updated
+        live = "live" if self.watching else "not live (monitor.start() to follow)"
+        return f"{text} · last updated {clock(updated)} · {live}"
+
     # -------------------------------------------------------------------------- drawing
 
     def _redraw(self) -> None:
@@ -187,16 +225,17 @@ class LiveMonitor:
         uirev = run.run_id
         names = run.scalar_names()
         losses = {n: run.scalar(n) for n in names if n.startswith("loss")}
-        sync_figure(self.losses, scalar_lines_figure(losses, title="Losses", max_points=self.max_points,
-                                                     uirevision=f"{uirev}/losses"))
+        if losses:
+            sync_figure(self.losses, readable(scalar_lines_figure(
+                losses, title="Losses", max_points=self.max_points, uirevision=f"{uirev}/losses")))
         vectors = run.class_vector_names()
         if "bank" in vectors:
             bank = run.class_vectors("bank")
             highlight = tail_indices(run.class_frequencies())
-            sync_figure(self.confidence, class_lines_figure(
+            sync_figure(self.confidence, readable(class_lines_figure(
                 bank.steps, bank.values, bank.class_names, palette=run.palette, highlight=highlight,
                 title="Per-class confidence Conf_c (thick: tail classes)", y_title="Conf_c",
-                uirevision=f"{uirev}/bank"))
+                uirevision=f"{uirev}/bank")))
         evals = run.evals()
         if evals:
             series = {}
@@ -204,8 +243,9 @@ class LiveMonitor:
                 records = run.evals(model)
                 series[f"{model} mIoU (%)"] = (np.array([e.step for e in records]),
                                                np.array([100 * e.miou for e in records]))
-            sync_figure(self.miou, scalar_lines_figure(series, title="mIoU over evaluations", markers=True,
-                                                       mode="mean", uirevision=f"{uirev}/miou"))
+            sync_figure(self.miou, readable(scalar_lines_figure(
+                series, title="mIoU over evaluations", markers=True, mode="mean", y_title="mIoU (%)",
+                uirevision=f"{uirev}/miou")))
         for kind in SAMPLE_KINDS:
             records = run.samples(kind)
             if not records or self.sample_steps.get(kind) == records[-1].step:
@@ -221,7 +261,7 @@ class LiveMonitor:
 
     def _show_status(self) -> None:
         if "status" in self._ui:
-            self._ui["status"].value = f"<b>{self.status_text()}</b>"
+            self._ui["status"].value = f"<b>{html.escape(self.view_text())}</b>"
 
     def _push_samples(self) -> None:
         for kind in SAMPLE_KINDS:
@@ -235,7 +275,9 @@ class LiveMonitor:
 
         if "box" not in self._ui:
             self._ui["status"] = w.HTML()
-            rows: list[Any] = [self._ui["status"], w.HBox([self.losses, self.miou]), self.confidence]
+            # One chart per row: side by side, two default-width plots overflow the notebook's
+            # column and the right one is cut (its axis and legend).
+            rows: list[Any] = [self._ui["status"], self.losses, self.miou, self.confidence]
             for kind in SAMPLE_KINDS:
                 self._ui[f"{kind}_caption"] = w.HTML(f"no {kind} sample yet")
                 self._ui[kind] = w.Image(format="png", layout=w.Layout(width="auto", max_width="100%"))
@@ -249,36 +291,72 @@ class LiveMonitor:
 
     @property
     def watching(self) -> bool:
-        """True while the background thread polls."""
-        return self._thread is not None and self._thread.is_alive()
+        """True while the background thread polls (False once it has decided to end)."""
+        return self._thread is not None and self._thread.is_alive() and not self._exiting
 
-    def start(self, interval_s: float = 2.0) -> None:
-        """Poll every ``interval_s`` seconds from a background thread (the kernel stays free)."""
+    def start(self, interval_s: float = 2.0, *, while_alive: Callable[[], bool] | None = None) -> None:
+        """Poll every ``interval_s`` seconds from a background thread (the kernel stays free).
+
+        Args:
+            interval_s: seconds between polls.
+            while_alive: e.g. the training process's liveness: polling goes on while it returns
+                True, whatever the manifest says (a resumed run's manifest still says stopped
+                until the new process rewrites it), and ends after one last poll once it returns
+                False. None: polling ends once the run is finished or crashed (``stop_when_ended``).
+                A call while the thread runs replaces it and keeps the thread going.
+        """
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
-        if self.watching:
-            return
-        self._halt.clear()
-        self._thread = threading.Thread(target=self._watch, args=(interval_s,), name=f"ael-monitor-{self.run_id}",
-                                        daemon=True)
-        self._thread.start()
+        with self._start_lock:
+            self._while_alive = while_alive
+            self._rearmed = True
+            if self._thread is not None and self._thread.is_alive() and not self._exiting:
+                return
+            self._halt.clear()
+            self._exiting = False
+            self._thread = threading.Thread(target=self._watch, args=(interval_s,),
+                                            name=f"ael-monitor-{self.run_id}", daemon=True)
+            self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the background polling."""
         self._halt.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
         self._thread = None
+        self._show_status()
+
+    def _poll_logged(self) -> None:
+        try:
+            self.poll()
+            self.last_error = None
+        except Exception as err:  # keep watching: a damaged record must not end the view
+            self.last_error = f"{type(err).__name__}: {err}"
+            logger.warning("monitor of %s: %s", self.run_id, self.last_error)
+
+    def _should_end(self, process_ended: bool, alive: Callable[[], bool] | None) -> bool:
+        if alive is not None:
+            return process_ended
+        return self.stop_when_ended and self.run is not None and self.run.status() in ENDED
 
     def _watch(self, interval_s: float) -> None:
-        while not self._halt.is_set():
-            started = time.monotonic()
-            try:
-                self.poll()
-                self.last_error = None
-            except Exception as err:  # keep watching: a damaged record must not end the view
-                self.last_error = f"{type(err).__name__}: {err}"
-                logger.warning("monitor of %s: %s", self.run_id, self.last_error)
-            if self.stop_when_ended and self.run is not None and self.run.status() in ("finished", "crashed"):
-                return
-            self._halt.wait(max(0.0, interval_s - (time.monotonic() - started)))
+        me = threading.current_thread()
+        try:
+            while not self._halt.is_set():
+                started = time.monotonic()
+                with self._start_lock:
+                    self._rearmed = False
+                    alive = self._while_alive
+                # Asked before the poll: a process found dead here wrote everything before this poll reads.
+                process_ended = alive is not None and not alive()
+                self._poll_logged()
+                if self._should_end(process_ended, alive):
+                    with self._start_lock:
+                        if not self._rearmed:  # no start() since this poll began: nothing more to read
+                            self._exiting = True
+                            return
+                self._halt.wait(max(0.0, interval_s - (time.monotonic() - started)))
+        finally:
+            if self._thread is me:  # not a newer thread's view
+                self._show_status()

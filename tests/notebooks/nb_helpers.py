@@ -5,7 +5,7 @@ after the cell tagged ``parameters``)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,13 @@ def tiny_config(runs_dir: Path, *, iterations: int = 6, overrides: tuple[str, ..
 def write_run(runs_dir: Path, run_id: str, *, class_names: list[str], config: Mapping[str, Any] | None = None,
               banks: Mapping[int, np.ndarray] | None = None, evals: Mapping[int, np.ndarray] | None = None,
               frequencies: np.ndarray | None = None, losses: Mapping[int, float] | None = None,
-              finish: bool = True):
+              finish: bool = True, group: str | None = None, method: str | None = None):
     """A run folder written by :class:`ael.runs.RunWriter` with the given records; returns the writer."""
     from ael.runs import RunWriter
 
     extra = {"class_frequencies": [float(f) for f in frequencies]} if frequencies is not None else None
     writer = RunWriter(runs_dir, run_id, class_names=class_names, config=dict(config or {}), dataset="synthetic",
-                       total_steps=100, heartbeat_s=0.05, extra=extra)
+                       total_steps=100, heartbeat_s=0.05, extra=extra, group=group, method=method)
     for step, loss in (losses or {}).items():
         writer.log_scalars(step, {"loss/total": loss, "loss/sup": loss / 2})
     for step, bank in (banks or {}).items():
@@ -51,10 +51,13 @@ def write_run(runs_dir: Path, run_id: str, *, class_names: list[str], config: Ma
     return writer
 
 
-def execute_notebook(name: str, params: Mapping[str, Any], cwd: Path, timeout: int = 240):
+def execute_notebook(name: str, params: Mapping[str, Any], cwd: Path, timeout: int = 240,
+                     append: Sequence[str] = ()):
     """Run ``notebooks/<name>`` top to bottom on a fresh kernel with ``params`` injected; returns the notebook.
 
-    A first injected cell prints the kernel's ``sys.prefix`` (checked against this interpreter's).
+    A first injected cell prints the kernel's ``sys.prefix`` (checked against this interpreter's);
+    the ``append`` sources run as cells after the notebook's own, on the same kernel (what a user
+    types below the notebook, using its objects).
     """
     import nbformat
     from nbclient import NotebookClient
@@ -65,6 +68,7 @@ def execute_notebook(name: str, params: Mapping[str, Any], cwd: Path, timeout: i
     source = "\n".join(f"{k} = {v!r}" for k, v in params.items())
     nb.cells.insert(tagged[0] + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
     nb.cells.insert(0, nbformat.v4.new_code_cell("import sys\nprint(sys.prefix)"))
+    nb.cells += [nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-after"]}) for source in append]
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
     client.execute()
     prefix = "".join(o.get("text", "") for o in nb.cells[0].outputs).strip()

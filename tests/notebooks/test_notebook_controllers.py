@@ -90,7 +90,7 @@ def test_launcher_starts_stops_and_resumes_a_real_training_process(runs_dir, tmp
     # The stop checkpoints the iteration it stopped at: every step is in the store exactly once.
     assert list(steps) == list(range(7))
     monitor.poll()
-    assert monitor.points("loss/total") == len(steps) and "bg: finished, step 6 / 7" in monitor.status_text()
+    assert monitor.points("loss/total") == len(steps) and "bg: finished, step 7 / 7" in monitor.status_text()
     status, buttons = panel.widget().children[1], panel.widget().children[0].children
     assert status.value.startswith("<b>bg</b>: finished")  # refreshed by the monitor's poll
     assert [b.disabled for b in buttons] == [True, True, False, False]  # start, stop, resume, refresh

@@ -38,7 +38,7 @@ def test_01_trains_in_the_background_and_shows_it_live(tmp_path):
     assert (runs / "nb01" / "checkpoints").is_dir()
     text = outputs_text(nb)
     assert "training process ended: finished (exit 0)" in text
-    assert "nb01: finished, step 5 / 6" in text
+    assert "nb01: finished, step 6 / 6" in text
     # The launcher panel, the monitor and its three FigureWidgets are displayed as widgets.
     assert widget_views(nb) >= 2
 
