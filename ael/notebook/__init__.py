@@ -10,7 +10,7 @@
 Everything reads runs through :mod:`ael.runs` and draws with :mod:`ael.viz`, as the dashboard does.
 """
 
-from ael.notebook.analysis import RunAnalysis, RunResult, method_label, tail_mask
+from ael.notebook.analysis import RunAnalysis, RunResult, default_runs, method_label, tail_mask
 from ael.notebook.common import (
     ABLATIONS_DIR,
     REPO_ROOT,
@@ -46,6 +46,7 @@ __all__ = [
     "StopRequested",
     "TrainingLauncher",
     "clock",
+    "default_runs",
     "explorer_dataset",
     "figure_widget",
     "method_label",

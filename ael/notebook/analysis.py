@@ -2,7 +2,9 @@
 
 :class:`RunAnalysis` reads runs through :mod:`ael.runs` and returns pandas tables and plotly figures
 built with :mod:`ael.viz.figures`; :meth:`RunAnalysis.export` writes them as HTML (one shared
-``plotly.min.js``, viewable offline) and CSV.
+``plotly.min.js``, viewable offline) and CSV. :func:`default_runs` picks what is worth comparing
+when no run is named: a comparison group (seeds of each method), else one run per method. Tail
+classes are :mod:`ael.runs.classes`' (the dashboard's and the live monitor's rule).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ael.runs import Run, best_evaluation, list_runs, open_run, tail_boundary, tail_classes
-from ael.runs.groups import group_rows, summarize_group
+from ael.runs import Run, best_evaluation, list_runs, open_run, tail_boundary, tail_indices
+from ael.runs.groups import group_class_iou, group_rows, summarize_group
 from ael.viz.class_figures import grouped_bars_figure, iou_frequency_figure
 from ael.viz.figures import class_heatmap_figure, class_lines_figure, scalar_lines_figure
 
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
 
-__all__ = ["RunAnalysis", "RunResult", "method_label", "tail_mask"]
+__all__ = ["RunAnalysis", "RunResult", "default_runs", "method_label", "tail_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +36,38 @@ _STRATEGIES = (("copy_paste", "adaptive Copy-Paste"), ("cutmix", "adaptive CutMi
                ("sampling", "equalization sampling"), ("reweight", "re-weighting"))
 
 
-def tail_mask(frequencies: np.ndarray) -> np.ndarray:
-    """``(C,)`` bool: the one tail rule (:func:`ael.runs.tail_classes`) as an array."""
-    return np.asarray(tail_classes(np.asarray(frequencies, dtype=np.float64).tolist()), dtype=bool)
+def tail_mask(frequencies: np.ndarray | None, num_classes: int | None = None) -> np.ndarray:
+    """``(C,)`` bool: the tail classes of :func:`ael.runs.tail_indices` (the dashboard's and the
+    monitor's call) as an array; none when the frequencies are unknown (``None``, give ``num_classes``)."""
+    size = len(frequencies) if frequencies is not None else int(num_classes or 0)
+    mask = np.zeros(size, dtype=bool)
+    mask[tail_indices(None if frequencies is None else np.asarray(frequencies, dtype=np.float64).tolist())] = True
+    return mask
+
+
+def default_runs(runs_dir: str | os.PathLike[str]) -> tuple[list[str], str]:
+    """The finished runs worth comparing when none are named, and why them (one sentence).
+
+    The comparison group (``ael compare``: methods over seeds) of the newest finished run that has
+    one; else the newest finished run of each method (several runs of one method alone say little
+    side by side). Oldest first.
+
+    Raises:
+        RunNotFoundError: ``runs_dir`` does not exist.
+    """
+    finished = [r for r in list_runs(runs_dir) if r.status == "finished"]  # newest first
+    grouped = [r for r in finished if r.group]
+    if grouped:
+        group = grouped[0].group
+        ids = [r.run_id for r in reversed(finished) if r.group == group]
+        return ids, (f"comparison group {group!r}: its {len(ids)} finished runs (RUN_IDS to pick others)")
+    newest: dict[str, str] = {}
+    for summary in finished:
+        label = method_label(open_run(runs_dir, summary.run_id).config)
+        newest.setdefault(label, summary.run_id)
+    ids = [r.run_id for r in reversed(finished) if r.run_id in newest.values()]
+    return ids, (f"the newest finished run of each method ({', '.join(sorted(newest))}); "
+                 "RUN_IDS to pick others")
 
 
 def method_label(config: Mapping[str, Any]) -> str:
@@ -102,6 +133,8 @@ class RunAnalysis:
         self.model = model
         if run_ids is None:
             run_ids = [r.run_id for r in reversed(list_runs(self.runs_dir)) if r.status == "finished"]
+        else:
+            run_ids = list(run_ids)
         self.runs: dict[str, Run] = {run_id: open_run(self.runs_dir, run_id) for run_id in run_ids}
         if not self.runs:
             raise ValueError(f"no finished runs to analyse in {self.runs_dir}")
@@ -223,10 +256,29 @@ class RunAnalysis:
         """The runs that logged a confidence bank."""
         return self.runs_with("bank")
 
+    def tail_classes(self, run_id: str) -> list[str]:
+        """The tail classes of a run, by name (:func:`ael.runs.tail_indices` of its frequencies)."""
+        run = self.runs[run_id]
+        return [run.class_names[c] for c in tail_indices(run.class_frequencies())]
+
+    def groups(self) -> list[str]:
+        """The comparison groups among the runs."""
+        return sorted({run.group for run in self.runs.values() if run.group})
+
+    def group_figure(self, group: str) -> go.Figure:
+        """A group's final per-class IoU per method: the mean over its seeds, whiskers one std."""
+        rows = group_rows(self.runs_dir, group)
+        stats = group_class_iou(rows, self.model) or group_class_iou(rows, rows[0].model if rows else self.model)
+        names = list(rows[0].class_names) if rows else self.class_names
+        seeds = {label: len({r.seed for r in rows if r.method == label}) for label in stats}
+        means = {f"{label} ({seeds[label]} seed{'s' * (seeds[label] != 1)})": 100 * m for label, (m, _) in stats.items()}
+        errors = {f"{label} ({seeds[label]} seed{'s' * (seeds[label] != 1)})": 100 * e for label, (_, e) in stats.items()}
+        return grouped_bars_figure(means, names, errors=errors, y_title="IoU (%)",
+                                   title=f"Group {group}: final per-class IoU, mean ± std over seeds")
+
     def group_summaries(self) -> dict[str, str]:
         """Each comparison group (``ael compare``) among the runs: its over-seed summary (Markdown)."""
-        groups = sorted({run.group for run in self.runs.values() if run.group})
-        return {group: summarize_group(group_rows(self.runs_dir, group)) for group in groups}
+        return {group: summarize_group(group_rows(self.runs_dir, group)) for group in self.groups()}
 
     def figures(self) -> dict[str, go.Figure]:
         """Every figure of the analysis by file stem."""
@@ -236,6 +288,8 @@ class RunAnalysis:
             figures[f"bank_{run_id}"] = self.bank_figure(run_id)
         for run_id in self.runs_with("pseudo_iou"):
             figures[f"pseudo_iou_{run_id}"] = self.vector_figure(run_id, "pseudo_iou", y_title="pseudo-label IoU")
+        for group in self.groups():
+            figures[f"group_{group}"] = self.group_figure(group)
         return figures
 
     def export(self, folder: str | os.PathLike[str]) -> list[Path]:

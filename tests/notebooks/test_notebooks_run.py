@@ -61,12 +61,13 @@ def test_02_explores_the_augmentations_and_exports_previews(tmp_path):
 def test_03_trains_missing_runs_compares_them_and_exports(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "export"
     nb = execute_notebook("03_analyse_runs.ipynb", {
-        "RUNS_DIR": str(runs), "METHODS": ["ael", "supervised"], "ITERATIONS": 6, "IMAGE_SIZE": 32,
-        "NUM_CLASSES": 5, "OVERRIDES": [*TINY, "train.media_every=0", "train.eval.every=3"],
+        "RUNS_DIR": str(runs), "METHODS": ["ael", "supervised"], "SEEDS": [0], "GROUP": "nb03", "ITERATIONS": 6,
+        "IMAGE_SIZE": 32, "NUM_CLASSES": 5, "OVERRIDES": [*TINY, "train.media_every=0", "train.eval.every=3"],
         "EXPORT_DIR": str(out),
     }, cwd=NOTEBOOKS)
     rows = list_runs(runs)
-    assert len(rows) == 2 and all(r.status == "finished" for r in rows)
+    assert len(rows) == 2 and all(r.status == "finished" and r.group == "nb03" for r in rows)
+    assert sorted(r.run_id for r in rows) == ["nb03-ael-s0", "nb03-supervised-s0"]
     files = sorted(p.name for p in out.iterdir())
     # The bank is AEL's: the supervised baseline declares no bank vector.
     banks = [f"bank_{r.run_id}.html" for r in rows if r.method == "ael"]
@@ -74,13 +75,16 @@ def test_03_trains_missing_runs_compares_them_and_exports(tmp_path):
     # The AEL run measured its pseudo-labels against the synthetic truth; supervised has none.
     pseudo = [f"pseudo_iou_{r.run_id}.html" for r in rows if r.method == "ael"]
     assert files == sorted(["iou_vs_frequency.html", "class_iou.html", "miou.html", *banks, *pseudo,
-                            "summary.csv", "per_class_iou.csv", "plotly.min.js"])
+                            "group_nb03.html", "summary.csv", "per_class_iou.csv", "plotly.min.js"])
     summary = (out / "summary.csv").read_text()
     assert "AEL" in summary and "supervised" in summary
     text = outputs_text(nb)
-    assert "ael: " in text and "supervised: " in text
-    # iou-vs-frequency, class IoU, mIoU, the AEL run's bank lines, its heatmap and its pseudo-label IoU.
-    assert widget_views(nb) == 6
-    assert "no comparison group among these runs" in text
+    assert "ael seed 0: nb03-ael-s0" in text and "supervised seed 0: nb03-supervised-s0" in text
+    # The default compares the group the notebook trained (each method over its seeds).
+    assert "comparing comparison group 'nb03': its 2 finished runs" in text
+    # iou-vs-frequency, class IoU, mIoU, the AEL run's bank lines, its heatmap, its pseudo-label IoU
+    # and the group's per-class IoU over seeds.
+    assert widget_views(nb) == 7
+    assert "no comparison group among these runs" not in text
     html = (out / "iou_vs_frequency.html").read_text()
     assert 'src="plotly.min.js"' in html and json.dumps("tail boundary") in html
