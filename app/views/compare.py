@@ -11,7 +11,7 @@ import time
 import numpy as np
 import streamlit as st
 from ael_app import state
-from ael_app.compare_figures import band_curves_figure, class_panels_figure, run_colours
+from ael_app.compare_figures import PANEL_POINTS, band_curves_figure, class_panels_figure, run_colours
 from ael_app.compare_table import diff_frame, filter_frame, model_evals, runs_frame
 from ael_app.render import chart, latest_step, live_chart
 
@@ -157,8 +157,10 @@ def _class_panels(chosen_runs: dict[str, Run]) -> None:
         return
     left, right = st.columns([1, 2])
     default = "bank" if "bank" in vectors else vectors[0]
-    name = left.selectbox("Vector", vectors, index=vectors.index(default), key="cmp_series")
     first = next(iter(chosen_runs.values()))
+    name = left.selectbox("Vector", vectors, index=vectors.index(default), key="cmp_series",
+                          format_func=lambda v: f"{v}: {first.vector_description(v)}" if first.vector_description(v)
+                          else v)
     classes = [c for c in first.class_names if all(c in r.class_names for r in chosen_runs.values())]
     tail = sorted({first.class_names[i] for i in tail_indices(first.class_frequencies())} & set(classes),
                   key=classes.index)
@@ -171,15 +173,18 @@ def _class_panels(chosen_runs: dict[str, Run]) -> None:
     series = {}
     for run_id, run in chosen_runs.items():
         vector = run.class_vectors(name)
-        index = [vector.class_names.index(c) for c in picked]
-        series[run_id] = (vector.steps, np.asarray(vector.values)[:, index])
+        values = np.asarray(vector.values, dtype=np.float64)
+        # A run whose vector has other classes (a damaged manifest) leaves that panel empty.
+        series[run_id] = (vector.steps, np.stack(
+            [values[:, vector.class_names.index(c)] if c in vector.class_names else np.full(len(values), np.nan)
+             for c in picked], axis=1))
     version = tuple((r, len(s[0])) for r, s in series.items())
     live_chart("cmp_panels", lambda: class_panels_figure(series, picked, colours=colours, tail=tail, y_title=name,
                                                          uirevision=f"compare/panels/{name}"),
                inputs=(tuple(chosen_runs), name, tuple(picked)), version=version,
-               points=sum(min(len(s[0]), 400) * len(picked) for s in series.values()))
-    st.caption(f"{first.vector_description(name) or name}. One panel per class on shared axes, one line per run; "
-               f"tail classes (under a quarter of the uniform pixel share of {first.run_id}) first and marked.")
+               points=sum(min(len(s[0]), PANEL_POINTS) * len(picked) for s in series.values()))
+    st.caption("One panel per class on shared axes, one line per run. Tail classes (under a quarter of the "
+               f"uniform pixel share in {first.run_id}) are marked and chosen first.")
 
 
 def _final_iou(chosen_runs: dict[str, Run]) -> None:
