@@ -149,19 +149,23 @@ def summarize_group(rows: Sequence[GroupRow], methods: Sequence[str] | None = No
         lines += [f"### {model}", "",
                   "| method | seeds | final mIoU | final tail | best mIoU | best tail | Δ final mIoU | Δ final tail |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        by = {(r.method, r.which, r.seed): r for r in rows if r.model == model}
+        of_model = [r for r in rows if r.model == model]
         base = methods[0]
+        # Paired by seed; runs are counted one each, so two runs that recorded the same seed (or
+        # none) both count instead of one hiding the other.
+        base_runs = [r for r in of_model if r.method == base and r.which == "final"]
+        base_final = {r.seed: r for r in base_runs} if len({r.seed for r in base_runs}) == len(base_runs) else {}
         for method in methods:
-            seeds = sorted({s for (m, _, s) in by if m == method})
-            if not seeds:
+            final = [r for r in of_model if r.method == method and r.which == "final"]
+            best = [r for r in of_model if r.method == method and r.which == "best"]
+            if not final:
                 continue
-            final = [by[(method, "final", s)] for s in seeds]
-            best = [by[(method, "best", s)] for s in seeds]
-            paired = [s for s in seeds if (base, "final", s) in by]
-            delta_miou = [by[(method, "final", s)].miou - by[(base, "final", s)].miou for s in paired]
-            delta_tail = [by[(method, "final", s)].tail_miou - by[(base, "final", s)].tail_miou for s in paired]
+            own = {r.seed: r for r in final}
+            paired = sorted(set(own) & set(base_final)) if len(own) == len(final) else []
+            delta_miou = [own[s].miou - base_final[s].miou for s in paired]
+            delta_tail = [own[s].tail_miou - base_final[s].tail_miou for s in paired]
             deltas = ("—", "—") if method == base else (_mean_std(delta_miou), _mean_std(delta_tail))
-            lines.append(f"| {method} | {len(seeds)} | {_mean_std([r.miou for r in final])} | "
+            lines.append(f"| {method} | {len(final)} | {_mean_std([r.miou for r in final])} | "
                          f"{_mean_std([r.tail_miou for r in final])} | {_mean_std([r.miou for r in best])} | "
                          f"{_mean_std([r.tail_miou for r in best])} | {deltas[0]} | {deltas[1]} |")
         lines.append("")

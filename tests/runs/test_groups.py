@@ -7,7 +7,7 @@ import numpy as np
 from runs_helpers import CLASS_NAMES
 
 from ael.runs import open_run
-from ael.runs.groups import group_class_iou, group_curves, group_rows, rows_of_runs
+from ael.runs.groups import group_class_iou, group_curves, group_rows, rows_of_runs, summarize_group
 
 # Classes 2 and 3 are tail: under 0.25 / 4 of the labeled pixels.
 FREQUENCIES = [0.6, 0.3, 0.06, 0.04]
@@ -69,3 +69,31 @@ def test_group_curves_pool_each_methods_seeds(runs_dir, make_writer):
     steps, mean, std, count = curves["supervised"]
     assert count.tolist() == [1, 1] and std.tolist() == [0.0, 0.0]
     assert group_curves(opened, "g", "student") == {}
+
+
+def _pct(values) -> str:
+    return f"{100 * np.mean(values):.2f} ± {100 * (np.std(values, ddof=1) if len(values) > 1 else 0):.2f}"
+
+
+def test_summary_counts_every_run_and_pairs_by_seed(runs_dir, make_writer):
+    _write(make_writer)
+    rows = group_rows(runs_dir, "g")
+    ael_final = [np.mean(EVALS[r][-1][1]) for r in ("g-ael-s0", "g-ael-s1")]
+    sup_final = np.mean(EVALS["g-supervised-s0"][-1][1])
+    lines = summarize_group(rows, methods=["supervised", "ael"]).splitlines()
+    assert lines[4] == "| supervised | 1 | " + " | ".join([_pct([sup_final]), _pct([0.1]), _pct([sup_final]),
+                                                           _pct([0.1]), "—", "—"]) + " |"
+    delta = ael_final[0] - sup_final  # only seed 0 is paired
+    assert lines[5] == "| ael | 2 | " + " | ".join([_pct(ael_final), _pct([0.4, 0.4]), _pct(ael_final),
+                                                    _pct([0.4, 0.4]), _pct([delta]), _pct([0.4 - 0.1])]) + " |"
+
+
+def test_runs_that_share_a_seed_all_count_and_are_not_paired(runs_dir, make_writer):
+    for run_id, iou in (("a", [0.2, 0.4, 0.0, 0.2]), ("b", [0.4, 0.6, 0.2, 0.4]), ("c", [0.1, 0.1, 0.1, 0.1])):
+        writer = make_writer(run_id, group="h", method="ael" if run_id != "c" else "supervised",
+                             extra={"class_frequencies": FREQUENCIES})
+        writer.log_eval(10, miou=float(np.mean(iou)), iou=np.array(iou), model="teacher")
+        writer.finish()
+    lines = summarize_group(group_rows(runs_dir, "h"), methods=["supervised", "ael"]).splitlines()
+    assert lines[5].startswith(f"| ael | 2 | {_pct([0.2, 0.4])} | {_pct([0.1, 0.3])} |")
+    assert lines[5].endswith("| - | - |")  # both recorded seed 0: no pairing to trust
