@@ -33,8 +33,12 @@ CAPTIONS = {
                "mixed": "mixed: A with B's box", "pseudo_b": "teacher's pseudo-label of B",
                "pseudo_mixed": "pseudo-label of the mix"},
 }
-# Copy-Paste reads left to right as before → after (older runs stored "after" first).
-COPY_PASTE_ORDER = ("before", "label_before", "image", "label")
+# Left to right: Copy-Paste as before → after (older runs stored "after" first); CutMix as A, B
+# and what the box was cut from, then the mix.
+ORDER = {"copy_paste": ("before", "label_before", "image", "label"),
+         "cutmix": ("image_a", "image_b", "pseudo_b", "mixed", "pseudo_mixed")}
+# The kind chooser's short names (the full stream is each sample's title).
+KIND_NAMES = {"pseudo": "pseudo: teacher on labeled", "cutmix": "cutmix: unlabeled", "copy_paste": "copy_paste: labeled"}
 
 
 def _columns(parts: list[tuple[str, np.ndarray]]) -> None:
@@ -64,7 +68,8 @@ def _outlines(kind: str, sample, meta: dict) -> tuple[np.ndarray | None, list | 
         pasted = sample.maps.get("pasted")
         if pasted is None:
             return None, None, "This run did not record the pasted pixels (an older run): no outline."
-        return pasted > 0.5, None, "Magenta outline: the pasted pixels."
+        mask = pasted > 0.5
+        return mask, None, "Magenta outline: the pasted pixels." if mask.any() else "Nothing pasted: no outline."
     if kind == "cutmix" and box is not None:
         cls, label_b = meta.get("class"), sample.labels.get("pseudo_b")
         if not (isinstance(cls, int) and cls >= 0 and meta.get("component_box")):
@@ -101,8 +106,8 @@ def _parts(kind: str, sample, palette: np.ndarray, alpha: float, ignore: int,
                                                                                               np.uint8)
         drawn = overlay(background, label, palette, alpha=alpha, ignore_index=ignore, visible_classes=shown)
         named.append((name, marked(drawn, name)))
-    if kind == "copy_paste":
-        named.sort(key=lambda p: COPY_PASTE_ORDER.index(p[0]) if p[0] in COPY_PASTE_ORDER else len(COPY_PASTE_ORDER))
+    order = ORDER.get(kind, ())
+    named.sort(key=lambda p: order.index(p[0]) if p[0] in order else len(order))  # stable: the rest as stored
     parts = [(captions.get(name, name), image) for name, image in named]
     for name, value in sample.maps.items():
         if not (kind == "copy_paste" and name == "pasted"):  # drawn as the outline
@@ -124,7 +129,7 @@ def _panel() -> None:
             return
         c1, c2, c3 = st.columns([1, 1, 2])
         kind = c1.selectbox("Sample kind", kinds, index=kinds.index("pseudo") if "pseudo" in kinds else 0,
-                            key=f"pl_kind_{run.run_id}", format_func=lambda k: f"{k}: {sample_stream(k)}")
+                            key=f"pl_kind_{run.run_id}", format_func=lambda k: KIND_NAMES.get(k, k))
         alpha = c2.slider("Label opacity", 0.0, 1.0, 0.6, 0.05, key="pl_alpha")
         names = run.class_names
         palette = run.palette

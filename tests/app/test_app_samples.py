@@ -18,7 +18,9 @@ PAGE = "views/pseudo_labels.py"
 @pytest.fixture(scope="module")
 def sampled_run(tmp_path_factory) -> tuple[Path, str]:
     runs = tmp_path_factory.mktemp("samples") / "runs"
-    train(config_from_dict(tiny_config(runs)), progress=False)  # 12 iterations, samples every 5 steps
+    cfg = tiny_config(runs)  # 12 iterations, samples every 5 steps
+    cfg["method"]["copy_paste"]["prob"] = 1.0  # every step pastes when its source holds a drawn class
+    train(config_from_dict(cfg), progress=False)
     (run_id,) = [p.name for p in runs.iterdir() if not p.name.startswith(".")]
     return runs, run_id
 
@@ -50,10 +52,17 @@ def test_each_sample_names_its_stream_and_its_metadata_in_words(sampled_run, app
     captions = _texts(at, "caption")
     assert expected in captions
     assert not any("{" in c for c in captions)  # no raw dict anywhere
-    assert len(at.get("image")) == 6  # A, B, mix, B's pseudo-label, the mix's pseudo-label, confidence
+    assert [i.proto.imgs[0].caption for i in at.get("image")] == [
+        "image A (unlabeled)", "image B: box and component", "teacher's pseudo-label of B", "mixed: A with B's box",
+        "pseudo-label of the mix", "confidence (0 → 1)"]
 
     at.selectbox(key=f"pl_kind_{run_id}").set_value("copy_paste").run()
     assert "**#0 · labeled image after Copy-Paste (before → after)**" in _texts(at, "markdown")
+    paste = run.samples("copy_paste")[-1]
+    pasted = run.load_sample(paste).maps["pasted"]
+    assert paste.meta["pasted_classes"] and pasted.any()  # this run's last sample pasted something
+    words = " and ".join(f"{n} (class {c})" for c, n in zip(paste.meta["pasted_classes"], paste.meta["pasted_names"]))
+    assert f"pasted the pixels of {words} from another labeled image" in _texts(at, "caption")
     assert "Magenta outline: the pasted pixels." in _texts(at, "caption")
     assert [i.proto.imgs[0].caption for i in at.get("image")] == [
         "before Copy-Paste", "label before", "after Copy-Paste (pasted pixels outlined)",
