@@ -22,8 +22,10 @@ from ael.viz.class_figures import grouped_bars_figure
 from ael.viz.figures import scalar_lines_figure
 
 # The table opens the newest runs (and every chosen or grouped one) to show their config, steps
-# and tail mean; older ones show what their manifest says. The tailer cache holds 16 runs.
+# and tail mean; older ones show what their manifest says. state's tailer cache holds 16 runs:
+# opening more on every rerun would evict and re-read them each time.
 TABLE_RUNS = 12
+TAILER_CACHE = 16
 # Classes drawn as panels by default: the tail first, then the others in order.
 DEFAULT_PANELS = 6
 
@@ -65,7 +67,9 @@ chosen: list[str] = st.session_state["cmp_selected"]
 groups = sorted({s.group for s in summaries if s.group})
 group = st.session_state.get("cmp_group") if st.session_state.get("cmp_group") in groups else \
     (groups[0] if groups else None)
-wanted = {s.run_id for s in summaries[:TABLE_RUNS]} | set(chosen) | {s.run_id for s in summaries if s.group == group}
+needed = set(chosen) | {s.run_id for s in summaries if s.group == group}
+extra = [s.run_id for s in summaries[:TABLE_RUNS] if s.run_id not in needed][:max(0, TAILER_CACHE - len(needed))]
+wanted = needed | set(extra)
 tailers = {s.run_id: t for s in summaries if s.run_id in wanted and (t := _tailer(s.run_id)) is not None}
 status = {s.run_id: s.status for s in summaries}
 runs = {run_id: _read(t, status[run_id]) for run_id, t in tailers.items()}
@@ -100,8 +104,8 @@ chosen = [r for r in chosen if r not in ids or r in picked] + [r for r in picked
 st.session_state["cmp_selected"] = chosen
 st.caption(f"Click rows to compare runs (sortable by any column; {len(chosen)} chosen). Read at "
            f"{time.strftime('%H:%M:%S')}; the charts below follow live runs on their own."
-           + (f" Runs older than the newest {TABLE_RUNS} show their manifest's summary only."
-              if len(summaries) > TABLE_RUNS else ""))
+           + (f" {len(summaries) - len(runs)} run(s) not opened (older, or unreadable) show their manifest's "
+              "summary only." if len(runs) < len(summaries) else ""))
 compared = [r for r in chosen if r in runs]
 if len(compared) >= 2:
     with st.expander(f"Config diff of the {len(compared)} chosen runs", expanded=False):
@@ -110,6 +114,12 @@ if len(compared) >= 2:
             st.caption("Their configs are the same (apart from the run name).")
         else:
             st.dataframe(diff, width="stretch")
+
+
+def _marked(run: Run, class_names) -> list[str]:
+    """The class names with the tail classes (of ``run``'s pixel frequencies) marked."""
+    tail = set(tail_indices(run.class_frequencies()))
+    return [f"{n} (tail)" if c in tail else str(n) for c, n in enumerate(class_names)]
 
 
 # ------------------------------------------------------------------ a comparison group
@@ -128,9 +138,10 @@ def _group() -> None:
     chart(band_curves_figure(curves, y_title="mIoU (%)", uirevision=f"compare/group/{name}/{model}"),
           key="cmp_group_curves")
     per_class = group_class_iou(rows, model)
+    names = _marked(members[0], rows[0].class_names)
     steps = sorted({r.step for r in rows if r.model == model and r.which == "final"})
     chart(grouped_bars_figure({f"{label} (mean over seeds)": 100 * mean for label, (mean, _) in per_class.items()},
-                              rows[0].class_names, y_title="final IoU (%)",
+                              names, y_title="final IoU (%)",
                               errors={f"{label} (mean over seeds)": 100 * std for label, (_, std) in per_class.items()}),
           key="cmp_group_bars")
     st.caption("Bars: mean final IoU over the seeds of each method; whiskers: the standard deviation over seeds; "
@@ -204,7 +215,8 @@ def _final_iou(chosen_runs: dict[str, Run]) -> None:
     for run_id in set(at) - set(same):
         st.warning(f"{run_id} has other classes than the others; left out of the IoU bars.")
     bars = {f"{r} (step {e.step}, mIoU {100 * e.miou:.2f})": 100 * e.iou for r, e in same.items()}
-    chart(grouped_bars_figure(bars, names, y_title="IoU (%)"), key="cmp_final_iou")
+    chart(grouped_bars_figure(bars, _marked(next(iter(chosen_runs.values())), names), y_title="IoU (%)"),
+          key="cmp_final_iou")
     if how == options[0] and step is not None:
         st.caption(f"Every run at step {step}, the last evaluation step they all have.")
     else:

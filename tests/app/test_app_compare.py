@@ -145,6 +145,7 @@ def test_final_iou_is_compared_at_the_step_all_runs_reached(runs, app_factory):
     at = _open(app_factory, runs)
     figure = _figure(at, "cmp_final_iou")
     bars = {trace["name"]: _values(trace["y"]) for trace in figure["data"]}
+    assert all(trace["x"] == ["background", "blob", "ring (tail)", "disc (tail)"] for trace in figure["data"])
     for run_id in ("g-ael-s0", "g-supervised-s0"):
         _, evals = _stored(runs, run_id)
         at_200 = next(e for e in evals if e.step == 200)
