@@ -153,8 +153,8 @@ if groups:
         _group()
 
 if len(compared) < 2:
-    st.info("Choose at least two runs in the table (or a run and **Compare with** in the sidebar), "
-            "for example AEL against a mean-teacher baseline.")
+    st.info("Choose at least two runs: click their rows in the table (or pick a run and at least one more under "
+            "**Compare with** in the sidebar), for example AEL against a mean-teacher baseline.")
     st.stop()
 panel_tailers = [tailers[r] for r in compared]
 colours = run_colours(compared)

@@ -113,7 +113,7 @@ def test_clicking_table_rows_chooses_the_runs_the_charts_compare(served):
             tab = browser.new_page(viewport={"width": 1400, "height": 2000})
             tab.goto(f"{url}/compare?run=r1")
             tab.wait_for_selector('[data-testid="stDataFrame"] canvas', timeout=60_000)
-            tab.get_by_text("Choose at least two runs").wait_for(timeout=60_000)
+            tab.get_by_text("Choose at least two runs", exact=False).wait_for(timeout=60_000)
             assert _panel_traces(tab) == []
 
             _click_row(tab, order.index("r2"))
