@@ -84,7 +84,9 @@ def _parts(kind: str, sample, palette: np.ndarray, alpha: float, ignore: int,
            shown: list[int] | None) -> tuple[list[tuple[str, np.ndarray]], str]:
     meta = sample.record.meta
     mask, box, marks = _outlines(kind, sample, meta)
-    captions = CAPTIONS.get(kind, {})
+    captions = dict(CAPTIONS.get(kind, {}))
+    if kind == "cutmix" and mask is None:
+        captions["image_b"] = "image B and the box"
 
     def marked(image: np.ndarray, name: str) -> np.ndarray:
         # The box and component sit on B and on the mix; the pasted pixels on the "after" views.

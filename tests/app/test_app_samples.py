@@ -83,3 +83,42 @@ def test_the_step_slider_moves_between_the_steps_that_have_samples(sampled_run, 
     assert not at.exception
     assert "pseudo samples at step 5 (1 sample(s); 3 step(s) with samples)" in _texts(at, "caption")
     assert at.select_slider(key=f"pl_step_{run_id}_pseudo").value == 5
+
+
+def _cutmix_run(runs: Path, run_id: str, *, with_partner_label: bool) -> None:
+    """A run holding one CutMix sample whose box is a component's: class 3 at rows 10..19, cols 20..33 of B."""
+    import numpy as np
+
+    from ael.runs import RunWriter
+
+    rng = np.random.default_rng(0)
+    label_b = np.zeros((48, 48), np.uint8)
+    label_b[10:20, 20:34] = 3
+    label_b[30:40, 5:15] = 3  # another component of the class: not the one cut
+    images = {k: rng.integers(0, 256, (48, 48, 3), dtype=np.uint8) for k in ("image_a", "image_b", "mixed")}
+    labels = {"pseudo_mixed": label_b.copy(), **({"pseudo_b": label_b} if with_partner_label else {})}
+    writer = RunWriter(runs, run_id, class_names=["sky", "road", "car", "sign"], total_steps=10, heartbeat_s=0.2)
+    writer.log_scalars(0, {"loss/total": 1.0})
+    writer.log_sample(4, "cutmix", images=images, labels=labels,
+                      meta={"stream": "unlabeled", "box": [10, 20, 20, 34], "class": 3, "component_box": True,
+                            "class_name": "sign"})
+    writer.finish()
+
+
+@pytest.mark.parametrize("with_partner_label", [True, False], ids=["this version", "older run"])
+def test_cutmix_component_is_outlined_when_the_run_recorded_b_s_pseudo_label(tmp_path, app_factory,
+                                                                             with_partner_label):
+    runs = tmp_path / "runs"
+    _cutmix_run(runs, "mix", with_partner_label=with_partner_label)
+    at = app_factory(runs)
+    at.switch_page(PAGE).run()
+    assert not at.exception and not at.error
+    captions = _texts(at, "caption")
+    assert "CutMix box around a component of sign (class 3), box 14×10 px (width × height) at x=20, y=10" in captions
+    images = [i.proto.imgs[0].caption for i in at.get("image")]
+    if with_partner_label:
+        assert "Yellow frame: the CutMix box; magenta: the component." in captions
+        assert images[:3] == ["image A (unlabeled)", "image B: box and component", "teacher's pseudo-label of B"]
+    else:
+        assert ("Yellow frame: the CutMix box; this run did not record B's pseudo-label (older run)." in captions)
+        assert images[:2] == ["image A (unlabeled)", "image B and the box"]
