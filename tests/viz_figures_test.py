@@ -12,7 +12,7 @@ from ael.data.synthetic import SyntheticSegmentation, synthetic_palette
 from ael.viz.class_figures import ZERO_LABEL, grouped_bars_figure, iou_frequency_figure, log_ticks
 from ael.viz.figures import class_lines_figure, scalar_lines_figure
 from ael.viz.series import ema
-from ael.viz.style import MIN_DELTA_E, delta_e, palette_colours
+from ael.viz.style import LEGEND_TOP, MIN_DELTA_E, delta_e, palette_colours
 
 STEPS = np.arange(5)
 
@@ -43,6 +43,11 @@ def test_every_legend_of_a_titled_figure_stays_clear_of_the_title():
     for fig in figures:
         assert fig.layout.title.text
         _legend_clear_of_title(fig)
+    # Untitled, the plot area (and the legend's first entry) starts below plotly's toolbar.
+    for fig in (scalar_lines_figure(lines), class_lines_figure(STEPS, np.zeros((5, 3)), names),
+                grouped_bars_figure({"labels": np.ones(3)}, names)):
+        _legend_clear_of_title(fig)
+        assert fig.layout.margin.t >= LEGEND_TOP
 
 
 def test_ema_is_tensorboards_debiased_average():
@@ -115,6 +120,19 @@ def test_a_chosen_class_is_never_faded():
     # Without a choice the tail stands out and the rest are faded.
     fig = class_lines_figure(STEPS, np.zeros((5, 4)), names, highlight=[3])
     assert [t.opacity for t in fig.data] == [0.35, 0.35, 0.35, 1.0]
+
+
+def test_a_wide_figure_lists_only_the_highlighted_or_chosen_classes():
+    names = [f"class_{i}" for i in range(60)]
+    values = np.zeros((5, 60))
+    listed = lambda fig: [t.name for t in fig.data if t.showlegend]  # noqa: E731
+    assert listed(class_lines_figure(STEPS, values[:, :40], names[:40])) == names[:40]
+    assert listed(class_lines_figure(STEPS, values, names, highlight=[50, 7])) == ["class_7", "class_50"]
+    assert listed(class_lines_figure(STEPS, values, names, highlight=[50], visible=[3, 4])) == ["class_3", "class_4"]
+    # Steps travel as int32 (the same numbers), values as the run store's float64.
+    fig = class_lines_figure(np.arange(5) * 10, np.full((5, 2), 0.1234567890123), names[:2])
+    assert fig.data[0].x.dtype == np.int32 and list(fig.data[0].x) == [0, 10, 20, 30, 40]
+    assert fig.data[0].y.dtype == np.float64 and fig.data[0].y[0] == 0.1234567890123
 
 
 def test_log_frequency_bars_keep_a_zero_class_flagged_at_the_floor():

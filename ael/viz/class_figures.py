@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ael.viz.style import SERIES_COLOURS, legend_right, palette_colours, plotly_go
+from ael.viz.style import LEGEND_TOP, SERIES_COLOURS, legend_right, palette_colours, plotly_go
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -31,6 +31,7 @@ def class_bars_figure(
     highlight: Sequence[int] = (),
     title: str = "",
     height_per_row: int = 170,
+    uirevision: str | None = None,
 ) -> go.Figure:
     """Several per-class vectors at one step, one row each over a shared class axis.
 
@@ -44,6 +45,7 @@ def class_bars_figure(
         highlight: class indices outlined.
         title: figure title.
         height_per_row: pixels per row.
+        uirevision: keeps zoom across redraws while it stays the same.
     """
     go = plotly_go()
     from plotly.subplots import make_subplots
@@ -64,7 +66,7 @@ def class_bars_figure(
                              hovertemplate="%{x}: %{y:.4f}<extra>" + label + "</extra>", showlegend=False),
                       row=r, col=1)
     fig.update_layout(title=title or None, height=40 + height_per_row * rows, bargap=0.15,
-                      margin={"l": 50, "r": 10, "t": 50 if title else 30, "b": 40})
+                      margin={"l": 50, "r": 10, "t": 50 if title else 30, "b": 40}, uirevision=uirevision)
     return fig
 
 
@@ -139,7 +141,7 @@ def grouped_bars_figure(
             text=[zero_label if z else "" for z in zero], textposition="outside", cliponaxis=False,
             textfont={"size": 10}, hovertemplate="%{x}: %{customdata:.4g}<extra>" + label + "</extra>"))
     fig.update_layout(barmode="group", title=title or None, height=height, yaxis_title=y_title or None,
-                      margin={"l": 60, "r": 10, "t": 40 if title else 10, "b": 40}, legend=legend_right(),
+                      margin={"l": 60, "r": 10, "t": 40 if title else LEGEND_TOP, "b": 40}, legend=legend_right(),
                       uirevision=uirevision)
     if log_y:
         tickvals, ticktext = log_ticks(floor, high, percent=percent)
@@ -205,7 +207,7 @@ def iou_frequency_figure(
         low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
         fig.add_trace(go.Scatter(x=[tail_share, tail_share], y=[low, high], mode="lines", name="tail boundary",
                                  line={"dash": "dash", "color": "#888888", "width": 1}, hoverinfo="skip"))
-    fig.update_layout(title=title or None, height=height, margin={"l": 50, "r": 10, "t": 40 if title else 10, "b": 40},
+    fig.update_layout(title=title or None, height=height, margin={"l": 50, "r": 10, "t": 40 if title else LEGEND_TOP, "b": 40},
                       xaxis_title="pixel share (labeled)", yaxis_title="IoU", legend=legend_right())
     fig.update_xaxes(type="log")
     return fig

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from ael.viz.series import ema, reduce_steps
-from ael.viz.style import SERIES_COLOURS, legend_right, palette_colours, plotly_go
+from ael.viz.style import LEGEND_TOP, SERIES_COLOURS, legend_right, palette_colours, plotly_go
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -35,6 +35,21 @@ __all__ = [
 #: 150-class page kept within one refresh of the writer with SVG and fell ~15 s behind with
 #: WebGL. Pass ``webgl=True`` for more points on a GPU browser.
 WEBGL_THRESHOLD = 50_000
+
+#: Most legend entries of a per-class figure. A 150-entry legend is unreadable and was a third of
+#: the time to draw the figure in a browser; past it only the highlighted or chosen classes are
+#: listed (the others still name themselves on hover).
+MAX_LEGEND_ENTRIES = 40
+
+
+def _compact(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Steps as int32 where they fit (exactly the same numbers): plotly sends numpy arrays as typed
+    binary, and a per-class figure repeats its steps once per class. Values stay float64, the
+    run store's own numbers."""
+    steps = np.asarray(steps)
+    if steps.dtype.kind in "iu" and (steps.size == 0 or int(np.abs(steps).max()) < 2**31):
+        steps = steps.astype(np.int32)
+    return steps, values
 
 
 def scalar_lines_figure(
@@ -89,7 +104,7 @@ def scalar_lines_figure(
             steps, values = smoothed[name]
         fig.add_trace(trace(x=steps, y=values, name=name, legendgroup=name, mode=line_mode,
                             line={"color": colour, "width": 1.5}))
-    fig.update_layout(title=title or None, height=height, margin={"l": 50, "r": 10, "t": 40 if title else 10, "b": 40},
+    fig.update_layout(title=title or None, height=height, margin={"l": 50, "r": 10, "t": 40 if title else LEGEND_TOP, "b": 40},
                       xaxis_title="step", yaxis_title=y_title or None, uirevision=uirevision,
                       showlegend=True, legend=legend_right())
     if log_y:
@@ -108,7 +123,7 @@ def class_lines_figure(
     title: str = "",
     y_title: str = "",
     max_points: int = 600,
-    max_total_points: int = 40_000,
+    max_total_points: int = 20_000,
     markers: bool = False,
     uirevision: str | None = None,
     height: int = 420,
@@ -124,15 +139,17 @@ def class_lines_figure(
     Args:
         steps: ``(T,)``.
         values: ``(T, C)``.
-        class_names: C names (legend entries).
+        class_names: C names (legend entries; past :data:`MAX_LEGEND_ENTRIES` classes only the
+            highlighted, or the ``visible`` ones, are listed).
         palette: ``(C, 3)`` class colours; None: a fixed cycle.
         highlight: class indices to emphasise.
-        visible: classes drawn; the others stay in the legend (``legendonly``), one click away.
-            None draws every class.
+        visible: classes drawn; the others stay in the legend (``legendonly``), one click away
+            (where the legend lists them). None draws every class.
         title, y_title: labels.
         max_points: points kept per class (bucket means, see :func:`reduce_steps`).
         max_total_points: cap on all classes together (at least 100 per class are kept), so
-            150 classes stay as light as a dozen for the browser.
+            150 classes stay as light as a dozen for the browser (133 points per class then: a
+            chart a thousand pixels wide shows no more).
         markers: draw markers (for a handful of evaluations).
         uirevision: keeps zoom and legend toggles across redraws while it stays the same.
         height: pixels.
@@ -143,10 +160,14 @@ def class_lines_figure(
     if values.ndim != 2 or values.shape[1] != len(class_names):
         raise ValueError(f"values must be (T, {len(class_names)}), got shape {values.shape}")
     per_class = max(100, min(max_points, max_total_points // max(1, len(class_names))))
-    steps, values = reduce_steps(np.asarray(steps), values, per_class, mode="mean")
+    steps, values = _compact(*reduce_steps(np.asarray(steps), values, per_class, mode="mean"))
     colours = palette_colours(palette, len(class_names))
     emphasised = set(int(c) for c in highlight)
     shown = None if visible is None else set(int(c) for c in visible)
+    listed = set(range(len(class_names)))
+    if len(listed) > MAX_LEGEND_ENTRIES:
+        listed = shown if shown is not None else emphasised
+        listed = set(sorted(listed)[:MAX_LEGEND_ENTRIES])
     kind = "scattergl" if (values.size > WEBGL_THRESHOLD if webgl is None else webgl) else "scatter"
     columns = np.ascontiguousarray(values.T)  # (C, K): one contiguous row per trace
     traces = []
@@ -157,10 +178,10 @@ def class_lines_figure(
             "mode": "lines+markers" if markers else "lines",
             "line": {"color": colours[c], "width": 2.5 if (emphasised and strong) else 1.2},
             "opacity": 1.0 if strong else 0.35, "legendrank": (0 if c in emphasised else 1000) + c,
-            "visible": True if shown is None or c in shown else "legendonly",
+            "visible": True if shown is None or c in shown else "legendonly", "showlegend": c in listed,
         })
     layout = {"title": {"text": title} if title else None, "height": height,
-              "margin": {"l": 50, "r": 10, "t": 40 if title else 10, "b": 40},
+              "margin": {"l": 50, "r": 10, "t": 40 if title else LEGEND_TOP, "b": 40},
               "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": y_title} if y_title else None},
               "uirevision": uirevision,
               "legend": {**legend_right(), "itemclick": "toggle", "itemdoubleclick": "toggleothers"}}
@@ -201,7 +222,7 @@ def class_heatmap_figure(
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2 or values.shape[1] != len(class_names):
         raise ValueError(f"values must be (T, {len(class_names)}), got shape {values.shape}")
-    steps, values = reduce_steps(np.asarray(steps), values, max_columns, mode="mean")
+    steps, values = _compact(*reduce_steps(np.asarray(steps), values, max_columns, mode="mean"))
     fig = go.Figure(go.Heatmap(
         z=np.ascontiguousarray(values.T), x=np.asarray(steps), y=[str(n) for n in class_names],
         zmin=zmin, zmax=zmax, colorscale=colorscale, colorbar={"title": {"text": colorbar_title}},

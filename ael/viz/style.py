@@ -13,7 +13,7 @@ from types import ModuleType
 
 import numpy as np
 
-__all__ = ["MIN_DELTA_E", "SERIES_COLOURS", "delta_e", "legend_right", "palette_colours", "plotly_go", "rgb_css"]
+__all__ = ["LEGEND_TOP", "MIN_DELTA_E", "SERIES_COLOURS", "delta_e", "legend_right", "palette_colours", "plotly_go", "rgb_css"]
 
 #: Trace colours of series that are not classes (plotly's default cycle).
 SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -37,6 +37,11 @@ def rgb_css(colour: Sequence[int], alpha: float | None = None) -> str:
     """``(r, g, b)`` ints as a CSS colour (``rgba`` when ``alpha`` is given)."""
     r, g, b = (int(v) for v in colour[:3])
     return f"rgb({r},{g},{b})" if alpha is None else f"rgba({r},{g},{b},{alpha:g})"
+
+
+#: Top margin (pixels) of an untitled figure with a legend: plotly's toolbar (modebar) sits in the
+#: figure's top 30 or so pixels, and over the first legend entry it takes its clicks.
+LEGEND_TOP = 34
 
 
 def legend_right() -> dict:

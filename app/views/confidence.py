@@ -39,8 +39,27 @@ show = c1.segmented_control("Classes shown", ["all", "tail", "chosen"], default=
 chosen = c2.multiselect("Chosen classes", list(range(len(class_names))), key=f"conf_chosen_{tailer.run.run_id}",
                         format_func=lambda c: f"{c}: {class_names[c]}", disabled=show != "chosen",
                         placeholder="pick classes to draw")
-st.caption("Legend clicks hide or isolate a class at once, until the next live refresh redraws the chart; "
-           "the choice above stays.")
+st.caption("Legend clicks hide (double click: isolate) a class; they, a zoom and the choices above stay "
+           "through live refreshes. Double-click a chart to reset its zoom.")
+
+
+@st.cache_resource(max_entries=48, ttl=900, show_spinner=False)
+def _shared(run_id: str, chart: str, inputs: tuple, version: object, _build):
+    """A figure built once per run, chart, choices and data version, then shared by every session.
+
+    A new browser tab (or a reload) starts a new session, whose own chart cache is empty: the
+    figure of a long, wide run is built once instead. The template is set here, before sharing,
+    so that drawing it changes nothing in the shared figure.
+    """
+    fig = _build()
+    fig.update_layout(template="plotly_white")
+    return fig
+
+
+def _chart(key: str, run_id: str, build, *, inputs: tuple, version: object, points: int) -> None:
+    """:func:`live_chart` of a figure shared across sessions (:func:`_shared`)."""
+    live_chart(key, lambda: _shared(run_id, key, inputs, version, build), inputs=inputs, version=version,
+               points=points)
 
 
 def _panel() -> None:
@@ -75,11 +94,11 @@ def _panel() -> None:
                 if found is not None:
                     vectors[f"{title} (step {found[0]})"] = found[1]
         c = len(reference.class_names)
-        live_chart("conf_bars", lambda: class_bars_figure(vectors, reference.class_names, palette=palette,
-                                                          highlight=highlight),
-                   inputs=(run.run_id, tuple(highlight), step if not st.session_state.get(
-                       f"conf_step_{run.run_id}_follow", True) else None),
-                   version=tuple(vectors), points=4 * len(vectors) * c)
+        _chart("conf_bars", run.run_id, lambda: class_bars_figure(
+            vectors, reference.class_names, palette=palette, highlight=highlight, uirevision=f"{uirev}/bars"),
+               inputs=(run.run_id, tuple(highlight), step if not st.session_state.get(
+                   f"conf_step_{run.run_id}_follow", True) else None),
+               version=tuple(vectors), points=4 * len(vectors) * c)
 
         left, right = st.columns(2)
         with left:
@@ -90,13 +109,13 @@ def _panel() -> None:
                                  format_func=lambda n: n.removeprefix("iou_"))
                 iou = run.class_vectors(model if model in iou_names else iou_names[0])
                 if c <= MAX_IOU_LINES:
-                    live_chart("conf_iou", lambda: class_lines_figure(
+                    _chart("conf_iou", run.run_id, lambda: class_lines_figure(
                         iou.steps, iou.values, iou.class_names, palette=palette, highlight=highlight,
                         visible=visible, y_title="IoU", markers=len(iou.steps) < 60, uirevision=f"{uirev}/iou",
                         height=380), inputs=(*choice, model), version=len(iou.steps),
                         points=3 * c * min(len(iou.steps), 600))
                 else:  # a legend of 150 lines is unreadable and slow: classes x evaluations instead
-                    live_chart("conf_iou", lambda: class_heatmap_figure(
+                    _chart("conf_iou", run.run_id, lambda: class_heatmap_figure(
                         iou.steps, iou.values, iou.class_names, colorbar_title="IoU", uirevision=f"{uirev}/iou"),
                         inputs=(run.run_id, model), version=len(iou.steps), points=c * min(len(iou.steps), 400) // 4)
             else:
@@ -111,11 +130,16 @@ def _panel() -> None:
                         groups[f"{label} (step {found[0]})"] = found[1]
             if groups:
                 log_y = bool(st.session_state.get("conf_log_freq", True))
-                live_chart("conf_freq", lambda: grouped_bars_figure(groups, reference.class_names,
-                                                                    y_title="share of pixels", log_y=log_y),
-                           inputs=(run.run_id, log_y, step if not st.session_state.get(
-                               f"conf_step_{run.run_id}_follow", True) else None),
-                           version=tuple(groups), points=4 * len(groups) * c)
+                _chart("conf_freq", run.run_id, lambda: grouped_bars_figure(
+                    groups, reference.class_names, y_title="share of pixels", log_y=log_y, percent=True,
+                    uirevision=f"{uirev}/freq"),
+                       inputs=(run.run_id, log_y, step if not st.session_state.get(
+                           f"conf_step_{run.run_id}_follow", True) else None),
+                       version=tuple(groups), points=4 * len(groups) * c)
+                never = [reference.class_names[i] for i in range(c) if any(v[i] == 0 for v in groups.values())]
+                if never:
+                    st.caption("Hatched stubs at the floor: a share of exactly 0 (never in the labels, or never "
+                               "predicted): " + ", ".join(never))
             else:
                 st.info("No pixel frequencies logged (`freq_labeled`, `freq_pseudo`).")
 
@@ -126,13 +150,13 @@ def _bank_over_steps(run, palette, highlight, visible, choice, webgl) -> None:
     st.subheader("Per-class confidence over steps")
     version = (len(bank.steps), int(bank.steps[-1]))
     points = min(len(bank.steps), 40_000 // max(1, len(bank.class_names))) * len(bank.class_names)
-    live_chart("conf_lines", lambda: class_lines_figure(
+    _chart("conf_lines", run.run_id, lambda: class_lines_figure(
         bank.steps, bank.values, bank.class_names, palette=palette, highlight=highlight, visible=visible,
         y_title="Conf_c", uirevision=f"{uirev}/bank", webgl=webgl), inputs=choice, version=version, points=points)
     if highlight:
         st.caption("Highlighted tail classes: " + ", ".join(bank.class_names[c] for c in highlight))
     st.subheader("Classes x steps")
-    live_chart("conf_heatmap", lambda: class_heatmap_figure(
+    _chart("conf_heatmap", run.run_id, lambda: class_heatmap_figure(
         bank.steps, bank.values, bank.class_names, colorbar_title="Conf", uirevision=f"{uirev}/heat"),
         inputs=(run.run_id,), version=version, points=min(len(bank.steps), 400) * len(bank.class_names) // 4)
 
@@ -151,7 +175,7 @@ def _vectors_over_steps(run, names, palette, highlight, visible, choice, webgl) 
     series = run.class_vectors(name)
     st.caption(run.vector_description(name) or "")
     points = min(len(series.steps), 40_000 // max(1, len(series.class_names))) * len(series.class_names)
-    live_chart("conf_vector", lambda: class_lines_figure(
+    _chart("conf_vector", run.run_id, lambda: class_lines_figure(
         series.steps, series.values, series.class_names, palette=palette, highlight=highlight, visible=visible,
         y_title=name, uirevision=f"{run.run_id}/{name}", webgl=webgl), inputs=(*choice, name),
         version=(len(series.steps), int(series.steps[-1])), points=points)
