@@ -1,4 +1,5 @@
-"""Dashboard load benchmark: a long, wide run on the confidence page, and server memory under live refresh.
+"""Dashboard load benchmark: a long, wide run on the confidence page, four live runs on the comparison page,
+and server memory under live refresh.
 
 1. Writes a run with the real :class:`ael.runs.RunWriter`: ``--steps`` (40 000) scalar records,
    per-class vectors for ``--classes`` (150) classes every ``--classes-every`` (10) steps (bank,
@@ -6,8 +7,12 @@
 2. Serves it with ``python -m ael.commands.dashboard`` (what ``ael dashboard`` runs) on a free port.
 3. Times, in headless chromium, request -> confidence page fully drawn (every chart's SVG and
    the heatmap present), first (cold: the server parses the run) and again (warm: cached tailer).
-4. Keeps the page open on the run, Live on (2 s refresh), while a writer appends records at
-   ``--rate`` steps/s, for ``--minutes`` (10); samples the server's RSS every 15 s.
+4. Writes four more runs (``--compare-steps`` steps, ``--compare-classes`` classes, one comparison
+   group: two methods x two seeds) and, while writers append to all four at ``--rate`` steps/s,
+   times request -> comparison page with the four selected fully drawn (every chart drawn and the
+   panel's "Last updated" line shown), cold and warm.
+5. Keeps the confidence page open on the long run, Live on (2 s refresh), while a writer appends
+   records at ``--rate`` steps/s, for ``--minutes`` (10); samples the server's RSS every 15 s.
 
 Usage::
 
@@ -63,16 +68,44 @@ def log_step(writer: RunWriter, step: int, rng: np.random.Generator, classes_eve
         writer.log_eval(step, miou=float(iou.mean()), iou=iou, model="teacher")
 
 
-def write_run(runs: Path, steps: int, num_classes: int, classes_every: int) -> RunWriter:
-    rng = np.random.default_rng(0)
+def write_run(runs: Path, steps: int, num_classes: int, classes_every: int, *, run_id: str = "long-wide",
+              seed: int = 0, method: str | None = None, group: str | None = None) -> RunWriter:
+    rng = np.random.default_rng(seed)
     names = [f"class_{i:03d}" for i in range(num_classes)]
-    palette = rng.integers(0, 256, size=(num_classes, 3))
-    writer = RunWriter(runs, "long-wide", class_names=names, palette=palette, dataset="ade20k-like",
-                       split="1/16", total_steps=steps + 100_000, heartbeat_s=2.0)
+    palette = np.random.default_rng(0).integers(0, 256, size=(num_classes, 3))
+    writer = RunWriter(runs, run_id, class_names=names, palette=palette, dataset="ade20k-like",
+                       split="1/16", total_steps=steps + 100_000, heartbeat_s=2.0, method=method, group=group)
     for step in range(steps):
         log_step(writer, step, rng, classes_every)
     writer.heartbeat()
     return writer
+
+
+#: The comparison page's runs: one ``ael compare`` group, two methods x two seeds.
+COMPARE_RUNS = (("cmp-ael-s0", "ael", 0), ("cmp-ael-s1", "ael", 1), ("cmp-sup-s0", "supervised", 0),
+                ("cmp-sup-s1", "supervised", 1))
+
+
+class Appender:
+    """Appends records to runs at ``rate`` steps/s each, in a thread, until stopped (a live training)."""
+
+    def __init__(self, writers: list[RunWriter], start: int, rate: float, classes_every: int) -> None:
+        self.writers, self.step, self.rate, self.classes_every = writers, start, rate, classes_every
+        self.stop = threading.Event()
+        self.rng = np.random.default_rng(1)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            for writer in self.writers:
+                log_step(writer, self.step, self.rng, self.classes_every)
+            self.step += 1
+            self.stop.wait(1.0 / self.rate)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 def free_port() -> int:
@@ -112,6 +145,21 @@ def time_confidence_page(page, url: str) -> float:
     return time.perf_counter() - start
 
 
+# Every chart on the page drawn, no spinner, and the live panel's "Last updated" line shown.
+COMPARE_DRAWN = ("(() => { const charts = [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')];"
+                 " return charts.length >= 3 && charts.every(c => c.querySelector('.main-svg'))"
+                 " && document.querySelectorAll('.st-key-compare_panel_updated').length == 1"
+                 " && document.querySelectorAll('[data-testid=\"stSpinner\"]').length == 0; })()")
+
+
+def time_compare_page(page, url: str, run_ids: list[str]) -> float:
+    query = f"run={run_ids[0]}" + "".join(f"&compare={r}" for r in run_ids[1:])
+    start = time.perf_counter()
+    page.goto(f"{url}/compare?{query}", wait_until="commit")
+    page.wait_for_function(COMPARE_DRAWN, timeout=180_000, polling=50)
+    return time.perf_counter() - start
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40_000)
@@ -119,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes-every", type=int, default=10)
     parser.add_argument("--minutes", type=float, default=10.0, help="live-refresh duration for the memory figure")
     parser.add_argument("--rate", type=float, default=10.0, help="steps appended per second while live")
+    parser.add_argument("--compare-steps", type=int, default=20_000, help="steps of each run on the comparison page")
+    parser.add_argument("--compare-classes", type=int, default=21)
     parser.add_argument("--screenshot", default=None, help="save the page as it is at the end (PNG)")
     args = parser.parse_args(argv)
 
@@ -131,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         size = sum(f.stat().st_size for f in (runs / "long-wide").glob("*.jsonl")) / 2**20
         print(f"run written: {args.steps} steps, {args.classes} classes, class vectors every {args.classes_every} "
               f"steps, {size:.1f} MiB of JSON lines in {time.perf_counter() - t0:.1f} s")
+        compared = [write_run(runs, args.compare_steps, args.compare_classes, args.classes_every, run_id=run_id,
+                              seed=seed, method=method, group="bench") for run_id, method, seed in COMPARE_RUNS]
+        print(f"comparison runs written: {len(compared)} x {args.compare_steps} steps, {args.compare_classes} classes")
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         server = subprocess.Popen([sys.executable, "-m", "ael.commands.dashboard", "--runs", str(runs), "--port", str(port)],
@@ -146,6 +199,17 @@ def main(argv: list[str] | None = None) -> int:
                 warm = time_confidence_page(page, url)
                 page.screenshot(path=str(Path(tmp) / "confidence.png"))
                 print(f"confidence page, request -> fully drawn: cold {cold:.2f} s, warm {warm:.2f} s")
+
+                live = Appender(compared, args.compare_steps, args.rate, args.classes_every)
+                try:
+                    ids = [run_id for run_id, _, _ in COMPARE_RUNS]
+                    cold = time_compare_page(page, url, ids)
+                    warm = time_compare_page(page, url, ids)
+                finally:
+                    live.close()
+                print(f"comparison page, {len(ids)} runs written at {args.rate:g} steps/s each, request -> fully "
+                      f"drawn: cold {cold:.2f} s, warm {warm:.2f} s")
+                time_confidence_page(page, url)  # back on the long run for the memory figure
 
                 rng = np.random.default_rng(1)
 
@@ -188,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stop.set()
             writer.close()
+            for other in compared:
+                other.close()
             server.terminate()
             try:
                 server.wait(timeout=15)
