@@ -180,3 +180,28 @@ def test_a_group_draws_each_methods_mean_curve_with_its_seed_band(runs, app_fact
         assert np.allclose(_values(lower["y"]), 100 * (mean - std)) and lower["fill"] == "tonexty"
         assert count.tolist() == [2] * len(steps)
     assert [len(expected["ael"][0]), len(expected["supervised"][0])] == [3, 2]
+
+
+def test_filter_and_diff_frames():
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "app"))
+    from ael_app.compare_table import diff_frame, filter_frame
+
+    frame = pd.DataFrame({"run": ["g-ael-s0", "g-sup-s0", "x-ael-s1"], "method": ["ael", "supervised", "ael"],
+                          "group": ["g", "g", None], "status": ["finished", "running", "crashed"],
+                          "dataset": ["synthetic"] * 3, "backbone": ["resnet18", None, "resnet50"]})
+    assert list(filter_frame(frame, "AEL")["run"]) == ["g-ael-s0", "x-ael-s1"]
+    assert list(filter_frame(frame, "ael resnet50")["run"]) == ["x-ael-s1"]
+    assert list(filter_frame(frame, "running")["run"]) == ["g-sup-s0"]
+    assert list(filter_frame(frame, "", ["supervised"])["run"]) == ["g-sup-s0"]
+    assert list(filter_frame(frame, "g-", ["ael"])["run"]) == ["g-ael-s0"]
+    assert filter_frame(frame, "nothing").empty
+    diff = diff_frame({"a": {"train": {"seed": 0, "lr": 0.01}, "run": {"name": "a"}, "data": {"scale": [0.5, 2.0]}},
+                       "b": {"train": {"seed": 1, "lr": 0.01}, "run": {"name": "b"}, "data": {"scale": None}}})
+    assert list(diff.index) == ["data.scale", "train.seed"]
+    assert diff.to_dict("index") == {"data.scale": {"a": "[0.5, 2.0]", "b": "null"},
+                                     "train.seed": {"a": "0", "b": "1"}}
