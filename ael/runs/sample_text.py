@@ -76,7 +76,7 @@ def _copy_paste(meta: Mapping[str, Any], class_names: Sequence[str] | None) -> s
     names = meta.get("pasted_names")
     names = names if isinstance(names, list) and len(names) == len(classes) else [None] * len(classes)
     words = [_class_words(c, n, class_names) for c, n in zip(classes, names)]
-    return f"pasted the pixels of {_listed(words)} from another labeled image"
+    return f"pasted the pixels of {_listed(words)} from a labeled paste-source image"
 
 
 def describe_sample(kind: str, meta: Mapping[str, Any] | None, class_names: Sequence[str] | None = None) -> str:

@@ -53,7 +53,8 @@ def test_each_sample_names_its_stream_and_its_metadata_in_words(sampled_run, app
     assert expected in captions
     assert not any("{" in c for c in captions)  # no raw dict anywhere
     assert [i.proto.imgs[0].caption for i in at.get("image")] == [
-        "image A (unlabeled)", "image B: box and component", "teacher's pseudo-label of B", "mixed: A with B's box",
+        "image A (unlabeled)", "image B: box and component" if meta["component_box"] else "image B and the box",
+        "teacher's pseudo-label of B", "mixed: A with B's box",
         "pseudo-label of the mix", "confidence (0 → 1)"]
 
     at.selectbox(key=f"pl_kind_{run_id}").set_value("copy_paste").run()
@@ -62,7 +63,7 @@ def test_each_sample_names_its_stream_and_its_metadata_in_words(sampled_run, app
     pasted = run.load_sample(paste).maps["pasted"]
     assert paste.meta["pasted_classes"] and pasted.any()  # this run's last sample pasted something
     words = " and ".join(f"{n} (class {c})" for c, n in zip(paste.meta["pasted_classes"], paste.meta["pasted_names"]))
-    assert f"pasted the pixels of {words} from another labeled image" in _texts(at, "caption")
+    assert f"pasted the pixels of {words} from a labeled paste-source image" in _texts(at, "caption")
     assert "Magenta outline: the pasted pixels." in _texts(at, "caption")
     assert [i.proto.imgs[0].caption for i in at.get("image")] == [
         "before Copy-Paste", "label before", "after Copy-Paste (pasted pixels outlined)",

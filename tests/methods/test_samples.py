@@ -114,7 +114,7 @@ def test_metadata_reads_as_words():
         "CutMix box around a component of road (class 1), box 11×15 px (width × height) at x=10, y=20")
     assert describe_sample("copy_paste", {"stream": "labeled", "pasted_classes": [1, 4],
                                           "pasted_names": ["blob-0", "blob-3"]}) == (
-        "pasted the pixels of blob-0 (class 1) and blob-3 (class 4) from another labeled image")
+        "pasted the pixels of blob-0 (class 1) and blob-3 (class 4) from a labeled paste-source image")
     assert describe_sample("copy_paste", {"pasted_classes": [], "pasted_names": []}) == (
         "nothing pasted at this step (the paste coin said no, or the source held none of the drawn classes)")
     assert describe_sample("pseudo", {"stream": "labeled", "model": "teacher"}) == (
