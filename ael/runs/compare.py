@@ -1,31 +1,43 @@
 """Comparing runs fairly: evaluations at a step every run reached, the config keys that differ,
-curves pooled over seeds, the tail mean.
+curves pooled over seeds, the tail mean; and a run's overview read cheaply for a runs table.
 
-Pure functions over what :class:`ael.runs.Run` returns (evaluation records, config dicts, arrays),
-shared by the dashboard's Compare page and the notebooks, so "compared at step N" and "the tail
-mean" mean the same thing in every view.
+The comparisons are pure functions over what :class:`ael.runs.Run` returns (evaluation records,
+config dicts, arrays), shared by the dashboard's Compare page and the notebooks, so "compared at
+step N" and "the tail mean" mean the same thing in every view. :func:`read_overview` reads only a
+run's manifest and evaluations (not its scalars, vectors or samples), so a table of many long
+runs costs a few small files each.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ael.runs.classes import tail_classes
+from ael.runs.jsonl import JsonlTail
+from ael.runs.manifest import read_manifest
 from ael.runs.records import EvalRecord
+from ael.runs.schema import EVALS_FILE, MANIFEST_FILE, resolve_run_dir
+from ael.runs.streams import EvalStream
 
 __all__ = [
     "ABSENT",
+    "RunOverview",
     "config_diff",
     "evals_at",
     "flatten_config",
     "key_config",
     "matched_step",
     "mean_curve",
+    "overview_stamp",
+    "read_overview",
     "tail_mean",
 ]
 
@@ -165,3 +177,52 @@ def mean_curve(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndar
         mean = np.nanmean(table, axis=0) if len(curves) else np.zeros(0)
         std = np.where(count > 1, np.nanstd(table, axis=0, ddof=1), 0.0) if len(curves) else np.zeros(0)
     return steps, mean, np.where(count > 0, std, np.nan), count
+
+
+@dataclass(frozen=True)
+class RunOverview:
+    """What a runs table shows of a run without opening it: its config, the evaluations of the
+    model it is compared by (the teacher's, else every model's; the latest per step, by step) and
+    the labeled pixel share of each class the trainer recorded (None when it did not)."""
+
+    config: dict[str, Any]
+    evals: list[EvalRecord]
+    frequencies: np.ndarray | None
+
+
+def overview_stamp(runs_dir: str | os.PathLike[str], run_id: str) -> tuple[int, ...]:
+    """Changes whenever :func:`read_overview` could read something new (size and mtime of the
+    manifest and of the evaluations); a cache key."""
+    run_dir = resolve_run_dir(runs_dir, run_id)
+    stamp: list[int] = []
+    for name in (MANIFEST_FILE, EVALS_FILE):
+        try:
+            st = (run_dir / name).stat()
+            stamp += [st.st_size, st.st_mtime_ns]
+        except OSError:
+            stamp += [-1, -1]
+    return tuple(stamp)
+
+
+def read_overview(runs_dir: str | os.PathLike[str], run_id: str) -> RunOverview:
+    """A run's :class:`RunOverview` from its manifest and ``evals.jsonl`` only.
+
+    Raises:
+        RunStoreError: an unsafe id or an unreadable manifest; SchemaVersionError.
+    """
+    run_dir = Path(resolve_run_dir(runs_dir, run_id))
+    manifest = read_manifest(run_dir)
+    stream = EvalStream()
+    records, _ = JsonlTail(run_dir / EVALS_FILE).poll()
+    stream.add(records)
+    model = "teacher" if any(r.model == "teacher" for r in stream.records) else None
+    latest = {(r.step, r.model): r for r in stream.records if model is None or r.model == model}
+    evals = [latest[k] for k in sorted(latest)]
+    names = manifest.get("class_names") or []
+    frequencies = (manifest.get("extra") or {}).get("class_frequencies")
+    try:
+        frequencies = (np.asarray(frequencies, dtype=np.float64)
+                       if isinstance(frequencies, list) and len(frequencies) == len(names) and names else None)
+    except (TypeError, ValueError):
+        frequencies = None
+    return RunOverview(config=manifest.get("config") or {}, evals=evals, frequencies=frequencies)

@@ -1,7 +1,8 @@
-"""The Compare page's runs table and config diff, as DataFrames built from the open runs.
+"""The Compare page's runs table and config diff, as DataFrames.
 
-One row per run: method, group, status, last step, the key config (:func:`ael.runs.compare.key_config`),
-the final and best mIoU of the teacher (else the model evaluated) and the final tail mean
+One row per run (read from the open run, or from its manifest and evaluations only): method,
+group, status, last step, the key config (:func:`ael.runs.compare.key_config`), the final and best
+mIoU of the teacher (else the model evaluated) and the final tail mean
 (:func:`ael.runs.compare.tail_mean`).
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ael.runs import Run, RunSummary, best_evaluation
-from ael.runs.compare import ABSENT, config_diff, key_config, tail_mean
+from ael.runs.compare import ABSENT, RunOverview, config_diff, key_config, tail_mean
 from ael_app.render import latest_step
 
 COLUMNS = ("run", "method", "group", "status", "last step", "of", "dataset", "labeled", "seed", "iterations",
@@ -31,29 +32,48 @@ def _pct(value: float | None) -> float | None:
     return 100 * float(value) if value is not None and math.isfinite(value) else None
 
 
-def run_row(summary: RunSummary, run: Run | None) -> dict[str, Any]:
-    """The table row of one run; without an open run, what its manifest summary says."""
-    if run is None:
-        return {"run": summary.run_id, "method": summary.method, "group": summary.group, "status": summary.status,
-                "last step": summary.step, "of": summary.total_steps, "dataset": summary.dataset,
-                "final mIoU": _pct(summary.last_miou), "best mIoU": _pct(summary.best_miou)}
-    evals = model_evals(run)
+def details(config: Mapping[str, Any], evals: Sequence, frequencies) -> dict[str, Any]:
+    """The columns read from a run's config and evaluations: key config, final and best mIoU,
+    final tail mean and the final evaluation's step."""
     final = evals[-1] if evals else None
     best = best_evaluation(evals)
-    key = key_config(run.config)
-    labeled = key["labeled"]
-    return {"run": run.run_id, "method": run.method, "group": run.group, "status": run.status(),
-            "last step": latest_step(run), "of": run.total_steps, "dataset": summary.dataset,
-            "labeled": str(labeled) if labeled is not None else summary.split, "seed": key["seed"],
+    key = key_config(config)
+    return {"labeled": str(key["labeled"]) if key["labeled"] is not None else None, "seed": key["seed"],
             "iterations": key["iterations"], "backbone": key["backbone"],
             "final mIoU": _pct(final.miou) if final else None, "best mIoU": _pct(best.miou) if best else None,
-            "tail mean": _pct(tail_mean(final.iou, run.class_frequencies())) if final else None,
+            "tail mean": _pct(tail_mean(final.iou, frequencies)) if final else None,
             "eval step": final.step if final else None}
 
 
-def runs_frame(summaries: Sequence[RunSummary], runs: Mapping[str, Run]) -> pd.DataFrame:
-    """One row per summary, in the order given (newest first, as listed)."""
-    frame = pd.DataFrame([run_row(s, runs.get(s.run_id)) for s in summaries], columns=list(COLUMNS))
+def overview_details(overview: RunOverview) -> dict[str, Any]:
+    """:func:`details` of a run not opened (read by :func:`ael.runs.compare.read_overview`)."""
+    return details(overview.config, overview.evals, overview.frequencies)
+
+
+def run_row(summary: RunSummary, run: Run | None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The table row of one run: from the open run when there is one (its latest step), else its
+    manifest summary and ``extra`` (:func:`overview_details`)."""
+    row = {"run": summary.run_id, "method": summary.method, "group": summary.group, "status": summary.status,
+           "last step": summary.step, "of": summary.total_steps, "dataset": summary.dataset,
+           "labeled": summary.split, "final mIoU": _pct(summary.last_miou), "best mIoU": _pct(summary.best_miou)}
+    if run is not None:
+        row.update(method=run.method, group=run.group, status=run.status(), **{"last step": latest_step(run)},
+                   of=run.total_steps)
+        row.update({k: v for k, v in details(run.config, model_evals(run), run.class_frequencies()).items()
+                    if v is not None or k not in row})
+    elif extra is not None:
+        row.update({k: v for k, v in extra.items() if v is not None or k not in row})
+        if row.get("eval step") is not None and row["last step"] is not None:
+            row["last step"] = max(row["last step"], row["eval step"])  # as latest_step counts it
+    return row
+
+
+def runs_frame(summaries: Sequence[RunSummary], runs: Mapping[str, Run],
+               extras: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """One row per summary, in the order given (newest first, as listed): from the open ``runs``,
+    else from ``extras`` (run id -> :func:`overview_details`), else the summary alone."""
+    frame = pd.DataFrame([run_row(s, runs.get(s.run_id), (extras or {}).get(s.run_id)) for s in summaries],
+                         columns=list(COLUMNS))
     for column in ("last step", "of", "seed", "iterations", "eval step"):
         frame[column] = pd.array(frame[column], dtype="Int64")
     for column in ("final mIoU", "best mIoU", "tail mean"):

@@ -12,20 +12,18 @@ import numpy as np
 import streamlit as st
 from ael_app import state
 from ael_app.compare_figures import PANEL_POINTS, band_curves_figure, class_panels_figure, run_colours
-from ael_app.compare_table import diff_frame, filter_frame, model_evals, runs_frame
+from ael_app.compare_table import diff_frame, filter_frame, model_evals, overview_details, runs_frame
 from ael_app.render import chart, latest_step, live_chart
 
-from ael.runs import Run, tail_indices
-from ael.runs.compare import evals_at, matched_step
+from ael.runs import Run, RunStoreError, tail_indices
+from ael.runs.compare import evals_at, matched_step, overview_stamp, read_overview
 from ael.runs.groups import group_class_iou, group_curves, rows_of_runs, summarize_group
 from ael.viz.class_figures import grouped_bars_figure
 from ael.viz.figures import scalar_lines_figure
 
-# The table opens the newest runs (and every chosen or grouped one) to show their config, steps
-# and tail mean; older ones show what their manifest says. state's tailer cache holds 16 runs:
-# opening more on every rerun would evict and re-read them each time.
-TABLE_RUNS = 12
-TAILER_CACHE = 16
+# Runs compared (chosen or of the group shown) are opened through their cached tailers; the other
+# rows of the table read only their manifest and evaluations (cached until those files change), so
+# a folder of long runs costs a few small files each. state's tailer cache holds 16 runs.
 # Classes drawn as panels by default: the tail first, then the others in order.
 DEFAULT_PANELS = 6
 
@@ -57,6 +55,28 @@ def _read(tailer: state.RunTailer, listed_status: str) -> Run:
     return tailer.run
 
 
+@st.cache_data(max_entries=512, show_spinner=False)
+def _details(runs_dir: str, run_id: str, stamp: tuple[int, ...]) -> dict | None:
+    """The table columns of a run not opened; ``stamp`` (:func:`overview_stamp`) keys the cache."""
+    try:
+        return overview_details(read_overview(runs_dir, run_id))
+    except (RunStoreError, OSError):
+        return None
+
+
+def _extras(run_ids: list[str]) -> dict[str, dict]:
+    out = {}
+    for run_id in run_ids:
+        try:
+            stamp = overview_stamp(sel.runs_dir, run_id)
+        except RunStoreError:
+            continue
+        details = _details(str(sel.runs_dir), run_id, stamp)
+        if details is not None:
+            out[run_id] = details
+    return out
+
+
 # ------------------------------------------------------------------ the runs table and the selection
 sidebar_pick = [r for r in [sel.run_id, *sel.compare] if r]
 if st.session_state.get("cmp_sidebar") != sidebar_pick:  # the sidebar's choice, when it changes, wins
@@ -67,15 +87,13 @@ chosen: list[str] = st.session_state["cmp_selected"]
 groups = sorted({s.group for s in summaries if s.group})
 group = st.session_state.get("cmp_group") if st.session_state.get("cmp_group") in groups else \
     (groups[0] if groups else None)
-needed = set(chosen) | {s.run_id for s in summaries if s.group == group}
-extra = [s.run_id for s in summaries[:TABLE_RUNS] if s.run_id not in needed][:max(0, TAILER_CACHE - len(needed))]
-wanted = needed | set(extra)
+wanted = set(chosen) | {s.run_id for s in summaries if s.group == group}
 tailers = {s.run_id: t for s in summaries if s.run_id in wanted and (t := _tailer(s.run_id)) is not None}
 status = {s.run_id: s.status for s in summaries}
 runs = {run_id: _read(t, status[run_id]) for run_id, t in tailers.items()}
 
 st.subheader("Runs")
-frame = runs_frame(summaries, runs)
+frame = runs_frame(summaries, runs, _extras([s.run_id for s in summaries if s.run_id not in runs]))
 left, right = st.columns([2, 1])
 text = left.text_input("Filter", key="cmp_filter", placeholder="words of the run id, method, group, status, dataset")
 methods = right.multiselect("Method", sorted(m for m in frame["method"].dropna().unique()), key="cmp_methods")
@@ -103,9 +121,7 @@ picked = [ids[i] for i in event.selection.rows if i < len(ids)]
 chosen = [r for r in chosen if r not in ids or r in picked] + [r for r in picked if r not in chosen]
 st.session_state["cmp_selected"] = chosen
 st.caption(f"Click rows to compare runs (sortable by any column; {len(chosen)} chosen). Read at "
-           f"{time.strftime('%H:%M:%S')}; the charts below follow live runs on their own."
-           + (f" {len(summaries) - len(runs)} run(s) not opened (older, or unreadable) show their manifest's "
-              "summary only." if len(runs) < len(summaries) else ""))
+           f"{time.strftime('%H:%M:%S')}; the charts below follow live runs on their own.")
 compared = [r for r in chosen if r in runs]
 if len(compared) >= 2:
     with st.expander(f"Config diff of the {len(compared)} chosen runs", expanded=False):

@@ -205,3 +205,25 @@ def test_filter_and_diff_frames():
     assert list(diff.index) == ["data.scale", "train.seed"]
     assert diff.to_dict("index") == {"data.scale": {"a": "[0.5, 2.0]", "b": "null"},
                                      "train.seed": {"a": "0", "b": "1"}}
+
+
+def test_rows_of_runs_not_opened_come_from_manifest_and_evaluations(tmp_path, app_factory):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for seed, run_id in enumerate(("solo-a", "solo-b", "solo-c")):
+        _write(runs, run_id, method="ael", seed=seed, steps=210 + 100 * seed)
+    at = app_factory(runs)
+    at.switch_page("views/compare.py").run()
+    assert not _problems(at)
+    opened = set(at.session_state["cmp_selected"])
+    assert len(opened) == 1
+    table = at.dataframe[0].value.set_index("run")
+    for run_id in ("solo-a", "solo-b", "solo-c"):
+        run, evals = _stored(runs, run_id)
+        row = table.loc[run_id]
+        assert (row["seed"], row["iterations"], row["backbone"], row["labeled"]) == (
+            run.config["train"]["seed"], run.total_steps, "resnet18", "16")
+        assert row["eval step"] == evals[-1].step
+        assert row["final mIoU"] == pytest.approx(100 * evals[-1].miou)
+        assert row["best mIoU"] == pytest.approx(100 * max(e.miou for e in evals))
+        assert row["tail mean"] == pytest.approx(100 * np.mean(evals[-1].iou[2:]))

@@ -98,3 +98,21 @@ def test_mean_curve_pools_seeds_step_by_step():
     assert count.tolist() == [2, 2, 1]
     steps, mean, std, count = mean_curve([])
     assert len(steps) == len(mean) == len(std) == len(count) == 0
+
+
+def test_read_overview_reads_config_the_teachers_evaluations_and_frequencies(make_writer, runs_dir):
+    from ael.runs.compare import overview_stamp, read_overview
+
+    writer = make_writer("r", config={"train": {"seed": 3}}, extra={"class_frequencies": [0.7, 0.2, 0.05, 0.05]})
+    before = overview_stamp(runs_dir, "r")
+    for step, miou in ((10, 0.5), (20, 0.4)):
+        writer.log_eval(step, miou=miou, iou=np.full(4, miou), model="teacher")
+        writer.log_eval(step, miou=miou / 2, iou=np.full(4, miou / 2), model="student")
+    writer.log_eval(20, miou=0.45, iou=np.full(4, 0.45), model="teacher")  # a re-evaluation: the latest counts
+    writer.finish()
+    assert overview_stamp(runs_dir, "r") != before
+    overview = read_overview(runs_dir, "r")
+    assert overview.config == {"train": {"seed": 3}}
+    assert [(e.step, e.model, e.miou) for e in overview.evals] == [(10, "teacher", 0.5), (20, "teacher", 0.45)]
+    assert overview.frequencies.tolist() == [0.7, 0.2, 0.05, 0.05]
+    assert tail_mean(overview.evals[-1].iou, overview.frequencies) == 0.45
