@@ -23,7 +23,8 @@ from ael.viz.figures import scalar_lines_figure
 
 # Runs compared (chosen or of the group shown) are opened through their cached tailers; the other
 # rows of the table read only their manifest and evaluations (cached until those files change), so
-# a folder of long runs costs a few small files each. state's tailer cache holds 16 runs.
+# a folder of long runs costs a few small files each.
+
 # Classes drawn as panels by default: the tail first, then the others in order.
 DEFAULT_PANELS = 6
 
@@ -103,7 +104,8 @@ ids = list(shown["run"])
 # restarts from the runs chosen.
 digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:10]
 event = st.dataframe(
-    shown, key=f"cmp_table_{digest}_{st.session_state['cmp_generation']}", on_select="rerun", selection_mode="multi-row", hide_index=True,
+    shown, key=f"cmp_table_{digest}_{st.session_state['cmp_generation']}", on_select="rerun",
+    selection_mode="multi-row", hide_index=True,
     selection_default={"selection": {"rows": [i for i, r in enumerate(ids) if r in chosen], "columns": []}},
     column_config={
         "run": st.column_config.TextColumn("run", pinned=True),
@@ -120,6 +122,10 @@ picked = [ids[i] for i in event.selection.rows if i < len(ids)]
 # Runs filtered out stay chosen; the order chosen (the sidebar's run first) is kept, new picks appended.
 chosen = [r for r in chosen if r not in ids or r in picked] + [r for r in picked if r not in chosen]
 st.session_state["cmp_selected"] = chosen
+for run_id in chosen:  # rows picked just now are opened now, not at the next rerun
+    if run_id not in runs and run_id in status and (tailer := _tailer(run_id)) is not None:
+        tailers[run_id] = tailer
+        runs[run_id] = _read(tailer, status[run_id])
 st.caption(f"Click rows to compare runs (sortable by any column; {len(chosen)} chosen). Read at "
            f"{time.strftime('%H:%M:%S')}; the charts below follow live runs on their own.")
 compared = [r for r in chosen if r in runs]
