@@ -45,6 +45,7 @@ __all__ = [
     "png_bytes",
     "readable",
     "row_at",
+    "same_traces",
     "sync_figure",
 ]
 
@@ -126,6 +127,12 @@ def _signature(fig: Any) -> list[tuple[str, str | None]]:
     return [(trace.type, trace.name) for trace in fig.data]
 
 
+def same_traces(widget: Any, fig: Any) -> bool:
+    """True when ``widget`` and ``fig`` hold the same traces (type and name, in order): an update
+    of their data keeps the user's zoom and legend toggles."""
+    return _signature(widget) == _signature(fig)
+
+
 def sync_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
     """Make ``widget`` show ``fig``, in place.
 
@@ -143,6 +150,12 @@ def sync_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
         widget.data = ()
         widget.add_traces(list(fig.data))
         widget.layout = fig.layout
+        # The browser merges a new layout into the old one: clear what a placeholder set and the
+        # new figure does not (its message, its hidden axes), or it stays drawn over the data.
+        widget.layout.annotations = fig.layout.annotations or ()
+        for axis in ("xaxis", "yaxis"):
+            if getattr(fig.layout, axis).visible is None:
+                getattr(widget.layout, axis).visible = True
 
 
 def placeholder_figure(message: str, *, title: str = "", height: int = 220) -> go.Figure:

@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ael.notebook.common import clock, figure_widget, placeholder_figure, png_bytes, readable, sync_figure
+from ael.notebook.common import (
+    clock,
+    figure_widget,
+    placeholder_figure,
+    png_bytes,
+    readable,
+    same_traces,
+    sync_figure,
+)
 from ael.runs import Run, RunStoreError, open_run, tail_indices
 from ael.runs.schema import MANIFEST_FILE, check_run_id
 from ael.viz import confidence_colormap, draw_box, error_map, overlay, tile
@@ -43,6 +51,9 @@ logger = logging.getLogger(__name__)
 SAMPLE_KINDS = ("pseudo", "cutmix")
 #: Statuses after which a run writes nothing more (until it is resumed).
 ENDED = ("finished", "crashed")
+#: What an empty chart says.
+_EMPTY = {"losses": "no losses yet", "confidence": "no confidence bank yet (supervised runs keep none)",
+          "miou": "no evaluation yet"}
 
 
 def _palette_or_default(palette: np.ndarray | None, num_classes: int) -> np.ndarray:
@@ -110,10 +121,10 @@ class LiveMonitor:
         self.stop_when_ended = stop_when_ended
         #: The open run; while :meth:`start` polls, read it between :meth:`stop` and :meth:`start`.
         self.run: Run | None = None
-        self.losses = figure_widget(placeholder_figure("no losses yet", title="Losses"))
-        self.confidence = figure_widget(placeholder_figure("no confidence bank yet (supervised runs keep none)",
-                                                           title="Per-class confidence Conf_c"))
-        self.miou = figure_widget(placeholder_figure("no evaluation yet", title="mIoU over evaluations"))
+        self.losses = figure_widget(placeholder_figure(_EMPTY["losses"], title="Losses"))
+        self.confidence = figure_widget(placeholder_figure(_EMPTY["confidence"], title="Per-class confidence Conf_c"))
+        self.miou = figure_widget(placeholder_figure(_EMPTY["miou"], title="mIoU over evaluations"))
+        self._drawn: set[str] = set()  # the charts that hold data (not a placeholder)
         self.samples: dict[str, bytes] = {}
         self.sample_steps: dict[str, int] = {}
         self.polls = 0
@@ -226,13 +237,13 @@ class LiveMonitor:
         names = run.scalar_names()
         losses = {n: run.scalar(n) for n in names if n.startswith("loss")}
         if losses:
-            sync_figure(self.losses, readable(scalar_lines_figure(
+            self._draw("losses", readable(scalar_lines_figure(
                 losses, title="Losses", max_points=self.max_points, uirevision=f"{uirev}/losses")))
         vectors = run.class_vector_names()
         if "bank" in vectors:
             bank = run.class_vectors("bank")
             highlight = tail_indices(run.class_frequencies())
-            sync_figure(self.confidence, readable(class_lines_figure(
+            self._draw("confidence", readable(class_lines_figure(
                 bank.steps, bank.values, bank.class_names, palette=run.palette, highlight=highlight,
                 title="Per-class confidence Conf_c (thick: tail classes)", y_title="Conf_c",
                 uirevision=f"{uirev}/bank")))
@@ -243,7 +254,7 @@ class LiveMonitor:
                 records = run.evals(model)
                 series[f"{model} mIoU (%)"] = (np.array([e.step for e in records]),
                                                np.array([100 * e.miou for e in records]))
-            sync_figure(self.miou, readable(scalar_lines_figure(
+            self._draw("miou", readable(scalar_lines_figure(
                 series, title="mIoU over evaluations", markers=True, mode="mean", y_title="mIoU (%)",
                 uirevision=f"{uirev}/miou")))
         for kind in SAMPLE_KINDS:
@@ -258,6 +269,21 @@ class LiveMonitor:
             self.samples[kind] = png_bytes(sample_strip(sample, run.class_names))
             self.sample_steps[kind] = records[-1].step
         self._push_samples()
+
+    def _draw(self, name: str, fig: Any) -> None:
+        """Show ``fig`` in chart ``name``: new points in place while its traces stay the same (zoom
+        and legend toggles survive), else a new widget swapped into the view. JupyterLab's plotly
+        view merges a replaced layout into the old one and can miss a replacement made while it is
+        being created; a widget built with its figure is drawn whole."""
+        widget = getattr(self, name)
+        if name in self._drawn and same_traces(widget, fig):
+            sync_figure(widget, fig)
+            return
+        widget = figure_widget(fig)
+        setattr(self, name, widget)
+        self._drawn.add(name)
+        if name in self._ui:
+            self._ui[name].children = (widget,)
 
     def _show_status(self) -> None:
         if "status" in self._ui:
@@ -277,7 +303,12 @@ class LiveMonitor:
             self._ui["status"] = w.HTML()
             # One chart per row: side by side, two default-width plots overflow the notebook's
             # column and the right one is cut (its axis and legend).
-            rows: list[Any] = [self._ui["status"], self.losses, self.miou, self.confidence]
+            rows: list[Any] = [self._ui["status"]]
+            for name in ("losses", "miou", "confidence"):
+                # Until it has data a chart is a line of text, not a figure (bare axes from -1 to 4).
+                shown = getattr(self, name) if name in self._drawn else w.HTML(f"<i>{_EMPTY[name]}</i>")
+                self._ui[name] = w.Box([shown])
+                rows.append(self._ui[name])
             for kind in SAMPLE_KINDS:
                 self._ui[f"{kind}_caption"] = w.HTML(f"no {kind} sample yet")
                 self._ui[kind] = w.Image(format="png", layout=w.Layout(width="auto", max_width="100%"))

@@ -157,8 +157,8 @@ def test_monitor_poll_appends_new_points_in_place(runs_dir):
     writer.log_sample(2, "pseudo", images={"image": image}, labels={"gt": gt, "pseudo": np.zeros_like(gt)},
                       maps={"confidence": np.full((16, 20), 0.25, np.float32)})
     assert writer.flush_media(10)
-    losses, confidence = monitor.losses, monitor.confidence
     assert monitor.poll() is True
+    losses, confidence = monitor.losses, monitor.confidence  # drawn now: the placeholders are replaced
     assert monitor.points("loss/total") == 5 and monitor.points("bank") == 2
     assert {t.name: len(t.x) for t in losses.data} == {"loss/sup": 5, "loss/total": 5}
     assert len(confidence.data) == 5 and list(confidence.data[4].y) == pytest.approx([0.5, 0.1])
