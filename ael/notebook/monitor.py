@@ -33,15 +33,13 @@ from ael.notebook.common import (
     same_traces,
     sync_figure,
 )
+from ael.notebook.strips import sample_strip
 from ael.runs import Run, RunStoreError, open_run, tail_indices
 from ael.runs.schema import MANIFEST_FILE, check_run_id
-from ael.viz import confidence_colormap, draw_box, error_map, overlay, tile
 from ael.viz.figures import class_lines_figure, scalar_lines_figure
 
 if TYPE_CHECKING:
     import ipywidgets
-
-    from ael.runs import Sample
 
 __all__ = ["LiveMonitor", "sample_strip"]
 
@@ -56,46 +54,6 @@ _EMPTY = {"losses": "no losses yet", "confidence": "no confidence bank yet (supe
           "miou": "no evaluation yet"}
 
 
-def _palette_or_default(palette: np.ndarray | None, num_classes: int) -> np.ndarray:
-    if palette is not None:
-        return palette
-    from ael.data.info import default_palette
-
-    return np.asarray(default_palette(max(1, num_classes)), dtype=np.uint8)
-
-
-def sample_strip(sample: Sample, class_names: list[str], *, alpha: float = 0.6) -> np.ndarray:
-    """One sample as a captioned row: images, label overlays, maps in [0, 1], and the error map.
-
-    A ``pseudo`` sample gives image, ground truth, pseudo-label, confidence and pseudo-label
-    errors; a ``cutmix`` sample gives images i and j, the mix with its box, and the mixed
-    pseudo-label.
-
-    Returns:
-        ``(H', W', 3)`` uint8.
-    """
-    palette = _palette_or_default(sample.palette, len(class_names))
-    ignore = sample.ignore_index if sample.ignore_index is not None else 255
-    box = sample.record.meta.get("box")
-    parts: list[tuple[str, np.ndarray]] = []
-    for name, image in sample.images.items():
-        if name in ("mixed", "image_b") and isinstance(box, list) and len(box) == 4:
-            image = draw_box(image, box, colour=(255, 255, 0), width=1)
-        parts.append((name, image))
-    base = next((sample.images[k] for k in ("mixed", "image") if k in sample.images), None)
-    for name, label in sample.labels.items():
-        background = base if base is not None and base.shape[:2] == label.shape else np.zeros((*label.shape, 3),
-                                                                                             np.uint8)
-        parts.append((name, overlay(background, label, palette, alpha=alpha, ignore_index=ignore)))
-    for name, value in sample.maps.items():
-        parts.append((name, confidence_colormap(value)))
-    if "gt" in sample.labels and "pseudo" in sample.labels:
-        parts.append(("errors", error_map(sample.labels["pseudo"], sample.labels["gt"], ignore_index=ignore)))
-    size = parts[0][1].shape[:2]
-    parts = [(n, p) for n, p in parts if p.shape[:2] == size]
-    return tile([p for _, p in parts], [n for n, _ in parts])
-
-
 class LiveMonitor:
     """Live figures of one run, updated in place as the trainer writes.
 
@@ -103,6 +61,7 @@ class LiveMonitor:
         runs_dir: the runs folder.
         run_id: the run (its folder may not exist yet: polls wait for it).
         max_points: points kept per loss curve.
+        smoothing: EMA weight of the loss curves in [0, 1) (the raw curves stay, faint); 0: raw only.
         stop_when_ended: without a ``while_alive`` (see :meth:`start`), the background thread
             stops once the run is finished or crashed.
 
@@ -114,10 +73,11 @@ class LiveMonitor:
     """
 
     def __init__(self, runs_dir: str | os.PathLike[str], run_id: str, *, max_points: int = 1500,
-                 stop_when_ended: bool = True) -> None:
+                 smoothing: float = 0.6, stop_when_ended: bool = True) -> None:
         self.runs_dir = Path(runs_dir)
         self.run_id = check_run_id(run_id)
         self.max_points = max_points
+        self.smoothing = smoothing
         self.stop_when_ended = stop_when_ended
         #: The open run; while :meth:`start` polls, read it between :meth:`stop` and :meth:`start`.
         self.run: Run | None = None
@@ -234,11 +194,7 @@ class LiveMonitor:
         run = self.run
         assert run is not None
         uirev = run.run_id
-        names = run.scalar_names()
-        losses = {n: run.scalar(n) for n in names if n.startswith("loss")}
-        if losses:
-            self._draw("losses", readable(scalar_lines_figure(
-                losses, title="Losses", max_points=self.max_points, uirevision=f"{uirev}/losses")))
+        self._draw_losses()
         vectors = run.class_vector_names()
         if "bank" in vectors:
             bank = run.class_vectors("bank")
@@ -269,6 +225,22 @@ class LiveMonitor:
             self.samples[kind] = png_bytes(sample_strip(sample, run.class_names))
             self.sample_steps[kind] = records[-1].step
         self._push_samples()
+
+    def _draw_losses(self) -> None:
+        run = self.run
+        losses = {n: run.scalar(n) for n in run.scalar_names() if n.startswith("loss")} if run else {}
+        if losses:
+            self._draw("losses", readable(scalar_lines_figure(
+                losses, title="Losses", max_points=self.max_points, smoothing=self.smoothing,
+                uirevision=f"{run.run_id}/losses")))
+
+    def set_smoothing(self, smoothing: float) -> None:
+        """Redraw the loss curves with EMA weight ``smoothing`` in [0, 1) (0: raw only)."""
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        with self._lock:
+            self.smoothing = smoothing
+            self._draw_losses()
 
     def _draw(self, name: str, fig: Any) -> None:
         """Show ``fig`` in chart ``name``: new points in place while its traces stay the same (zoom
@@ -303,7 +275,12 @@ class LiveMonitor:
             self._ui["status"] = w.HTML()
             # One chart per row: side by side, two default-width plots overflow the notebook's
             # column and the right one is cut (its axis and legend).
-            rows: list[Any] = [self._ui["status"]]
+            smoothing = w.FloatSlider(value=self.smoothing, min=0.0, max=0.99, step=0.01, continuous_update=False,
+                                      description="loss smoothing (EMA)", style={"description_width": "initial"},
+                                      layout=w.Layout(width="420px"))
+            smoothing.observe(lambda change: self.set_smoothing(change["new"]), names="value")
+            self._ui["smoothing"] = smoothing
+            rows: list[Any] = [self._ui["status"], smoothing]
             for name in ("losses", "miou", "confidence"):
                 # Until it has data a chart is a line of text, not a figure (bare axes from -1 to 4).
                 shown = getattr(self, name) if name in self._drawn else w.HTML(f"<i>{_EMPTY[name]}</i>")

@@ -4,6 +4,7 @@ and its hidden axes entirely, and the explorer's labels are never cut."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ael.notebook import AugmentationExplorer, ExplorerUI, figure_widget, placeholder_figure, sync_figure
 from ael.viz.figures import scalar_lines_figure
@@ -31,3 +32,23 @@ def test_explorer_labels_are_whole():
     controls = [*ui.sliders, ui.k, ui.area_thresh, ui.area_thresh2, ui.seed, ui.run, ui.step]
     assert {c.style.description_width for c in controls} == {"initial"}
     assert (ui.area_thresh.description, ui.area_thresh2.description) == ("area_thresh", "area_thresh2")
+
+
+def test_monitor_smoothing_slider_draws_the_ema_over_the_faint_raw_losses(runs_dir):
+    from nb_helpers import write_run
+
+    from ael.notebook import LiveMonitor
+
+    write_run(runs_dir, "smooth", class_names=["a", "b"], losses={0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0})
+    monitor = LiveMonitor(runs_dir, "smooth", smoothing=0.0)
+    box = monitor.widget()
+    monitor.poll()
+    assert [(t.name, list(t.y)) for t in monitor.losses.data] == [("loss/sup", [0.5, 1.0, 1.5, 2.0]),
+                                                                   ("loss/total", [1.0, 2.0, 3.0, 4.0])]
+    monitor._ui["smoothing"].value = 0.5  # what dragging the slider does
+    total = [t for t in monitor.losses.data if t.name == "loss/total"]
+    raw, ema = sorted(total, key=lambda t: t.showlegend is False, reverse=True)
+    assert list(raw.y) == [1.0, 2.0, 3.0, 4.0] and raw.opacity < 1
+    # The debiased EMA with weight 0.5: e_t = (0.5 e_(t-1) + 0.5 x_t) / (1 - 0.5^(t+1)).
+    assert list(ema.y) == pytest.approx([1.0, 5 / 3, 17 / 7, 49 / 15])
+    assert box.children[2].children[0] is monitor.losses  # the view shows the redrawn chart
