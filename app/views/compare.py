@@ -250,7 +250,7 @@ def _final_iou(chosen_runs: dict[str, Run]) -> None:
 
 def _panel() -> None:
     with state.guard("the comparison"):
-        chosen_runs = {run_id: t.refresh() for run_id, t in zip(compared, panel_tailers)}
+        chosen_runs = {run_id: _read(t, status[run_id]) for run_id, t in zip(compared, panel_tailers)}
         st.divider()
         st.header(f"The {len(chosen_runs)} chosen runs")
         st.caption("  ·  ".join(f"**{r}**: {run.status()}, step {latest_step(run)} of {run.total_steps or '?'}"

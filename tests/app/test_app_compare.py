@@ -5,6 +5,7 @@ holds."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -227,3 +228,34 @@ def test_rows_of_runs_not_opened_come_from_manifest_and_evaluations(tmp_path, ap
         assert row["final mIoU"] == pytest.approx(100 * evals[-1].miou)
         assert row["best mIoU"] == pytest.approx(100 * max(e.miou for e in evals))
         assert row["tail mean"] == pytest.approx(100 * np.mean(evals[-1].iou[2:]))
+
+
+def test_a_live_run_is_followed_and_a_finished_one_kept(tmp_path, app_factory):
+    from runs_factory import append_step, write_run
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    write_run(runs, "done", steps=120)
+    writer = write_run(runs, "live", steps=50, finish=False, total_steps=500)
+    try:
+        at = app_factory(runs)
+        at.switch_page("views/compare.py").run()
+        at.sidebar.selectbox(key="run").set_value("live").run()
+        at.sidebar.multiselect(key="compare").set_value(["done"]).run()
+        assert not _problems(at)
+        assert any("**live**: running, step 49 of 500" in c.value and "**done**: finished, step 119 of 120" in c.value
+                   for c in at.caption)
+        rng = np.random.default_rng(5)
+        for step in range(50, 80):
+            append_step(writer, step, rng)
+        writer.flush_media(timeout=30)
+        # The tailer polls at most every 0.5 s; a changed chart is rebuilt at most once a refresh (2 s).
+        time.sleep(2.1)
+        at.run()
+        assert any("**live**: running, step 79 of 500" in c.value for c in at.caption)
+        figure = _figure(at, "cmp_panels")
+        bank = open_run(runs, "live").class_vectors("bank")
+        live = [t for t in figure["data"] if t["name"] == "live"]
+        assert np.array_equal(_values(live[0]["x"]), bank.steps) and bank.steps[-1] == 70
+    finally:
+        writer.close()
