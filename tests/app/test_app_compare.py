@@ -259,3 +259,26 @@ def test_a_live_run_is_followed_and_a_finished_one_kept(tmp_path, app_factory):
         assert np.array_equal(_values(live[0]["x"]), bank.steps) and bank.steps[-1] == 70
     finally:
         writer.close()
+
+
+def test_damaged_and_foreign_runs_leave_the_page_working(tmp_path, app_factory):
+    from runs_factory import damage_run, make_unknown_schema, write_run
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    write_run(runs, "good", steps=120)
+    write_run(runs, "torn", steps=120)
+    write_run(runs, "foreign", steps=20)
+    damage_run(runs / "torn")
+    make_unknown_schema(runs / "foreign")
+    (runs / "not-a-run").mkdir()
+    at = app_factory(runs)
+    at.switch_page("views/compare.py").run()
+    at.sidebar.selectbox(key="run").set_value("good").run()
+    at.sidebar.multiselect(key="compare").set_value(["torn"]).run()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("run")
+    assert "foreign" not in table.index  # another schema: listed on the Runs page with its reason
+    assert table.loc["not-a-run", "status"] == "damaged"
+    assert table.loc["torn", "final mIoU"] == pytest.approx(100 * open_run(runs, "torn").evals()[-1].miou)
+    assert [t["name"] for t in _figure(at, "cmp_miou")["data"]] == ["good", "torn"]
