@@ -48,23 +48,28 @@ class ExplorerUI:
         self._quiet = False
         self.renders = 0
         names = explorer.class_names
-        slider_layout = w.Layout(width="320px")
+        # Labels read in full ("initial": as wide as the text), never cut to "area_thre…".
+        full = {"description_width": "initial"}
+        wide = w.Layout(width="auto", min_width="340px")
         self.sliders = [
-            w.FloatSlider(value=float(explorer.bank[c]), min=0.0, max=1.0, step=0.01, description=f"{c}: {name}"[:18],
-                          continuous_update=False, layout=slider_layout, style={"description_width": "110px"})
+            w.FloatSlider(value=float(explorer.bank[c]), min=0.0, max=1.0, step=0.01, description=f"{c}: {name}",
+                          continuous_update=False, layout=w.Layout(width="auto"), style=full)
             for c, name in enumerate(names)
         ]
         self.k = w.IntSlider(value=explorer.num_categories, min=1, max=explorer.num_classes, description="k",
-                             continuous_update=False)
+                             continuous_update=False, style=full, layout=wide)
         self.area_thresh = w.FloatSlider(value=explorer.area_thresh, min=0.0, max=0.2, step=0.001, readout_format=".3f",
-                                         description="area_thresh", continuous_update=False)
+                                         description="area_thresh", continuous_update=False, style=full, layout=wide)
         self.area_thresh2 = w.FloatSlider(value=explorer.area_thresh2, min=0.0, max=0.2, step=0.001,
-                                          readout_format=".3f", description="area_thresh2", continuous_update=False)
-        self.seed = w.IntText(value=explorer.seed, description="seed")
+                                          readout_format=".3f", description="area_thresh2", continuous_update=False,
+                                          style=full, layout=wide)
+        self.seed = w.IntText(value=explorer.seed, description="seed", style=full, layout=w.Layout(width="160px"))
         self.redraw = w.Button(description="Re-draw", icon="random")
         run_ids = [r.run_id for r in list_runs(self.runs_dir)] if self.runs_dir is not None and self.runs_dir.is_dir() else []
-        self.run = w.Dropdown(options=["(by hand)", *run_ids], value="(by hand)", description="bank of run")
-        self.step = w.IntSlider(value=0, min=0, max=0, description="at step", continuous_update=False, disabled=True)
+        self.run = w.Dropdown(options=["(by hand)", *run_ids], value="(by hand)", description="bank of run",
+                              style=full, layout=w.Layout(width="auto", min_width="420px"))
+        self.step = w.IntSlider(value=0, min=0, max=0, description="at step", continuous_update=False, disabled=True,
+                                style=full, layout=wide)
         self.figure = figure_widget()
         self.copy_paste = w.Image(format="png", layout=w.Layout(width="auto", max_width="100%"))
         self.cutmix = w.Image(format="png", layout=w.Layout(width="auto", max_width="100%"))
@@ -76,14 +81,15 @@ class ExplorerUI:
         self.redraw.on_click(lambda _b: setattr(self.seed, "value", self.seed.value + 1))
         self.run.observe(lambda change: self._on_run(change["new"]), names="value")
         self.step.observe(lambda _change: self._load_run_bank(), names="value")
-        columns = 4
-        grid = [w.HBox(self.sliders[i : i + columns]) for i in range(0, len(self.sliders), columns)]
+        # As many columns as fit, each wide enough for a class name, its track and its readout.
+        grid = w.GridBox(self.sliders, layout=w.Layout(grid_template_columns="repeat(auto-fill, minmax(300px, 1fr))",
+                                                      grid_gap="2px 12px"))
         self.box = w.VBox([
             w.HTML("<b>Confidence bank</b> (low = under-performing class: drawn more often)"),
-            *grid,
-            w.HBox([self.run, self.step]),
-            w.HBox([self.k, self.seed, self.redraw]),
-            w.HBox([self.area_thresh, self.area_thresh2]),
+            grid,
+            w.HBox([self.run, self.step], layout=w.Layout(flex_flow="row wrap")),
+            w.HBox([self.k, self.seed, self.redraw], layout=w.Layout(flex_flow="row wrap")),
+            w.HBox([self.area_thresh, self.area_thresh2], layout=w.Layout(flex_flow="row wrap")),
             self.figure,
             w.HTML("<b>Adaptive Copy-Paste</b>"), self.copy_paste,
             w.HTML("<b>Adaptive CutMix</b>"), self.cutmix,
