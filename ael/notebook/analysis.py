@@ -185,10 +185,18 @@ class RunAnalysis:
         return pd.DataFrame(rows).set_index("run")
 
     def per_class_table(self) -> pd.DataFrame:
-        """One row per class: pixel share (%), tail flag, and each run's final IoU (%)."""
+        """One row per class: pixel share (%), tail flag, and each run's final IoU (%).
+
+        Share and tail are the first run's; runs whose labeled splits make other classes tail are
+        named in a warning (each run's own tail classes: :meth:`tail_classes`).
+        """
         import pandas as pd
 
         first = self.results[self.comparable[0]]
+        others = [r for r in self.comparable if (tail_mask(self.results[r].frequencies) != tail_mask(first.frequencies)).any()]
+        if others:
+            logger.warning("the tail column is %s's tail classes %s; these runs have others: %s", first.run_id,
+                           self.tail_classes(first.run_id), {r: self.tail_classes(r) for r in others})
         table = pd.DataFrame({"share (%)": 100 * first.frequencies, "tail": tail_mask(first.frequencies)},
                              index=pd.Index(self.class_names, name="class"))
         for run_id in self.comparable:

@@ -83,3 +83,19 @@ def test_default_without_groups_is_one_run_per_method(runs_dir):
     run_ids, why = default_runs(runs_dir)
     assert run_ids == ["s1", "a3", "c1"]  # the newest finished of each, oldest first
     assert why.startswith("the newest finished run of each method (AEL, CutMix-Seg, supervised)")
+
+
+def test_per_class_table_names_runs_whose_tail_classes_differ(runs_dir, caplog):
+    config = load_yaml(ABLATIONS_DIR / "ael.yaml")
+    write_run(runs_dir, "x1", class_names=NAMES5, config=config, frequencies=np.array([0.55, 0.30, 0.10, 0.03, 0.02]),
+              evals={4: np.full(5, 0.5)})
+    write_run(runs_dir, "x2", class_names=NAMES5, config=config, frequencies=np.array([0.55, 0.30, 0.11, 0.04, 0.0]),
+              evals={4: np.full(5, 0.5)})
+    write_run(runs_dir, "x3", class_names=NAMES5, config=config, frequencies=np.array([0.50, 0.30, 0.12, 0.07, 0.01]),
+              evals={4: np.full(5, 0.5)})
+    analysis = RunAnalysis(runs_dir, ["x1", "x2", "x3"])
+    with caplog.at_level("WARNING", logger="ael.notebook.analysis"):
+        table = analysis.per_class_table()
+    assert list(table["tail"]) == [False, False, False, True, True]  # x1's
+    assert analysis.tail_classes("x3") == ["rider"]
+    assert "these runs have others: {'x3': ['rider']}" in caplog.text  # x2 has x1's tail classes
