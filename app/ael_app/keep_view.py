@@ -83,6 +83,13 @@ _SCRIPT = """
       view.base = gd.__aelBase;
       views.set(gd.__aelId, view);
     });
+    // Plotly's double-click goes back to the range the chart was drawn with, which is the kept
+    // zoom when the keeper put it back: zoom all the way out instead, and forget the zoom.
+    gd.on('plotly_doubleclick', () => {
+      const view = views.get(gd.__aelId);
+      if (view) { view.x = null; view.y = null; }
+      window.Plotly.relayout(gd, {'xaxis.autorange': true, 'yaxis.autorange': true});
+    });
     // After every draw (the first one included), put back what the user chose, if it differs.
     gd.on('plotly_afterplot', () => { if (!gd.__aelApplying) apply(gd); });
     setTimeout(() => apply(gd), 0);

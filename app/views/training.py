@@ -132,6 +132,6 @@ with st.expander("Chart options"):
         st.slider("Smoothing", 0.0, 0.99, DEFAULT_SMOOTHING, 0.01, key="training_smoothing",
                   help="Exponential moving average of the losses and the AEL diagnostics (the raw values "
                        "stay drawn, faint): the weight of the previous smoothed value.")
-    st.caption("Click a legend entry to hide a series; double-click to show it alone. Drag to zoom, "
-               "double-click the chart to zoom out.")
+    st.caption("Drag to zoom; double-click the chart to zoom out. Click a legend entry to hide a series, "
+               "double-click it to show it alone. The zoom and hidden series stay while the run refreshes.")
 state.live_panel(_panel, key="training_panel", tailers=[tailer])
