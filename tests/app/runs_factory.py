@@ -58,6 +58,27 @@ def write_run(runs_dir: Path, run_id: str, *, steps: int = 200, num_classes: int
     return writer
 
 
+def write_trainer_run(runs_dir: Path, run_id: str, *, iterations: int = 480, eval_every: int = 160,
+                      num_classes: int = 8, seed: int = 0) -> RunWriter:
+    """A finished run logged as :class:`ael.engine.Trainer` logs: an iteration's scalars at its
+    0-based index (0 ... iterations - 1), evaluations and the checkpoint heartbeat at the count of
+    iterations done (eval_every, ..., iterations)."""
+    rng = np.random.default_rng(seed)
+    names = [f"class{i}" for i in range(num_classes)]
+    writer = RunWriter(runs_dir, run_id, class_names=names, dataset="synthetic", split="64 labeled",
+                       total_steps=iterations, heartbeat_s=0.2)
+    for it in range(iterations):
+        append_step(writer, it, rng, classes_every=10, eval_every=0, media_every=0)
+        done = it + 1
+        if done % eval_every == 0 or done == iterations:
+            iou = rng.random(num_classes)
+            writer.log_eval(done, miou=float(iou.mean()), iou=iou, confusion=rng.integers(0, 50, (num_classes,) * 2),
+                            model="teacher")
+            writer.heartbeat(done)
+    writer.finish()
+    return writer
+
+
 def append_step(writer: RunWriter, step: int, rng: np.random.Generator, *, dataset=None, classes_every: int = 10,
                 eval_every: int = 100, media_every: int = 100) -> None:
     """Append what a trainer logs at ``step``."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 
 import numpy as np
 import pytest
-from runs_factory import append_step, damage_run, make_unknown_schema, write_run
+from runs_factory import append_step, damage_run, make_unknown_schema, write_run, write_trainer_run
 
-from ael.runs import open_run
+from ael.runs import list_runs, open_run
 
 PAGES = ("views/training.py", "views/confidence.py", "views/pseudo_labels.py", "views/lab.py")
 
@@ -124,7 +125,7 @@ def test_compare_two_runs(two_runs, app_factory):
     other = next(iter(at.sidebar.multiselect(key="compare").options)).split(" ")[0]
     at.sidebar.multiselect(key="compare").set_value([other]).run()
     assert not _problems(at)
-    assert _charts(at) == 4  # mIoU, one per-class figure per run, final IoU bars
+    assert _charts(at) == 3  # mIoU, the per-class panels (every run on shared axes), final IoU bars
 
 
 def test_empty_and_missing_folder(runs_dir, app_factory, tmp_path):
@@ -243,3 +244,84 @@ def test_lab_redraw_and_edited_bank(two_runs, app_factory):
     sliders[0].set_value(0.0).run()
     assert not _problems(at)
     assert _images(at) == 8
+
+
+def _stamps(at) -> list[str]:
+    return [c.value for c in at.caption if c.value.startswith("Last updated")]
+
+
+def test_every_live_view_says_when_it_was_updated(runs_dir, app_factory):
+    write_run(runs_dir, "done", steps=150)
+    writer = write_run(runs_dir, "live", steps=50, finish=False, total_steps=1000)
+    try:
+        at = app_factory(runs_dir)
+        assert at.sidebar.selectbox(key="run").value == "live"  # a running run is picked first
+        assert [s.split(" · ")[1] for s in _stamps(at)] == ["refreshing every 2 s"]  # the Runs page
+        for page in PAGES:
+            at.switch_page(page).run()
+            assert not _problems(at), page
+            (stamp,) = _stamps(at)
+            assert re.fullmatch(r"Last updated \d\d:\d\d:\d\d · refreshing every 2 s", stamp), page
+        at.sidebar.selectbox(key="run").set_value("done").run()
+        (stamp,) = _stamps(at)
+        assert stamp.endswith("· not refreshing (done finished); checking every 5 s for a resume")
+        at.sidebar.toggle(key="live").set_value(False).run()
+        (stamp,) = _stamps(at)
+        assert stamp.endswith("· Live is off: turn it on in the sidebar to follow the runs")
+    finally:
+        writer.finish()
+
+
+def test_steps_agree_between_runs_and_training(runs_dir, app_factory):
+    # Logged as the trainer logs: the last scalar at step 479, the final evaluation at 480.
+    write_trainer_run(runs_dir, "trained", iterations=480, eval_every=160)
+    run = open_run(runs_dir, "trained")
+    assert run.scalar("loss/total")[0][-1] == 479
+    assert [e.step for e in run.evals()] == [160, 320, 480]
+    (summary,) = list_runs(runs_dir)
+    assert summary.step == run.manifest["step"] == 480
+    at = app_factory(runs_dir)
+    table = at.dataframe[0].value.set_index("run")
+    assert (table.loc["trained", "step"], table.loc["trained", "of"]) == (480, 480)
+    at.switch_page("views/training.py").run()
+    assert at.metric[1].value == "480 / 480"
+    # The mIoU chart's x axis spans from step 0, as the scalar charts do, to the latest step.
+    for element in at.get("plotly_chart"):
+        layout = json.loads(element.proto.spec)["layout"]
+        assert layout["xaxis"]["autorangeoptions"]["include"] == [0, 480]
+    miou = _traces(at, "teacher mIoU")[0]
+    assert miou["x"].tolist() == [160, 320, 480]
+    np.testing.assert_allclose(miou["y"], [100 * e.miou for e in run.evals()], rtol=1e-12)
+
+
+def test_runs_page_shows_each_problem_in_full(runs_dir, app_factory):
+    writer = write_run(runs_dir, "stopped", steps=30, finish=False, total_steps=300)
+    reason = ("stopped at iteration 30 of 300 on request; continue with: ael train --resume "
+              + str(runs_dir / "stopped") + " " + "(a long reason that a table cell cuts) " * 3)
+    writer.crash(RuntimeError(reason))
+    (summary,) = list_runs(runs_dir)
+    at = app_factory(runs_dir)
+    assert at.dataframe[0].value.loc[0, "problem"] == summary.error
+    assert reason in summary.error
+    assert [c.value for c in at.code] == [summary.error]
+    assert any(m.value == "**stopped** · crashed" for m in at.markdown)
+
+
+def test_training_smoothing(two_runs, app_factory):
+    run = open_run(two_runs, "ael-run")
+    at = app_factory(two_runs)
+    at.sidebar.selectbox(key="run").set_value("ael-run")
+    at.switch_page("views/training.py").run()
+    smoothed = _traces(at, "loss/")
+    names = sorted(run.scalar_names())
+    losses = [n for n in names if n.startswith("loss")]
+    # Each loss twice, the faint raw line (the reader's values) and then the smoothed one.
+    assert [t["name"] for t in smoothed] == [n for n in losses for _ in (0, 1)]
+    for raw, ema in zip(smoothed[::2], smoothed[1::2]):
+        steps, values = run.scalar(raw["name"])
+        assert raw["x"].tolist() == ema["x"].tolist() == steps.tolist()
+        np.testing.assert_array_equal(raw["y"], values)
+        assert np.abs(np.diff(ema["y"])).sum() < np.abs(np.diff(values)).sum()
+    assert at.slider(key="training_smoothing").value == 0.6
+    at.slider(key="training_smoothing").set_value(0.0).run()
+    assert [t["name"] for t in _traces(at, "loss/")] == losses
