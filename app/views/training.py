@@ -60,7 +60,7 @@ def _panel() -> None:
         names = run.scalar_names()
         teacher = run.evals("teacher") or run.evals()
         last = latest_step(run)
-        cols = st.columns(5)
+        cols = st.columns([1, 1.6, 1.2, 1, 1])  # "12345 / 40000" fits the step column
         cols[0].metric("Status", summary_status)
         total = run.total_steps
         cols[1].metric("Step", "–" if last is None else (f"{last} / {total}" if total else str(last)))
