@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import numpy as np
@@ -33,8 +32,6 @@ GROUPS = (
 # whose 0/1 indicators (copy_paste/applied, cutmix/box_found) are a solid zig-zag unsmoothed.
 SMOOTHED = ("Losses", "AEL diagnostics")
 DEFAULT_SMOOTHING = 0.6
-# The smoothing keyword of scalar_lines_figure (EMA weight of the previous value).
-SMOOTHING_READY = "smoothing" in inspect.signature(scalar_lines_figure).parameters
 
 
 def _x_axis(fig, last: int | None):
@@ -78,7 +75,7 @@ def _panel() -> None:
             st.info("Nothing logged yet: the first records appear here as soon as the trainer writes them.")
             return
         log_losses = st.session_state.get("training_log_losses", False)
-        smoothing = float(st.session_state.get("training_smoothing", DEFAULT_SMOOTHING)) if SMOOTHING_READY else 0.0
+        smoothing = float(st.session_state.get("training_smoothing", DEFAULT_SMOOTHING))
         used: set[str] = set()
         left, right = st.columns(2)
         slots = [left, right]
@@ -90,7 +87,7 @@ def _panel() -> None:
             used.update(group)
             series = {n: run.scalar(n) for n in group}
             log_y = log_losses and title == "Losses"
-            extra = {"smoothing": smoothing} if SMOOTHING_READY and title in SMOOTHED else {}
+            extra = {"smoothing": smoothing} if title in SMOOTHED else {}
             with slots[drawn % 2]:
                 live_chart(f"training_{title}", lambda series=series, title=title, log_y=log_y, extra=extra: _x_axis(
                     scalar_lines_figure(series, title=title, log_y=log_y, uirevision=f"{run.run_id}/{title}", **extra),
@@ -128,10 +125,9 @@ def _panel() -> None:
 
 with st.expander("Chart options"):
     st.toggle("Logarithmic loss axis", key="training_log_losses")
-    if SMOOTHING_READY:
-        st.slider("Smoothing", 0.0, 0.99, DEFAULT_SMOOTHING, 0.01, key="training_smoothing",
-                  help="Exponential moving average of the losses and the AEL diagnostics (the raw values "
-                       "stay drawn, faint): the weight of the previous smoothed value.")
+    st.slider("Smoothing", 0.0, 0.99, DEFAULT_SMOOTHING, 0.01, key="training_smoothing",
+              help="Exponential moving average of the losses and the AEL diagnostics (the raw values "
+                   "stay drawn, faint): the weight of the previous smoothed value.")
     st.caption("Drag to zoom; double-click the chart to zoom out. Click a legend entry to hide a series, "
                "double-click it to show it alone. The zoom and hidden series stay while the run refreshes.")
 state.live_panel(_panel, key="training_panel", tailers=[tailer])
