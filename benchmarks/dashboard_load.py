@@ -139,28 +139,19 @@ DRAWN = ("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 10 &&
 
 
 class Work:
-    """CPU seconds spent while a page opens, beside its wall time: the browser's main thread (busy
-    time from the DevTools protocol's ``TaskDuration``) and the server process. On a machine shared
-    with trainings, wall time mostly measures the load; the work done moves with the change."""
+    """Server CPU seconds spent while a page opens, beside its wall time. On a machine shared with
+    trainings, wall time mostly measures the load; CPU seconds do not. (The browser's DevTools
+    ``TaskDuration`` was tried too: it is wall time of tasks, so the load inflates it as well, and a
+    navigation restarts it, so it is not reported.)"""
 
-    def __init__(self, page, server_pid: int) -> None:
-        self.cdp = page.context.new_cdp_session(page)
-        self.cdp.send("Performance.enable")
+    def __init__(self, server_pid: int) -> None:
         self.server = psutil.Process(server_pid)
 
-    def _now(self) -> tuple[float, float]:
-        metrics = {m["name"]: m["value"] for m in self.cdp.send("Performance.getMetrics")["metrics"]}
-        cpu = self.server.cpu_times()
-        return metrics.get("TaskDuration", 0.0), cpu.user + cpu.system
-
     def measure(self, load) -> str:
-        """``load()`` (which returns its wall time) as "wall s (browser busy s, server CPU s)"."""
-        browser, server = self._now()
+        """``load()`` (which returns its wall time) as "wall s (server CPU s)"."""
+        before = sum(self.server.cpu_times()[:2])
         wall = load()
-        browser_after, server_after = self._now()
-        # A navigation starts a new document, whose TaskDuration restarts from zero.
-        busy = browser_after - browser if browser_after >= browser else browser_after
-        return f"{wall:.2f} s (browser busy {busy:.2f} s, server CPU {server_after - server:.2f} s)"
+        return f"{wall:.2f} s (server CPU {sum(self.server.cpu_times()[:2]) - before:.2f} s)"
 
 
 def time_confidence_page(page, url: str) -> float:
@@ -220,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1400, "height": 2400})
-                work = Work(page, server.pid)
+                work = Work(server.pid)
                 cold = work.measure(lambda: time_confidence_page(page, url))
                 warm = work.measure(lambda: time_confidence_page(page, url))
                 page.screenshot(path=str(Path(tmp) / "confidence.png"))
