@@ -138,7 +138,7 @@ def test_a_wide_figure_lists_only_the_highlighted_or_chosen_classes():
 def test_log_frequency_bars_keep_a_zero_class_flagged_at_the_floor():
     names = ["background", "blob-1", "ring", "disc"]
     groups = {"labels": np.array([0.6, 0.3, 0.002, 0.0005]), "pseudo-labels": np.array([0.7, 0.3, 0.0, 0.0])}
-    fig = grouped_bars_figure(groups, names, log_y=True, percent=True)
+    fig = grouped_bars_figure(groups, names, log_y=True, percent=True, zero_label={"pseudo-labels": ZERO_LABEL})
     pseudo = fig.data[1]
     floor = 10 ** fig.layout.yaxis.range[0]
     assert floor == pytest.approx(1e-5)  # a decade below the smallest positive share, 0.05 %
@@ -149,9 +149,13 @@ def test_log_frequency_bars_keep_a_zero_class_flagged_at_the_floor():
     assert pseudo.text[:2] == ("", "") and list(pseudo.y[:2]) == [0.7, 0.3]
     assert fig.data[0].text == ("",) * 4
     assert list(fig.layout.yaxis.ticktext) == ["0.001 %", "0.01 %", "0.1 %", "1 %", "10 %", "100 %"]
-    # On a linear axis a zero bar has no height: the label still marks it.
-    linear = grouped_bars_figure(groups, names)
+    # Without a label of its own a zero reads "0" on a log axis.
+    plain = grouped_bars_figure(groups, names, log_y=True)
+    assert plain.data[1].text == ("", "", "0", "0") and floor < plain.data[1].y[3] < 0.0005
+    # On a linear axis a zero bar has no height: a given label marks it (an IoU of 0 gets none by default).
+    linear = grouped_bars_figure(groups, names, zero_label=ZERO_LABEL)
     assert list(linear.data[1].y[2:]) == [0.0, 0.0] and linear.data[1].text[2:] == (ZERO_LABEL, ZERO_LABEL)
+    assert grouped_bars_figure(groups, names).data[1].text == ("",) * 4
 
 
 def test_log_ticks_read_as_plain_numbers():

@@ -90,7 +90,7 @@ def grouped_bars_figure(
     height: int = 360,
     errors: Mapping[str, np.ndarray] | None = None,
     percent: bool = False,
-    zero_label: str = ZERO_LABEL,
+    zero_label: str | Mapping[str, str] | None = None,
     uirevision: str | None = None,
 ) -> go.Figure:
     """Per-class vectors side by side (e.g. pixel frequency in labels vs pseudo-labels, or the
@@ -98,7 +98,8 @@ def grouped_bars_figure(
 
     A value of exactly zero is drawn, never dropped: on a log axis (where zero has no place) its
     bar is a short cross-hatched stub at the axis floor, a decade below the smallest positive
-    value, and on either axis it is labelled ``zero_label`` (hover gives the true 0). A class
+    value, labelled ``0`` or ``zero_label`` (hover gives the true 0); on a linear axis it is
+    labelled only when ``zero_label`` is given. A class
     nobody predicts is the signal to see, not a missing bar.
 
     Args:
@@ -109,7 +110,8 @@ def grouped_bars_figure(
         height: pixels.
         errors: legend name -> ``(C,)`` error bar half-lengths (the spread over seeds), optional.
         percent: the values are shares in [0, 1]: log ticks read ``0.1 %``, ``1 %``, ...
-        zero_label: text over a zero bar.
+        zero_label: text over a zero bar, one for all groups or per group name (e.g.
+            :data:`ZERO_LABEL` for pseudo-labels); None: ``0`` on a log axis, nothing on a linear one.
         uirevision: keeps zoom and legend toggles across redraws while it stays the same.
     """
     go = plotly_go()
@@ -130,6 +132,8 @@ def grouped_bars_figure(
     fig = go.Figure()
     for n, (label, vector) in enumerate(vectors.items()):
         zero = vector == 0
+        label_zero = zero_label.get(label) if isinstance(zero_label, Mapping) else zero_label
+        label_zero = label_zero or ("0" if log_y else "")
         error = None
         if errors is not None and label in errors:
             error = {"type": "data", "array": np.asarray(errors[label], dtype=np.float64), "visible": True}
@@ -138,7 +142,7 @@ def grouped_bars_figure(
             x=names, y=shown, name=label, error_y=error, customdata=vector,
             marker={"color": SERIES_COLOURS[n % len(SERIES_COLOURS)],
                     "pattern": {"shape": ["x" if z else "" for z in zero], "solidity": 0.4}},
-            text=[zero_label if z else "" for z in zero], textposition="outside", cliponaxis=False,
+            text=[label_zero if z else "" for z in zero], textposition="outside", cliponaxis=False,
             textfont={"size": 10}, hovertemplate="%{x}: %{customdata:.4g}<extra>" + label + "</extra>"))
     fig.update_layout(barmode="group", title=title or None, height=height, yaxis_title=y_title or None,
                       margin={"l": 60, "r": 10, "t": 40 if title else LEGEND_TOP, "b": 40}, legend=legend_right(),

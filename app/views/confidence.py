@@ -10,7 +10,7 @@ from ael_app import state
 from ael_app.render import choose_step, live_chart
 
 from ael.runs import row_at, tail_indices
-from ael.viz.class_figures import class_bars_figure, grouped_bars_figure
+from ael.viz.class_figures import ZERO_LABEL, class_bars_figure, grouped_bars_figure
 from ael.viz.figures import class_heatmap_figure, class_lines_figure
 
 st.title("Confidence bank")
@@ -122,17 +122,19 @@ def _panel() -> None:
                 st.info("No evaluation yet.")
         with right:
             st.subheader("Class pixel frequency")
-            groups = {}
-            for name, label in (("freq_labeled", "labels"), ("freq_pseudo", "pseudo-labels")):
+            groups, zero_labels = {}, {}
+            for name, label, zero_label in (("freq_labeled", "labels", "0 — not in the labels"),
+                                            ("freq_pseudo", "pseudo-labels", ZERO_LABEL)):
                 if name in names:
                     found = row_at(run.class_vectors(name), step)
                     if found is not None:
                         groups[f"{label} (step {found[0]})"] = found[1]
+                        zero_labels[f"{label} (step {found[0]})"] = zero_label
             if groups:
                 log_y = bool(st.session_state.get("conf_log_freq", True))
                 _chart("conf_freq", run.run_id, lambda: grouped_bars_figure(
                     groups, reference.class_names, y_title="share of pixels", log_y=log_y, percent=True,
-                    uirevision=f"{uirev}/freq"),
+                    zero_label=zero_labels, uirevision=f"{uirev}/freq"),
                        inputs=(run.run_id, log_y, step if not st.session_state.get(
                            f"conf_step_{run.run_id}_follow", True) else None),
                        version=tuple(groups), points=4 * len(groups) * c)
