@@ -10,8 +10,12 @@ from ael.config.sections import Config
 __all__ = ["demo_config"]
 
 
-def demo_config(*, runs_dir: str = "runs", iterations: int = 480, seed: int = 0) -> Config:
-    """The demo's config: AEL on the synthetic default, sized for two CPU cores."""
+def demo_config(*, runs_dir: str = "runs", iterations: int = 480, seed: int = 0, num_val: int = 32) -> Config:
+    """The demo's config: AEL on the synthetic default, sized for two CPU cores.
+
+    ``num_val`` validation images: the notebooks' quick views use 32; ``ael demo`` uses 256, so that
+    its side-by-side comparison is not dominated by the noise of a small validation set.
+    """
     evals = max(1, iterations // 3)
     data: dict[str, Any] = {
         # Trained from scratch: ramp lambda_u up over the first third so the teacher knows
@@ -24,7 +28,7 @@ def demo_config(*, runs_dir: str = "runs", iterations: int = 480, seed: int = 0)
         "data": {
             "dataset": "synthetic",
             "synthetic": {"num_classes": 8, "image_size": 64, "num_labeled": 32, "num_unlabeled": 256,
-                          "num_val": 32},
+                          "num_val": num_val},
             "crop_size": 64, "batch_size_labeled": 4, "batch_size_unlabeled": 4, "num_workers": 0,
         },
         "train": {
