@@ -10,44 +10,16 @@ AEL_REQUIRE_BROWSER=1.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_support import ARTIFACTS, browser_tab, served_dashboard
 from runs_factory import append_step, write_run
 
 from ael.runs import open_run
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
-
 pytestmark = pytest.mark.browser
-
-if not CHROMIUM.exists():
-    if os.environ.get("AEL_REQUIRE_BROWSER") == "1":
-        raise RuntimeError(f"AEL_REQUIRE_BROWSER=1 but {CHROMIUM} is missing "
-                           "(apt-get install -y --no-install-recommends chromium)")
-    pytest.skip(f"{CHROMIUM} not installed", allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _dashboard_command(runs: Path, port: int) -> list[str]:
-    ael = Path(sys.executable).with_name("ael")
-    base = [str(ael)] if ael.exists() else [sys.executable, "-m", "ael.cli"]
-    return [*base, "dashboard", "--runs", str(runs), "--port", str(port)]
 
 
 @pytest.fixture(scope="module")
@@ -57,45 +29,17 @@ def served(tmp_path_factory):
     runs.mkdir()
     write_run(runs, "done", steps=400, eval_every=100, media_every=100)
     writer = write_run(runs, "live", steps=100, finish=False, total_steps=1000, media_every=50)
-    port = _free_port()
-    log = open(runs.parent / "server.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen(_dashboard_command(runs, port), stdout=log, stderr=subprocess.STDOUT,
-                              cwd=Path(__file__).resolve().parents[2])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            raise RuntimeError(f"dashboard did not start: {(runs.parent / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.3)
     try:
-        yield url, writer
+        with served_dashboard(runs) as url:
+            yield url, writer
     finally:
         writer.close()
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def page(served):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 2200})
+    with browser_tab(height=2200) as tab:
         yield tab
-        browser.close()
 
 
 def _settle(tab, *, charts: int = 0, images: int = 0, timeout_s: float = 30) -> None:

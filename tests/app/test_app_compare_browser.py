@@ -5,35 +5,18 @@ AEL_REQUIRE_BROWSER=1."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import numpy as np
 import pytest
+from browser_support import ARTIFACTS, browser_tab, served_dashboard
 from runs_factory import write_run
 
 from ael.runs import list_runs, open_run
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 # st.dataframe's grid: a header row, then rows of this height; the row markers (checkboxes) on the left.
 ROW_PX = 35
 MARKER_X_PX = 18
 
 pytestmark = pytest.mark.browser
-
-if not CHROMIUM.exists():
-    if os.environ.get("AEL_REQUIRE_BROWSER") == "1":
-        raise RuntimeError(f"AEL_REQUIRE_BROWSER=1 but {CHROMIUM} is missing")
-    pytest.skip(f"{CHROMIUM} not installed", allow_module_level=True)
-
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
@@ -42,36 +25,8 @@ def served(tmp_path_factory):
     runs.mkdir()
     for i, run_id in enumerate(("r1", "r2", "r3")):
         write_run(runs, run_id, steps=200 + 100 * i, seed=i)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ael = Path(sys.executable).with_name("ael")
-    command = [str(ael)] if ael.exists() else [sys.executable, "-m", "ael.cli"]
-    log = open(runs.parent / "server.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen([*command, "dashboard", "--runs", str(runs), "--port", str(port)], stdout=log,
-                              stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            raise RuntimeError(f"dashboard did not start: {(runs.parent / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.3)
-    try:
+    with served_dashboard(runs) as url:
         yield url, runs
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 def _panel_traces(tab) -> list[dict]:
@@ -102,29 +57,21 @@ def _click_row(tab, row: int) -> None:
 
 
 def test_clicking_table_rows_chooses_the_runs_the_charts_compare(served):
-    from playwright.sync_api import sync_playwright
-
     url, runs = served
     order = [s.run_id for s in list_runs(runs)]  # the table's rows, newest first
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            tab = browser.new_page(viewport={"width": 1400, "height": 2000})
-            tab.goto(f"{url}/compare?run=r1")
-            tab.wait_for_selector('[data-testid="stDataFrame"] canvas', timeout=60_000)
-            tab.get_by_text("Choose at least two runs", exact=False).wait_for(timeout=60_000)
-            assert _panel_traces(tab) == []
+    with browser_tab(height=2000) as tab:
+        tab.goto(f"{url}/compare?run=r1")
+        tab.wait_for_selector('[data-testid="stDataFrame"] canvas', timeout=60_000)
+        tab.get_by_text("Choose at least two runs", exact=False).wait_for(timeout=60_000)
+        assert _panel_traces(tab) == []
 
-            _click_row(tab, order.index("r2"))
-            traces = _wait_for_runs(tab, ["r1", "r2"])
-            _click_row(tab, order.index("r3"))
-            traces = _wait_for_runs(tab, ["r1", "r2", "r3"])
-            tab.screenshot(path=str(ARTIFACTS / "compare_rows.png"), full_page=True)
-            _click_row(tab, order.index("r1"))
-            traces = _wait_for_runs(tab, ["r2", "r3"])
-        finally:
-            browser.close()
+        _click_row(tab, order.index("r2"))
+        traces = _wait_for_runs(tab, ["r1", "r2"])
+        _click_row(tab, order.index("r3"))
+        traces = _wait_for_runs(tab, ["r1", "r2", "r3"])
+        tab.screenshot(path=str(ARTIFACTS / "compare_rows.png"), full_page=True)
+        _click_row(tab, order.index("r1"))
+        traces = _wait_for_runs(tab, ["r2", "r3"])
     compared = 0
     for trace in traces:
         panel = 0 if trace["xaxis"] == "x" else int(trace["xaxis"][1:]) - 1

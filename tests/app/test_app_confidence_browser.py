@@ -9,38 +9,17 @@ without /usr/bin/chromium unless AEL_REQUIRE_BROWSER=1.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_support import browser_tab, served_dashboard
 from runs_factory import append_step, class_rows, write_run
 
 from ael.runs import open_run, tail_indices
 from ael.viz.class_figures import ZERO_LABEL
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
 pytestmark = pytest.mark.browser
-
-if not CHROMIUM.exists():
-    if os.environ.get("AEL_REQUIRE_BROWSER") == "1":
-        raise RuntimeError(f"AEL_REQUIRE_BROWSER=1 but {CHROMIUM} is missing")
-    pytest.skip(f"{CHROMIUM} not installed", allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -60,47 +39,19 @@ def live(tmp_path_factory):
 
     appender = threading.Thread(target=append, daemon=True)
     appender.start()
-    port = _free_port()
-    ael = Path(sys.executable).with_name("ael")
-    base = [str(ael)] if ael.exists() else [sys.executable, "-m", "ael.cli"]
-    log = open(runs.parent / "server.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen([*base, "dashboard", "--runs", str(runs), "--port", str(port)], stdout=log,
-                              stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            raise RuntimeError(f"dashboard did not start: {(runs.parent / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.3)
     try:
-        yield url, runs
+        with served_dashboard(runs) as url:
+            yield url, runs
     finally:
         stop.set()
         appender.join()
         writer.close()
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def page(live):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser.new_page(viewport={"width": 1400, "height": 2400})
-        browser.close()
+    with browser_tab(height=2400) as tab:
+        yield tab
 
 
 def _plot(tab, key: str, expression: str):

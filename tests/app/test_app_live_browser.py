@@ -8,17 +8,15 @@ Skipped without /usr/bin/chromium unless AEL_REQUIRE_BROWSER=1 (see test_app_bro
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_support import ARTIFACTS, browser_tab, served_dashboard
 from runs_factory import append_step, write_run
-from test_app_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _dashboard_command, _free_port
 
 from ael.runs import RunWriter, open_run
 
@@ -55,46 +53,18 @@ def served(tmp_path_factory):
     stopped = write_run(runs, "paused", steps=60, finish=False, total_steps=300, media_every=0)
     stopped.crash(RuntimeError("stopped at iteration 60 of 300 on request"))
     feeder = _Feeder(live, 200)
-    port = _free_port()
-    log = open(runs.parent / "server.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen(_dashboard_command(runs, port), stdout=log, stderr=subprocess.STDOUT,
-                              cwd=Path(__file__).resolve().parents[2])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            raise RuntimeError(f"dashboard did not start: {(runs.parent / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.3)
     try:
-        yield url, runs
+        with served_dashboard(runs) as url:
+            yield url, runs
     finally:
         feeder.stop()
         live.close()
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def tab(served):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    with browser_tab(height=1800) as page:
         yield page
-        browser.close()
 
 
 URLS = (("", "Runs", "/runs"), ("runs", "Runs", "/runs"), ("training", "Training", "/training"),
