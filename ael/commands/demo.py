@@ -26,8 +26,8 @@ from ael.config.demo import demo_config
 __all__ = ["cli_main", "demo_config", "progress_table", "side_by_side"]
 
 # 1280 iterations: where AEL's tail lead over supervised training holds on every seed (configs/synthetic_ssl.yaml,
-# benchmarks/RESULTS.md); at 480 supervised training was ahead on all three seeds measured. About 6 minutes
-# for both methods on 2 cores.
+# benchmarks/RESULTS.md); at 480 supervised training was ahead on all three seeds measured. 8–9 minutes
+# for both methods on one thread of a quiet 2-core machine.
 DEMO_ITERATIONS = 1280
 DEMO_VAL_IMAGES = 256
 
