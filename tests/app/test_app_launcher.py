@@ -12,7 +12,7 @@ from ael.dashboard import APP_ENTRY, streamlit_command
 
 def test_command_binds_localhost_and_watches_nothing(tmp_path):
     cmd = streamlit_command(tmp_path, port=8600)
-    assert cmd[:4] == [sys.executable, "-m", "streamlit", "run"]
+    assert cmd[:4] == [sys.executable, "-m", "ael.dashboard", "run"]
     assert cmd[4] == str(APP_ENTRY) and APP_ENTRY.is_file()
     options = dict(zip(cmd[5:-3:2], cmd[6:-3:2]))
     assert options["--server.address"] == "127.0.0.1"
