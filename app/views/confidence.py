@@ -48,12 +48,10 @@ def _shared(run_id: str, chart: str, inputs: tuple, version: object, _build):
     """A figure built once per run, chart, choices and data version, then shared by every session.
 
     A new browser tab (or a reload) starts a new session, whose own chart cache is empty: the
-    figure of a long, wide run is built once instead. The template is set here, before sharing,
-    so that drawing it changes nothing in the shared figure.
+    figure of a long, wide run is built once instead. Drawing it changes nothing in it: the
+    dashboard's theme is plotly's default template in this process (:mod:`ael_app.render`).
     """
-    fig = _build()
-    fig.update_layout(template="plotly_white")
-    return fig
+    return _build()
 
 
 def _chart(key: str, run_id: str, build, *, inputs: tuple, version: object, points: int) -> None:
