@@ -125,14 +125,36 @@ def test_a_chosen_class_is_never_faded():
 def test_a_wide_figure_lists_only_the_highlighted_or_chosen_classes():
     names = [f"class_{i}" for i in range(60)]
     values = np.zeros((5, 60))
-    listed = lambda fig: [t.name for t in fig.data if t.showlegend]  # noqa: E731
+    listed = lambda fig: [t.name for t in fig.data]  # noqa: E731
     assert listed(class_lines_figure(STEPS, values[:, :40], names[:40])) == names[:40]
-    assert listed(class_lines_figure(STEPS, values, names, highlight=[50, 7])) == ["class_7", "class_50"]
-    assert listed(class_lines_figure(STEPS, values, names, highlight=[50], visible=[3, 4])) == ["class_3", "class_4"]
+    assert listed(class_lines_figure(STEPS, values, names, highlight=[50, 7])) == ["class_7", "class_50",
+                                                                                    "58 other classes"]
+    assert listed(class_lines_figure(STEPS, values, names, highlight=[50], visible=[3, 4])) == [
+        "class_3", "class_4", "58 classes not chosen"]
+    assert listed(class_lines_figure(STEPS, values, names)) == ["60 classes"]
     # Steps travel as int32 (the same numbers), values as the run store's float64.
     fig = class_lines_figure(np.arange(5) * 10, np.full((5, 2), 0.1234567890123), names[:2])
     assert fig.data[0].x.dtype == np.int32 and list(fig.data[0].x) == [0, 10, 20, 30, 40]
     assert fig.data[0].y.dtype == np.float64 and fig.data[0].y[0] == 0.1234567890123
+
+
+def test_the_classes_a_wide_figure_does_not_list_are_bundles_that_name_each_line():
+    names = [f"class_{i}" for i in range(45)]
+    values = np.arange(3 * 45, dtype=np.float64).reshape(3, 45)  # value = 45 * step + class
+    highlight = list(range(42))  # 42 highlighted: 40 listed, 2 more in their own bundle
+    fig = class_lines_figure(np.array([0, 10, 20]), values, names, highlight=highlight)
+    assert [t.name for t in fig.data][-2:] == ["2 more highlighted classes", "3 other classes"]
+    more, others = fig.data[-2], fig.data[-1]
+    # One line per class, a gap (NaN) between classes, every point named by its class.
+    np.testing.assert_array_equal(more.y, [40, 85, 130, np.nan, 41, 86, 131, np.nan])
+    assert list(more.x) == [0, 10, 20, 20, 0, 10, 20, 20]
+    assert list(more.text) == ["class_40"] * 4 + ["class_41"] * 4
+    assert list(others.text[::4]) == ["class_42", "class_43", "class_44"]
+    assert "%{text}" in others.hovertemplate and others.connectgaps is False
+    # The rest of the tail stands out from the faded other classes, and bundles follow the classes.
+    assert others.opacity < more.opacity == 0.8
+    assert [t.legendrank for t in fig.data][-2:] == [5000, 5001]
+    assert max(t.legendrank for t in fig.data[:-2]) < 5000
 
 
 def test_log_frequency_bars_keep_a_zero_class_flagged_at_the_floor():
