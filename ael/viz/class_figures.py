@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ael.viz.style import LEGEND_TOP, SERIES_COLOURS, legend_right, palette_colours, plotly_go
+from ael.viz.style import LEGEND_TOP, SERIES_COLOURS, label_margin, legend_right, palette_colours, plotly_go
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -66,7 +66,8 @@ def class_bars_figure(
                              hovertemplate="%{x}: %{y:.4f}<extra>" + label + "</extra>", showlegend=False),
                       row=r, col=1)
     fig.update_layout(title=title or None, height=40 + height_per_row * rows, bargap=0.15,
-                      margin={"l": 50, "r": 10, "t": 50 if title else 30, "b": 40}, uirevision=uirevision)
+                      margin={"l": 50, "r": 10, "t": 50 if title else 30, "b": label_margin(names, base=16)},
+                      uirevision=uirevision)
     return fig
 
 
@@ -145,7 +146,8 @@ def grouped_bars_figure(
             text=[label_zero if z else "" for z in zero], textposition="outside", cliponaxis=False,
             textfont={"size": 10}, hovertemplate="%{x}: %{customdata:.4g}<extra>" + label + "</extra>"))
     fig.update_layout(barmode="group", title=title or None, height=height, yaxis_title=y_title or None,
-                      margin={"l": 60, "r": 10, "t": 40 if title else LEGEND_TOP, "b": 40}, legend=legend_right(),
+                      margin={"l": 60, "r": 10, "t": 40 if title else LEGEND_TOP, "b": label_margin(names, base=16)},
+                      legend=legend_right(),
                       uirevision=uirevision)
     if log_y:
         tickvals, ticktext = log_ticks(floor, high, percent=percent)

