@@ -215,7 +215,8 @@ def _bundle(label: str, members: list[int], steps: np.ndarray, columns: np.ndarr
     gap = np.full((len(members), 1), np.nan)
     y = np.concatenate([columns[members], gap], axis=1).ravel()
     x = np.tile(np.append(steps, steps[-1] if len(steps) else 0), len(members)).astype(steps.dtype, copy=False)
-    text = np.repeat(np.array([str(class_names[c]) for c in members], dtype=object), len(steps) + 1)
+    # A fixed-width string array, not one of objects: plotly deep-copies a figure's arrays twice.
+    text = np.repeat(np.array([str(class_names[c]) for c in members]), len(steps) + 1)
     return {"type": kind, "x": x, "y": y, "text": text, "name": f"{len(members)} {label}", "mode": mode,
             "hovertemplate": "%{text}<br>step %{x}: %{y:.4g}<extra></extra>", "connectgaps": False,
             "line": {"color": "rgb(150,150,150)" if faded else "rgb(95,95,95)", "width": 1.0},
