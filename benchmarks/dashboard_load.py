@@ -5,12 +5,20 @@ and server memory under live refresh.
    per-class vectors for ``--classes`` (150) classes every ``--classes-every`` (10) steps (bank,
    Copy-Paste and CutMix distributions, r_c, pixel frequencies), an evaluation every 2 000 steps.
 2. Serves it with ``python -m ael.commands.dashboard`` (what ``ael dashboard`` runs) on a free port.
-3. Times, in headless chromium, request -> confidence page fully drawn (every chart's SVG and
-   the heatmap present), first (cold: the server parses the run) and again (warm: cached tailer).
+3. Times, in headless chromium, the confidence page until fully drawn (every chart on the page
+   drawn, both heatmaps among them, no spinner), ``--repeats`` (3) times each way (median and
+   range), each first open on its own copy of the long run that the server never read:
+
+   - *first open, fresh browser*: request -> drawn, in a new browser context (no cache: the
+     Streamlit front end and plotly.js are fetched and compiled);
+   - *another run opened from the sidebar*: on an open confidence page, a run chosen in the
+     sidebar's run picker, click -> every chart drawn for it: how a user opens another run;
+   - *loaded again*: the same page requested again (a full page load; the server's reader and
+     figures are cached).
 4. Writes four more runs (``--compare-steps`` steps, ``--compare-classes`` classes, one comparison
    group: two methods x two seeds) and, while writers append to all four at ``--rate`` steps/s,
    times request -> comparison page with the four selected fully drawn (every chart drawn and the
-   panel's "Last updated" line shown), cold and warm.
+   panel's "Last updated" line shown), first and again.
 5. Keeps the confidence page open on the long run, Live on (2 s refresh), while a writer appends
    records at ``--rate`` steps/s, for ``--minutes`` (10); samples the server's RSS every 15 s.
 
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -133,9 +142,14 @@ def rss_mb(pid: int) -> float:
     return (proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))) / 2**20
 
 
-DRAWN = ("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 10 && "
-         "document.querySelectorAll('.js-plotly-plot .hm, .js-plotly-plot .heatmaplayer image').length >= 1 && "
-         "document.querySelectorAll('[data-testid=\"stSpinner\"]').length == 0")
+#: The confidence page of the long run draws five charts (bank lines, bank heatmap, the vectors at
+#: one step, the IoU heatmap, pixel frequencies): all five drawn, both heatmaps, no spinner.
+CONFIDENCE_CHARTS = 5
+DRAWN = ("(() => { const charts = [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')];"
+         f" return charts.length >= {CONFIDENCE_CHARTS} && charts.every(c => c.querySelector('.main-svg'))"
+         " && charts.filter(c => c.querySelector('.hm, .heatmaplayer image')).length >= 2"
+         " && document.querySelectorAll('[data-testid=\"stSpinner\"]').length == 0; })()")
+
 
 
 class Work:
@@ -147,17 +161,49 @@ class Work:
     def __init__(self, server_pid: int) -> None:
         self.server = psutil.Process(server_pid)
 
-    def measure(self, load) -> str:
-        """``load()`` (which returns its wall time) as "wall s (server CPU s)"."""
+    def measure(self, load) -> tuple[float, float]:
+        """``load()`` (which returns its wall time): (wall s, server CPU s)."""
         before = sum(self.server.cpu_times()[:2])
         wall = load()
-        return f"{wall:.2f} s (server CPU {sum(self.server.cpu_times()[:2]) - before:.2f} s)"
+        return wall, sum(self.server.cpu_times()[:2]) - before
 
 
-def time_confidence_page(page, url: str) -> float:
+def summary(samples: list[tuple[float, float]]) -> str:
+    """Wall times as "median (min-max) s over n, server CPU median s"."""
+    walls, cpus = sorted(w for w, _ in samples), sorted(c for _, c in samples)
+    spread = f" ({walls[0]:.2f}-{walls[-1]:.2f})" if len(walls) > 1 else ""
+    return (f"{float(np.median(walls)):.2f} s{spread} over {len(walls)}, "
+            f"server CPU {float(np.median(cpus)):.2f} s")
+
+
+def time_confidence_page(page, url: str, run_id: str = "long-wide") -> float:
     start = time.perf_counter()
-    page.goto(f"{url}/confidence?run=long-wide", wait_until="commit")
+    page.goto(f"{url}/confidence?run={run_id}", wait_until="commit")
     page.wait_for_function(DRAWN, timeout=180_000, polling=50)
+    return time.perf_counter() - start
+
+
+# Every chart of the confidence page drawn for the run ``arg`` (each figure's uirevision starts
+# with its run id), none left over from the previous run, no spinner.
+DRAWN_FOR = ("run => { const charts = [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')];"
+             f" return charts.length >= {CONFIDENCE_CHARTS} && charts.every(c => {{"
+             " const gd = c.querySelector('.js-plotly-plot');"
+             " return gd && gd.querySelector('.main-svg') && String((gd.layout || {}).uirevision || '')"
+             ".startsWith(run + '/'); })"
+             " && document.querySelectorAll('[data-testid=\"stSpinner\"]').length == 0; }")
+
+
+def pick_run_in_sidebar(page, run_id: str) -> float:
+    """On an open page, choose ``run_id`` in the sidebar's run picker (as a user opens another run:
+    no page load) and time Enter -> every chart drawn for it."""
+    picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
+    picker.click()
+    page.keyboard.type(run_id)
+    option = page.get_by_role("option", name=re.compile(rf"^{re.escape(run_id)}\b"))
+    option.wait_for(timeout=30_000)
+    start = time.perf_counter()
+    option.click()
+    page.wait_for_function(DRAWN_FOR, arg=run_id, timeout=180_000, polling=50)
     return time.perf_counter() - start
 
 
@@ -185,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=10.0, help="steps appended per second while live")
     parser.add_argument("--compare-steps", type=int, default=20_000, help="steps of each run on the comparison page")
     parser.add_argument("--compare-classes", type=int, default=21)
+    parser.add_argument("--repeats", type=int, default=3, help="timed opens of each kind (median and range)")
     parser.add_argument("--screenshot", default=None, help="save the page as it is at the end (PNG)")
     args = parser.parse_args(argv)
 
@@ -197,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         size = sum(f.stat().st_size for f in (runs / "long-wide").glob("*.jsonl")) / 2**20
         print(f"run written: {args.steps} steps, {args.classes} classes, class vectors every {args.classes_every} "
               f"steps, {size:.1f} MiB of JSON lines in {time.perf_counter() - t0:.1f} s")
+        # Copies the server has never read, one per first open.
+        fresh_ids = [f"long-wide-fresh-{i}" for i in range(args.repeats)]
+        other_ids = [f"long-wide-other-{i}" for i in range(args.repeats)]
+        for run_id in fresh_ids + other_ids:
+            shutil.copytree(runs / "long-wide", runs / run_id)
         compared = [write_run(runs, args.compare_steps, args.compare_classes, args.classes_every, run_id=run_id,
                               seed=seed, method=method, group="bench") for run_id, method, seed in COMPARE_RUNS]
         print(f"comparison runs written: {len(compared)} x {args.compare_steps} steps, {args.compare_classes} classes")
@@ -206,26 +258,37 @@ def main(argv: list[str] | None = None) -> int:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         stop = threading.Event()
         try:
+            started = time.perf_counter()
             wait_healthy(url, server)
-            print(f"server RSS idle: {rss_mb(server.pid):.0f} MiB")
+            print(f"server up in {time.perf_counter() - started:.1f} s; RSS idle: {rss_mb(server.pid):.0f} MiB")
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1400, "height": 2400})
                 work = Work(server.pid)
-                cold = work.measure(lambda: time_confidence_page(page, url))
-                warm = work.measure(lambda: time_confidence_page(page, url))
-                page.screenshot(path=str(Path(tmp) / "confidence.png"))
-                print(f"confidence page, request -> fully drawn: cold {cold}, warm {warm}")
+                viewport = {"width": 1400, "height": 2400}
+                fresh = []
+                for run_id in fresh_ids:  # a new browser context each time: no cache of any kind
+                    context = browser.new_context(viewport=viewport)
+                    tab = context.new_page()
+                    fresh.append(work.measure(lambda: time_confidence_page(tab, url, run_id)))  # noqa: B023
+                    context.close()
+                page = browser.new_page(viewport=viewport)
+                time_confidence_page(page, url)
+                again = [work.measure(lambda: time_confidence_page(page, url)) for _ in range(args.repeats)]
+                first = [work.measure(lambda: pick_run_in_sidebar(page, r)) for r in other_ids]  # noqa: B023
+                print("confidence page, 40k steps x 150 classes, until fully drawn:")
+                print(f"  first open, fresh browser (request ->): {summary(fresh)}")
+                print(f"  another run opened from the sidebar, first time (click ->): {summary(first)}")
+                print(f"  the page loaded again (request ->): {summary(again)}")
 
                 live = Appender(compared, args.compare_steps, args.rate, args.classes_every)
                 try:
                     ids = [run_id for run_id, _, _ in COMPARE_RUNS]
-                    cold = work.measure(lambda: time_compare_page(page, url, ids))
-                    warm = work.measure(lambda: time_compare_page(page, url, ids))
+                    cold = [work.measure(lambda: time_compare_page(page, url, ids))]
+                    warm = [work.measure(lambda: time_compare_page(page, url, ids)) for _ in range(args.repeats)]
                 finally:
                     live.close()
                 print(f"comparison page, {len(ids)} runs written at {args.rate:g} steps/s each, request -> fully "
-                      f"drawn: cold {cold}, warm {warm}")
+                      f"drawn: first open {summary(cold)}; again {summary(warm)}")
                 time_confidence_page(page, url)  # back on the long run for the memory figure
 
                 rng = np.random.default_rng(1)
