@@ -66,8 +66,9 @@ class Column:
                 _, first_in_reversed = np.unique(steps[::-1], return_index=True)
                 keep = len(steps) - 1 - first_in_reversed
                 steps, values = steps[keep], values[keep]
-            else:
-                steps, values = steps.copy(), values.copy()
+            # Otherwise views of the buffers, not copies: the rows below ``n`` never change (appends
+            # go after them, a larger buffer is a new array), so a view stays valid after later
+            # polls, and a live 150-class run is not copied whole at every poll.
             steps.flags.writeable = False
             values.flags.writeable = False
             self._cache = (steps, values)
