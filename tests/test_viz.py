@@ -63,10 +63,35 @@ def test_draw_box_draws_only_the_border():
     assert img.sum() == 0  # input not modified
 
 
-def test_tile_and_bar_chart_shapes():
+def test_tile_shapes():
     imgs = [np.zeros((8, 12, 3), np.uint8)] * 5
     grid = viz.tile(imgs, ["a"] * 5, columns=2, pad=2, caption_height=10)
     assert grid.shape == (3 * (8 + 10 + 2) + 2, 2 * (12 + 2) + 2, 3)
+
+
+def test_tile_wraps_a_caption_wider_than_its_image_instead_of_cutting_it():
+    from PIL import ImageFont
+
+    from ael.viz.images import _wrap
+
+    font = ImageFont.load_default()
+    full = font.getlength("result label")
+    assert _wrap("result label", font, int(full) + 1) == ["result label"]  # fits: whole, never cut
+    assert _wrap("result label", font, int(full) - 1) == ["result", "label"]
+    narrow = int(font.getlength("area_thre"))
+    long_word = _wrap("area_threshold_ratio", font, narrow)  # one word wider than the image: split inside it
+    assert len(long_word) > 1 and "".join(long_word) == "area_threshold_ratio"
+    assert all(font.getlength(w) <= narrow for w in long_word)
+    width = int(full) - 1
+    imgs = [np.zeros((20, width, 3), np.uint8)] * 2
+    grid = viz.tile(imgs, ["result", "result label"], pad=4, caption_height=12)
+    assert grid.shape[0] == 20 + 2 * 12 + 2 * 4  # two caption lines for every tile of the row
+    # Text on the second caption line of the second tile only ("label"), none on the first's.
+    assert (grid[4 + 12: 4 + 24, 4 + width + 4: 4 + 2 * width + 4] < 128).any()
+    assert not (grid[4 + 12: 4 + 24, 4: 4 + width] < 128).any()
+
+
+def test_bar_chart_shapes():
     chart = viz.bar_chart({"bank": [0.2, 0.9], "cutmix": [0.6, 0.4]}, ["road", "pole"], title="t")
     assert chart.ndim == 3 and chart.shape[2] == 3
     with pytest.raises(ValueError, match="2 values"):

@@ -174,26 +174,48 @@ def component_in_box(label: np.ndarray, class_index: int, box: Sequence[int]) ->
     return found
 
 
+def _wrap(text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
+    """``text`` broken into lines no wider than ``width`` pixels: between words, and inside a word
+    that alone is wider."""
+    lines: list[str] = []
+    for word in str(text).split() or [""]:
+        joined = f"{lines[-1]} {word}" if lines else word
+        if lines and font.getlength(joined) <= width:
+            lines[-1] = joined
+            continue
+        while font.getlength(word) > width and len(word) > 1:
+            cut = max(1, max(n for n in range(1, len(word) + 1) if font.getlength(word[:n]) <= width or n == 1))
+            lines.append(word[:cut])
+            word = word[cut:]
+        lines.append(word)
+    return lines
+
+
 def tile(images: Sequence[np.ndarray], captions: Sequence[str] | None = None, *, columns: int | None = None,
          pad: int = 4, caption_height: int = 14, background: int = 255) -> np.ndarray:
-    """Arrange same-sized RGB images in a grid, each with an optional caption above it."""
+    """Arrange same-sized RGB images in a grid, each with an optional caption above it.
+
+    A caption wider than its image is wrapped (``caption_height`` pixels a line), never cut: a
+    64-pixel tile reads "result label" on two lines, not "result lab".
+    """
     if not images:
         raise ValueError("tile needs at least one image")
     height, width = images[0].shape[:2]
     columns = columns or len(images)
     rows = -(-len(images) // columns)
-    top = caption_height if captions else 0
+    font = ImageFont.load_default()
+    wrapped = [_wrap(caption, font, width) for caption in captions] if captions else []
+    top = caption_height * max((len(lines) for lines in wrapped), default=0)
     cell_h, cell_w = height + top + pad, width + pad
     canvas = Image.new("RGB", (columns * cell_w + pad, rows * cell_h + pad), (background,) * 3)
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
     for n, img in enumerate(images):
         if img.shape[:2] != (height, width):
             raise ValueError(f"image {n} is {img.shape[:2]}, expected {(height, width)}")
         r, c = divmod(n, columns)
         x, y = pad + c * cell_w, pad + r * cell_h
-        if captions:
-            draw.text((x, y), str(captions[n])[: max(4, width // 6)], fill=(0, 0, 0), font=font)
+        for line_number, line in enumerate(wrapped[n] if wrapped else ()):
+            draw.text((x, y + line_number * caption_height), line, fill=(0, 0, 0), font=font)
         rgb = img if img.ndim == 3 else np.repeat(img[..., None], 3, axis=2)
         canvas.paste(Image.fromarray(np.ascontiguousarray(rgb.astype(np.uint8))), (x, y + top))
     return np.asarray(canvas)
