@@ -35,6 +35,7 @@ from ael.notebook.common import (
 )
 from ael.notebook.strips import sample_strip
 from ael.runs import Run, RunStoreError, open_run, tail_indices
+from ael.runs.sample_text import describe_sample, sample_stream
 from ael.runs.schema import MANIFEST_FILE, check_run_id
 from ael.viz.figures import class_lines_figure, scalar_lines_figure
 
@@ -46,7 +47,7 @@ __all__ = ["LiveMonitor", "sample_strip"]
 logger = logging.getLogger(__name__)
 
 #: Sample kinds shown, in order: the teacher's pseudo-labels, then the adaptive CutMix.
-SAMPLE_KINDS = ("pseudo", "cutmix")
+SAMPLE_KINDS = ("pseudo", "copy_paste", "cutmix")
 #: Statuses after which a run writes nothing more (until it is resumed).
 ENDED = ("finished", "crashed")
 #: What an empty chart says.
@@ -87,6 +88,8 @@ class LiveMonitor:
         self._drawn: set[str] = set()  # the charts that hold data (not a placeholder)
         self.samples: dict[str, bytes] = {}
         self.sample_steps: dict[str, int] = {}
+        #: What each shown sample is, in words (its stream, step and what happened), as HTML.
+        self.sample_captions: dict[str, str] = {}
         self.polls = 0
         self.updates = 0
         self.last_error: str | None = None
@@ -222,8 +225,12 @@ class LiveMonitor:
             except RunStoreError as err:  # a file not written yet or damaged: try the next poll
                 logger.warning("%s", err)
                 continue
+            record = records[-1]
             self.samples[kind] = png_bytes(sample_strip(sample, run.class_names))
-            self.sample_steps[kind] = records[-1].step
+            self.sample_steps[kind] = record.step
+            stream = html.escape(sample_stream(kind, record.meta), quote=False)
+            said = html.escape(describe_sample(kind, record.meta, run.class_names), quote=False)
+            self.sample_captions[kind] = f"<b>{stream}</b> at step {record.step}: {said}"
         self._push_samples()
 
     def _draw_losses(self) -> None:
@@ -265,7 +272,7 @@ class LiveMonitor:
         for kind in SAMPLE_KINDS:
             if kind in self._ui and kind in self.samples:
                 self._ui[kind].value = self.samples[kind]
-                self._ui[f"{kind}_caption"].value = f"{kind} sample at step {self.sample_steps[kind]}"
+                self._ui[f"{kind}_caption"].value = self.sample_captions[kind]
 
     def widget(self) -> ipywidgets.VBox:
         """The monitor's view: status line, losses, confidence, mIoU and the latest samples."""

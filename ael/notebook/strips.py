@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ael.viz import confidence_colormap, draw_box, error_map, overlay, tile
+from ael.viz import tile
+from ael.viz.sample_panels import sample_panels
 
 if TYPE_CHECKING:
     from ael.runs import Sample
@@ -23,32 +24,19 @@ def _palette_or_default(palette: np.ndarray | None, num_classes: int) -> np.ndar
 
 
 def sample_strip(sample: Sample, class_names: list[str], *, alpha: float = 0.6) -> np.ndarray:
-    """One sample as a captioned row: images, label overlays, maps in [0, 1], and the error map.
-
-    A ``pseudo`` sample gives image, ground truth, pseudo-label, confidence and pseudo-label
-    errors; a ``cutmix`` sample gives images i and j, the mix with its box, and the mixed
-    pseudo-label.
+    """One sample as a captioned row of the dashboard's panels
+    (:func:`ael.viz.sample_panels.sample_panels`): a ``pseudo`` sample gives image, ground truth,
+    pseudo-label, confidence and pseudo-label errors; a ``copy_paste`` sample before -> after with
+    the pasted pixels outlined; a ``cutmix`` sample images A and B, B's pseudo-label, the mix and
+    its pseudo-label, with the box framed and the chosen component outlined.
 
     Returns:
         ``(H', W', 3)`` uint8.
     """
     palette = _palette_or_default(sample.palette, len(class_names))
     ignore = sample.ignore_index if sample.ignore_index is not None else 255
-    box = sample.record.meta.get("box")
-    parts: list[tuple[str, np.ndarray]] = []
-    for name, image in sample.images.items():
-        if name in ("mixed", "image_b") and isinstance(box, list) and len(box) == 4:
-            image = draw_box(image, box, colour=(255, 255, 0), width=1)
-        parts.append((name, image))
-    base = next((sample.images[k] for k in ("mixed", "image") if k in sample.images), None)
-    for name, label in sample.labels.items():
-        background = base if base is not None and base.shape[:2] == label.shape else np.zeros((*label.shape, 3),
-                                                                                             np.uint8)
-        parts.append((name, overlay(background, label, palette, alpha=alpha, ignore_index=ignore)))
-    for name, value in sample.maps.items():
-        parts.append((name, confidence_colormap(value)))
-    if "gt" in sample.labels and "pseudo" in sample.labels:
-        parts.append(("errors", error_map(sample.labels["pseudo"], sample.labels["gt"], ignore_index=ignore)))
-    size = parts[0][1].shape[:2]
-    parts = [(n, p) for n, p in parts if p.shape[:2] == size]
-    return tile([p for _, p in parts], [n for n, _ in parts])
+    panels, _ = sample_panels(sample.record.kind, sample.images, sample.labels, sample.maps, sample.record.meta,
+                              palette, alpha=alpha, ignore_index=ignore)
+    size = panels[0][1].shape[:2]
+    panels = [(caption, panel) for caption, panel in panels if panel.shape[:2] == size]
+    return tile([panel for _, panel in panels], [caption for caption, _ in panels])

@@ -4,6 +4,7 @@ change the distributions and the previews, and the analysis computes exact table
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from nb_helpers import tiny_config, write_run
+from PIL import Image
 
 from ael.config import ConfigError, load_yaml
 from ael.data.base import DatasetError
@@ -156,6 +158,11 @@ def test_monitor_poll_appends_new_points_in_place(runs_dir):
     gt[4:8] = 3
     writer.log_sample(2, "pseudo", images={"image": image}, labels={"gt": gt, "pseudo": np.zeros_like(gt)},
                       maps={"confidence": np.full((16, 20), 0.25, np.float32)})
+    pasted = np.zeros((16, 20), np.float32)
+    pasted[6:10, 8:12] = 1.0
+    writer.log_sample(2, "copy_paste", images={"before": image, "image": image},
+                      labels={"label_before": gt, "label": np.where(pasted > 0, 1, gt).astype(np.uint8)},
+                      maps={"pasted": pasted})
     assert writer.flush_media(10)
     assert monitor.poll() is True
     losses, confidence = monitor.losses, monitor.confidence  # drawn now: the placeholders are replaced
@@ -165,7 +172,13 @@ def test_monitor_poll_appends_new_points_in_place(runs_dir):
     # the two rarest classes (pole, rider) are drawn thick
     assert [t.line.width for t in confidence.data] == [1.2, 1.2, 1.2, 2.5, 2.5]
     strip = monitor.samples["pseudo"]
-    assert strip.startswith(b"\x89PNG") and monitor.sample_steps == {"pseudo": 2}
+    assert strip.startswith(b"\x89PNG") and monitor.sample_steps == {"pseudo": 2, "copy_paste": 2}
+    # Each sample says which stream it is, as the dashboard does, and Copy-Paste outlines the pasted pixels.
+    assert monitor.sample_captions["pseudo"].startswith("<b>labeled image: the teacher's pseudo-label")
+    assert "at step 2: the teacher's prediction on a labeled image" in monitor.sample_captions["pseudo"]
+    assert "Copy-Paste" in monitor.sample_captions["copy_paste"]
+    pixels = np.asarray(Image.open(io.BytesIO(monitor.samples["copy_paste"])).convert("RGB"))
+    assert (pixels == (255, 0, 255)).all(axis=2).sum() > 0
     assert monitor.poll() is False  # nothing new
 
     writer.log_scalars(5, {"loss/total": 1.4, "loss/sup": 0.7})
