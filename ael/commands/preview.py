@@ -6,8 +6,8 @@ the command line), and writes to a folder:
 - ``distributions.png``: the bank next to the three distributions it induces (Copy-Paste,
   CutMix, equalization ratio r_c);
 - ``copy_paste.png``: target, paste source, and the result (image and label), one row per draw;
-- ``cutmix.png``: image i, partner j with the chosen component's box, and the mixed image and
-  label, one row per draw.
+- ``cutmix.png``: image i, partner j with the sampled class tinted, the box framed and the chosen
+  component outlined in magenta, and the mixed image and label, one row per draw.
 
 It runs the same :mod:`ael.core` functions as the trainer (through :class:`ael.lab.AugmentationLab`);
 ground-truth maps stand in for teacher predictions since no model is involved.
@@ -24,6 +24,7 @@ import numpy as np
 
 from ael import viz
 from ael.config import SyntheticConfig
+from ael.viz.sample_panels import BOX_COLOUR, OUTLINE_COLOUR
 
 __all__ = ["PreviewError", "build_bank", "cli_main", "write_previews"]
 
@@ -135,10 +136,13 @@ def write_previews(out: Path, bank: np.ndarray, *, lab, palette, draws: int = 4,
         draw = lab.cutmix(bank, seed=seed + n)
         cls = names[draw.sampled_class]
         how = "component" if draw.from_component else "random"
+        # The class's pixels tinted, the box framed just outside it, and the one component whose
+        # box was cut outlined (as on the dashboard's Pseudo-labels page).
         partner = viz.overlay(draw.b, np.where(draw.component_mask, draw.sampled_class, 255), palette, alpha=0.6)
-        cm_tiles += [draw.a, viz.draw_box(partner, draw.box, colour=(255, 255, 0)),
-                     viz.draw_box(draw.mixed, draw.box, colour=(255, 255, 0)),
-                     viz.draw_box(label_rgb(draw.mixed_label), draw.box, colour=(255, 255, 0))]
+        partner = viz.draw_outline(viz.draw_box(partner, draw.box, colour=BOX_COLOUR, outside=True), draw.component,
+                                   colour=OUTLINE_COLOUR)
+        cm_tiles += [draw.a, partner, viz.draw_box(draw.mixed, draw.box, colour=BOX_COLOUR, outside=True),
+                     viz.draw_box(label_rgb(draw.mixed_label), draw.box, colour=BOX_COLOUR, outside=True)]
         cm_captions += [f"i = {draw.image_a}", f"j = {draw.image_b}: {cls}", f"mix: {how}", "mixed label"]
     viz.save_png(files["cutmix"], viz.tile(cm_tiles, cm_captions, columns=4))
     return files

@@ -59,6 +59,9 @@ def test_preview_writes_three_pngs(tmp_path, capsys):
             img.verify()
     with Image.open(out / "copy_paste.png") as img:
         assert img.height > img.width / 6 * 2 * 0.9  # two draws, six tiles a row
+    # Partner j shows the chosen component outlined in magenta and the box framed in yellow.
+    pixels = np.asarray(Image.open(out / "cutmix.png").convert("RGB"))
+    assert (pixels == (255, 0, 255)).all(axis=2).any() and (pixels == (255, 255, 0)).all(axis=2).any()
     table = _table(printed)
     assert list(table) == ["background", "region", "blob-1", "blob-2", "blob-3", "line", "ring", "disc"]
     # Hand-computed for the bank (0.99, 0.5 x 6, 0.05):
