@@ -41,7 +41,13 @@ class RunSummary:
 
     @property
     def progress(self) -> float | None:
-        """``step / total_steps`` in [0, 1], or None when unknown."""
+        """The share of the planned iterations done, in [0, 1], or None when unknown.
+
+        ``step`` is the highest step any record of the run carries: the 0-based index of an
+        iteration for per-iteration records, the count of iterations done for evaluations and
+        checkpoints. ``(step + 1) / total_steps`` is therefore exact between evaluations and one
+        iteration ahead right after one, capped at 1 (a finished run reads 1).
+        """
         if self.step is None or not self.total_steps:
             return None
         return min(1.0, (self.step + 1) / self.total_steps)
