@@ -169,10 +169,11 @@ class Work:
 
 
 def summary(samples: list[tuple[float, float]]) -> str:
-    """Wall times as "median (min-max) s over n, server CPU median s"."""
+    """Wall times as "median (min-max) s over n [each, in order], server CPU median s"."""
     walls, cpus = sorted(w for w, _ in samples), sorted(c for _, c in samples)
     spread = f" ({walls[0]:.2f}-{walls[-1]:.2f})" if len(walls) > 1 else ""
-    return (f"{float(np.median(walls)):.2f} s{spread} over {len(walls)}, "
+    in_order = ", ".join(f"{w:.2f}" for w, _ in samples)
+    return (f"{float(np.median(walls)):.2f} s{spread} over {len(walls)} [{in_order}], "
             f"server CPU {float(np.median(cpus)):.2f} s")
 
 
