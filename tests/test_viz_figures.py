@@ -12,7 +12,15 @@ from ael.data.synthetic import SyntheticSegmentation, synthetic_palette
 from ael.viz.class_figures import ZERO_LABEL, grouped_bars_figure, iou_frequency_figure, log_ticks
 from ael.viz.figures import class_lines_figure, scalar_lines_figure
 from ael.viz.series import ema
-from ael.viz.style import LEGEND_TOP, MIN_DELTA_E, delta_e, palette_colours
+from ael.viz.style import (
+    LEGEND_TOP,
+    MAX_LABEL_PX,
+    MIN_DELTA_E,
+    delta_e,
+    label_margin,
+    palette_colours,
+    register_white_theme,
+)
 
 STEPS = np.arange(5)
 
@@ -183,3 +191,23 @@ def test_log_frequency_bars_keep_a_zero_class_flagged_at_the_floor():
 def test_log_ticks_read_as_plain_numbers():
     assert log_ticks(0.003, 20) == ([0.001, 0.01, 0.1, 1.0, 10.0, 100.0], ["0.001", "0.01", "0.1", "1", "10", "100"])
     assert log_ticks(2e-4, 0.5, percent=True)[1] == ["0.01 %", "0.1 %", "1 %", "10 %", "100 %"]
+
+
+def test_label_margin_fits_the_longest_class_name_up_to_a_cap():
+    assert label_margin(["sky", "sign-symbol"], base=16) == 16 + 7 * len("sign-symbol")
+    assert label_margin([], base=12) == 12
+    assert label_margin(["x" * 500], base=10) == 10 + MAX_LABEL_PX
+
+
+def test_the_white_theme_is_plotly_white_without_automatic_margins():
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    name = register_white_theme()
+    theme = pio.templates[name]
+    assert theme.layout.plot_bgcolor == "white" and theme.layout.xaxis.gridcolor == "#EBF0F8"
+    assert theme.layout.xaxis.automargin is False and theme.layout.yaxis.automargin is False
+    assert set(theme.data.to_plotly_json()) == {"bar", "heatmap"}  # not the 20 other trace types
+    # Used as the template of a figure (the dashboard makes it the default), it styles that figure.
+    fig = go.Figure(layout={"template": name})
+    assert fig.layout.template.layout.paper_bgcolor == "white"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -21,6 +22,16 @@ def test_command_binds_localhost_and_watches_nothing(tmp_path):
     assert options["--server.headless"] == "true"
     assert cmd[-3:] == ["--", "--runs", str(tmp_path.resolve())]
     assert streamlit_command(tmp_path, host="0.0.0.0")[6] == "0.0.0.0"
+
+
+def test_the_server_process_warms_up_before_serving():
+    # In a process of its own: the warm-up freezes the garbage collector's view of what is loaded.
+    code = ("import gc, sys; import plotly.io as pio; from ael.dashboard import warm_up; warm_up(); "
+            "assert pio.templates.default == 'ael_white', pio.templates.default; "
+            "assert gc.get_freeze_count() > 0; "
+            "assert {'plotly.graph_objects', 'pandas', 'ael.runs', 'ael.viz.figures'} <= set(sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def test_bad_port_is_an_argument_error(capsys):
