@@ -193,8 +193,9 @@ def class_lines_figure(
     alone = not traces  # no class listed: the bundle is simply "the classes"
     for label, members in bundles.items():
         if members:
-            traces.append(_bundle("classes" if alone and label == _OTHERS else label, members, steps, columns,
-                                  class_names, kind=kind, mode=mode, faded=label == _OTHERS and bool(emphasised)))
+            name = f"{len(members)} {'classes' if alone and label == _OTHERS else label}"
+            traces.append(_bundle(label, name, members, steps, columns, class_names, kind=kind, mode=mode,
+                                  faded=label == _OTHERS and bool(emphasised)))
     layout = {"title": {"text": title} if title else None, "height": height,
               "margin": {"l": 50, "r": 10, "t": 40 if title else LEGEND_TOP, "b": 40},
               "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": y_title} if y_title else None},
@@ -209,18 +210,19 @@ def class_lines_figure(
 _BUNDLES = _MORE_HIGHLIGHTED, _OTHERS, _NOT_CHOSEN = "more highlighted classes", "other classes", "classes not chosen"
 
 
-def _bundle(label: str, members: list[int], steps: np.ndarray, columns: np.ndarray, class_names: Sequence[str],
-            *, kind: str, mode: str, faded: bool) -> dict:
-    """The classes ``members`` as the lines of one trace (a gap between classes), named on hover."""
+def _bundle(label: str, name: str, members: list[int], steps: np.ndarray, columns: np.ndarray,
+            class_names: Sequence[str], *, kind: str, mode: str, faded: bool) -> dict:
+    """The classes ``members`` as the lines of one trace (a gap between classes), named on hover;
+    ``label`` is one of :data:`_BUNDLES`, ``name`` the legend entry."""
     gap = np.full((len(members), 1), np.nan)
     y = np.concatenate([columns[members], gap], axis=1).ravel()
     x = np.tile(np.append(steps, steps[-1] if len(steps) else 0), len(members)).astype(steps.dtype, copy=False)
     # A fixed-width string array, not one of objects: plotly deep-copies a figure's arrays twice.
     text = np.repeat(np.array([str(class_names[c]) for c in members]), len(steps) + 1)
-    return {"type": kind, "x": x, "y": y, "text": text, "name": f"{len(members)} {label}", "mode": mode,
+    return {"type": kind, "x": x, "y": y, "text": text, "name": name, "mode": mode,
             "hovertemplate": "%{text}<br>step %{x}: %{y:.4g}<extra></extra>", "connectgaps": False,
             "line": {"color": "rgb(150,150,150)" if faded else "rgb(95,95,95)", "width": 1.0},
-            "opacity": 0.35 if faded else 0.8, "legendrank": 5000 + (_BUNDLES.index(label) if label in _BUNDLES else 1),
+            "opacity": 0.35 if faded else 0.8, "legendrank": 5000 + _BUNDLES.index(label),
             "visible": "legendonly" if label == _NOT_CHOSEN else True}
 
 

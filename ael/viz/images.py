@@ -184,7 +184,7 @@ def _wrap(text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
             lines[-1] = joined
             continue
         while font.getlength(word) > width and len(word) > 1:
-            cut = max(1, max(n for n in range(1, len(word) + 1) if font.getlength(word[:n]) <= width or n == 1))
+            cut = next(n for n in range(len(word), 0, -1) if n == 1 or font.getlength(word[:n]) <= width)
             lines.append(word[:cut])
             word = word[cut:]
         lines.append(word)
