@@ -13,7 +13,9 @@ of any kind; request -> fully drawn), ``--repeats`` (5) times, median and range:
 3. *the confidence page, run read before*: the real page on a run the server has already read.
    (3) - (2) is the rest of the page: sidebar, widgets, captions, the live panel.
 4. *the confidence page, run never read*: (4) - (3) is reading the run on the server.
-5. *a returning browser*: (3) in new tabs of a browser profile that has opened the page twice before,
+5. *Streamlit's other chart element*: (1) and (2) again with Vega-Lite (``st.line_chart``, and the
+   five views written in Altair), the chart library Streamlit ships besides plotly.
+6. *a returning browser*: (3) in new tabs of a browser profile that has opened the page twice before,
    so its HTTP cache holds Streamlit's bundles and plotly.js.
 
 It also times how long chromium takes to compile and run plotly.js itself in a blank page, and,
@@ -87,8 +89,57 @@ def five_figures(runs):
     ]
 
 
-if st.query_params.get("charts") == "5":
-    figures = five_figures(sys.argv[sys.argv.index("--runs") + 1])
+@st.cache_resource
+def five_vega_lite_charts(runs):
+    """The same five views in Altair (Streamlit's Vega-Lite element), decimated as the figures are."""
+    import altair as alt
+    import numpy as np
+    import pandas as pd
+    from ael.runs import open_run
+
+    alt.data_transformers.disable_max_rows()
+    run = open_run(runs, "long-wide")
+    bank, iou = run.class_vectors("bank"), run.class_vectors("iou_teacher")
+    names = list(bank.class_names)
+
+    def long_form(steps, values, rows):
+        keep = np.unique(np.linspace(0, len(steps) - 1, min(rows, len(steps))).astype(int))
+        return pd.DataFrame({"step": np.repeat(steps[keep], len(names)), "class": np.tile(names, len(keep)),
+                             "value": values[keep].ravel()})
+
+    def vector_rows(vectors, label):
+        return pd.concat([pd.DataFrame({label: v, "class": names, "value": run.class_vectors(v).values[-1]})
+                          for v in vectors])
+
+    pick = alt.selection_point(fields=["class"], bind="legend")
+    lines = alt.Chart(long_form(bank.steps, bank.values, 40_000 // len(names))).mark_line(strokeWidth=1).encode(
+        x="step:Q", y=alt.Y("value:Q", title="Conf_c"), color=alt.Color("class:N", sort=names),
+        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.1))).add_params(pick).properties(height=420)
+    heat = alt.Chart(long_form(bank.steps, bank.values, 400)).mark_rect().encode(
+        x=alt.X("step:O", axis=None), y=alt.Y("class:N", sort=names), color="value:Q").properties(height=900)
+    bars = alt.Chart(vector_rows(("bank", "copy_paste_prob", "cutmix_prob", "sampling_ratio"), "vector")).mark_bar(
+    ).encode(x=alt.X("class:N", sort=names), y="value:Q", row="vector:N").properties(height=140)
+    iou_heat = alt.Chart(long_form(iou.steps, iou.values, 400)).mark_rect().encode(
+        x="step:O", y=alt.Y("class:N", sort=names), color="value:Q").properties(height=900)
+    freq = alt.Chart(vector_rows(("freq_labeled", "freq_pseudo"), "source")).mark_bar().encode(
+        x=alt.X("class:N", sort=names), xOffset="source:N", y=alt.Y("value:Q", scale=alt.Scale(type="log")),
+        color="source:N").properties(height=360)
+    return [lines.interactive(), heat, bars, iou_heat, freq]
+
+
+charts = st.query_params.get("charts")
+runs = sys.argv[sys.argv.index("--runs") + 1]
+if charts == "vega1":
+    st.line_chart({"y": [1, 3, 2]})
+elif charts == "vega5":
+    views = five_vega_lite_charts(runs)
+    for i, view in enumerate(views[:3]):
+        st.altair_chart(view, key=f"chart{i}")
+    left, right = st.columns(2)
+    left.altair_chart(views[3], key="chart3")
+    right.altair_chart(views[4], key="chart4")
+elif charts == "5":
+    figures = five_figures(runs)
     for i, figure in enumerate(figures[:3]):
         st.plotly_chart(figure, key=f"chart{i}", theme=None)
     left, right = st.columns(2)
@@ -100,6 +151,8 @@ else:
 
 MAX_IOU_LINES = 40  # the confidence page's own limit: more classes, and per-class IoU is a heatmap
 ONE_DRAWN = "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .main-svg').length >= 1"
+VEGA_DRAWN = ("document.querySelectorAll('[data-testid=\"stVegaLiteChart\"] canvas, "
+              "[data-testid=\"stVegaLiteChart\"] svg.marks').length >= {}")
 
 
 def fresh_open(browser, url: str, drawn: str) -> float:
@@ -207,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
                     fresh_open(browser, f"{floor.url}/?charts=5", DRAWN)  # builds and caches the figures
                     one = [fresh_open(browser, f"{floor.url}/?charts=1", ONE_DRAWN) for _ in range(args.repeats)]
                     five = [fresh_open(browser, f"{floor.url}/?charts=5", DRAWN) for _ in range(args.repeats)]
+                    fresh_open(browser, f"{floor.url}/?charts=vega5", VEGA_DRAWN.format(5))  # builds and caches
+                    vega_one = [fresh_open(browser, f"{floor.url}/?charts=vega1", VEGA_DRAWN.format(1))
+                                for _ in range(args.repeats)]
+                    vega_five = [fresh_open(browser, f"{floor.url}/?charts=vega5", VEGA_DRAWN.format(5))
+                                 for _ in range(args.repeats)]
                 with Server(runs, None) as dashboard:
                     context = browser.new_context()
                     time_confidence_page(context.new_page(), dashboard.url)  # the server reads long-wide
@@ -222,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(describe("the confidence page's five charts alone (built once, cached)", five))
                 print(describe("the confidence page, run read before", read))
                 print(describe("the confidence page, run never read", unread))
+                print("the same with Streamlit's Vega-Lite element (Altair) instead of plotly:")
+                print(describe("floor: Streamlit + one 3-point line chart", vega_one))
+                print(describe("the page's five views in Altair (built once, cached)", vega_five))
                 print("a browser that opened the page twice before, request -> fully drawn in a new tab:")
                 print(describe("the confidence page, run read before", returning))
                 full = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"

@@ -18,8 +18,10 @@ def test_floor_script_times_each_split_and_the_bundle(tmp_path):
     ).stdout
     number = r"[\d.]+ s \([\d.]+-[\d.]+\) over 1 \[[\d.]+\]"
     assert "a browser that opened the page twice before" in out
+    assert "with Streamlit's Vega-Lite element" in out
     for row in ("floor: Streamlit \\+ one 3-point plotly chart", "the confidence page's five charts alone",
-                "the confidence page, run read before", "the confidence page, run never read"):
+                "the confidence page, run read before", "the confidence page, run never read",
+                "floor: Streamlit \\+ one 3-point line chart", "the page's five views in Altair"):
         assert re.search(rf"^  {row}.*: {number}$", out, re.MULTILINE), out
     assert re.search(r"^  plotly\.min\.js \([\d.]+ MB\): \d+ ms median \[\d+\]$", out, re.MULTILINE), out
     assert re.search(r"^  other\.min\.js \(0\.0 MB\): \d+ ms median \[\d+\]$", out, re.MULTILINE), out
