@@ -47,6 +47,7 @@ from dashboard_load import (
     CHROMIUM,
     CHROMIUM_ARGS,
     DRAWN,
+    VISIBLE,
     free_port,
     time_confidence_page,
     wait_healthy,
@@ -150,7 +151,7 @@ else:
 '''
 
 MAX_IOU_LINES = 40  # the confidence page's own limit: more classes, and per-class IoU is a heatmap
-ONE_DRAWN = "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .main-svg').length >= 1"
+ONE_DRAWN = f"[...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')].some({VISIBLE})"
 VEGA_DRAWN = ("document.querySelectorAll('[data-testid=\"stVegaLiteChart\"] canvas, "
               "[data-testid=\"stVegaLiteChart\"] svg.marks').length >= {}")
 

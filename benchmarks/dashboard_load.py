@@ -142,11 +142,15 @@ def rss_mb(pid: int) -> float:
     return (proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))) / 2**20
 
 
+#: A chart counts as drawn once plotly has drawn it *visibly*: Streamlit's chart element first plots
+#: every figure hidden (``visibility: hidden``, no width yet), then again at its container's width.
+VISIBLE = ("(c => { const gd = c.querySelector('.js-plotly-plot'); return !!gd && !!gd.querySelector('.main-svg')"
+           " && getComputedStyle(gd).visibility !== 'hidden'; })")
 #: The confidence page of the long run draws five charts (bank lines, bank heatmap, the vectors at
 #: one step, the IoU heatmap, pixel frequencies): all five drawn, both heatmaps, no spinner.
 CONFIDENCE_CHARTS = 5
 DRAWN = ("(() => { const charts = [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')];"
-         f" return charts.length >= {CONFIDENCE_CHARTS} && charts.every(c => c.querySelector('.main-svg'))"
+         f" return charts.length >= {CONFIDENCE_CHARTS} && charts.every({VISIBLE})"
          " && charts.filter(c => c.querySelector('.hm, .heatmaplayer image')).length >= 2"
          " && document.querySelectorAll('[data-testid=\"stSpinner\"]').length == 0; })()")
 
@@ -189,7 +193,8 @@ def time_confidence_page(page, url: str, run_id: str = "long-wide") -> float:
 DRAWN_FOR = ("run => { const charts = [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')];"
              f" return charts.length >= {CONFIDENCE_CHARTS} && charts.every(c => {{"
              " const gd = c.querySelector('.js-plotly-plot');"
-             " return gd && gd.querySelector('.main-svg') && String((gd.layout || {}).uirevision || '')"
+             " return gd && gd.querySelector('.main-svg') && getComputedStyle(gd).visibility !== 'hidden'"
+             " && String((gd.layout || {}).uirevision || '')"
              ".startsWith(run + '/'); })"
              " && document.querySelectorAll('[data-testid=\"stSpinner\"]').length == 0; }")
 
@@ -210,7 +215,7 @@ def pick_run_in_sidebar(page, run_id: str) -> float:
 
 # Every chart on the page drawn, no spinner, and the live panel's "Last updated" line shown.
 COMPARE_DRAWN = ("(() => { const charts = [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')];"
-                 " return charts.length >= 3 && charts.every(c => c.querySelector('.main-svg'))"
+                 f" return charts.length >= 3 && charts.every({VISIBLE})"
                  " && document.querySelectorAll('.st-key-compare_panel_updated').length == 1"
                  " && document.querySelectorAll('[data-testid=\"stSpinner\"]').length == 0; })()")
 
