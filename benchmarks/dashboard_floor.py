@@ -10,12 +10,17 @@ of any kind; request -> fully drawn), ``--repeats`` (5) times, median and range:
 2. *the page's five charts alone*: the confidence page's five figures of the long run, built once
    by the same builders and cached, then drawn on an otherwise empty page: (2) - (1) is what
    drawing our charts costs in the browser.
-3. *the confidence page, run read before*: the real page on a run the server has already read.
-   (3) - (2) is the rest of the page: sidebar, widgets, captions, the live panel.
-4. *the confidence page, run never read*: (4) - (3) is reading the run on the server.
-5. *Streamlit's other chart element*: (1) and (2) again with Vega-Lite (``st.line_chart``, and the
+3. *the five charts with the page's widgets*: (2) inside the confidence page's sidebar, widgets and
+   captions (the same kinds of element, no run behind them): (3) - (2) is what the widgets cost.
+4. *the confidence page, run read before*: the real page on a run the server has already read.
+   (4) - (3) is the rest of the real page: its live panel, captions, the view keeper.
+5. *the confidence page, run never read*: (5) - (4) is reading the run on the server.
+6. *Streamlit's other chart element*: (1) and (2) again with Vega-Lite (``st.line_chart``, and the
    five views written in Altair), the chart library Streamlit ships besides plotly.
-6. *a returning browser*: (3) in new tabs of a browser profile that has opened the page twice before,
+7. *canvas*, given ``--uplot PATH`` (``uPlot.iife.min.js`` from npm's ``uplot``): (3) with the five
+   views drawn on canvas in Streamlit components instead of plotly. This measures a possible design,
+   not a feature: those views have no class names on their axes, no hover and no legend.
+8. *a returning browser*: (3) in new tabs of a browser profile that has opened the page twice before,
    so its HTTP cache holds Streamlit's bundles and plotly.js.
 
 It also times how long chromium takes to compile and run plotly.js itself in a blank page, and,
@@ -24,12 +29,16 @@ given ``--bundle PATH`` (e.g. ``plotly.js-cartesian-dist-min`` from npm), anothe
 Usage::
 
     python benchmarks/dashboard_floor.py                   # 40k steps x 150 classes, 5 opens each
-    python benchmarks/dashboard_floor.py --repeats 7 --bundle package/plotly-cartesian.min.js
+    python benchmarks/dashboard_floor.py --repeats 7 --bundle package/plotly-cartesian.min.js \
+        --uplot uplot/package/dist/uPlot.iife.min.js
+
+The pages of (1), (2), (3), (6) and (7) are ``benchmarks/floor_app.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -54,106 +63,14 @@ from dashboard_load import (
     write_run,
 )
 
-# ``?charts=1``: one three-point line; ``?charts=5``: the confidence page's five figures of the run
-# ``long-wide`` in the runs folder given after ``--``, built once per server and cached.
-FLOOR_APP = '''
-import sys
-import plotly.graph_objects as go
-import streamlit as st
-
-st.set_page_config(layout="wide")
-
-
-@st.cache_resource
-def five_figures(runs):
-    from ael.runs import open_run, tail_indices
-    from ael.viz.class_figures import class_bars_figure, grouped_bars_figure
-    from ael.viz.figures import class_heatmap_figure, class_lines_figure
-    from ael.viz.style import register_white_theme
-    import plotly.io as pio
-
-    pio.templates.default = register_white_theme()
-    run = open_run(runs, "long-wide")
-    palette, tail = run.palette, tail_indices(run.class_frequencies())
-    bank, iou = run.class_vectors("bank"), run.class_vectors("iou_teacher")
-    at_step = {f"{n} (step {int(bank.steps[-1])})": run.class_vectors(n).values[-1]
-               for n in ("bank", "copy_paste_prob", "cutmix_prob", "sampling_ratio")}
-    shares = {f"{label} (step {int(bank.steps[-1])})": run.class_vectors(n).values[-1]
-              for n, label in (("freq_labeled", "labels"), ("freq_pseudo", "pseudo-labels"))}
-    return [
-        class_lines_figure(bank.steps, bank.values, bank.class_names, palette=palette, highlight=tail, y_title="Conf_c"),
-        class_heatmap_figure(bank.steps, bank.values, bank.class_names, colorbar_title="Conf"),
-        class_bars_figure(at_step, bank.class_names, palette=palette, highlight=tail),
-        class_heatmap_figure(iou.steps, iou.values, iou.class_names, colorbar_title="IoU"),
-        grouped_bars_figure(shares, bank.class_names, y_title="share of pixels", log_y=True, percent=True,
-                            zero_label={k: "0" for k in shares}),
-    ]
-
-
-@st.cache_resource
-def five_vega_lite_charts(runs):
-    """The same five views in Altair (Streamlit's Vega-Lite element), decimated as the figures are."""
-    import altair as alt
-    import numpy as np
-    import pandas as pd
-    from ael.runs import open_run
-
-    alt.data_transformers.disable_max_rows()
-    run = open_run(runs, "long-wide")
-    bank, iou = run.class_vectors("bank"), run.class_vectors("iou_teacher")
-    names = list(bank.class_names)
-
-    def long_form(steps, values, rows):
-        keep = np.unique(np.linspace(0, len(steps) - 1, min(rows, len(steps))).astype(int))
-        return pd.DataFrame({"step": np.repeat(steps[keep], len(names)), "class": np.tile(names, len(keep)),
-                             "value": values[keep].ravel()})
-
-    def vector_rows(vectors, label):
-        return pd.concat([pd.DataFrame({label: v, "class": names, "value": run.class_vectors(v).values[-1]})
-                          for v in vectors])
-
-    pick = alt.selection_point(fields=["class"], bind="legend")
-    lines = alt.Chart(long_form(bank.steps, bank.values, 40_000 // len(names))).mark_line(strokeWidth=1).encode(
-        x="step:Q", y=alt.Y("value:Q", title="Conf_c"), color=alt.Color("class:N", sort=names),
-        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.1))).add_params(pick).properties(height=420)
-    heat = alt.Chart(long_form(bank.steps, bank.values, 400)).mark_rect().encode(
-        x=alt.X("step:O", axis=None), y=alt.Y("class:N", sort=names), color="value:Q").properties(height=900)
-    bars = alt.Chart(vector_rows(("bank", "copy_paste_prob", "cutmix_prob", "sampling_ratio"), "vector")).mark_bar(
-    ).encode(x=alt.X("class:N", sort=names), y="value:Q", row="vector:N").properties(height=140)
-    iou_heat = alt.Chart(long_form(iou.steps, iou.values, 400)).mark_rect().encode(
-        x="step:O", y=alt.Y("class:N", sort=names), color="value:Q").properties(height=900)
-    freq = alt.Chart(vector_rows(("freq_labeled", "freq_pseudo"), "source")).mark_bar().encode(
-        x=alt.X("class:N", sort=names), xOffset="source:N", y=alt.Y("value:Q", scale=alt.Scale(type="log")),
-        color="source:N").properties(height=360)
-    return [lines.interactive(), heat, bars, iou_heat, freq]
-
-
-charts = st.query_params.get("charts")
-runs = sys.argv[sys.argv.index("--runs") + 1]
-if charts == "vega1":
-    st.line_chart({"y": [1, 3, 2]})
-elif charts == "vega5":
-    views = five_vega_lite_charts(runs)
-    for i, view in enumerate(views[:3]):
-        st.altair_chart(view, key=f"chart{i}")
-    left, right = st.columns(2)
-    left.altair_chart(views[3], key="chart3")
-    right.altair_chart(views[4], key="chart4")
-elif charts == "5":
-    figures = five_figures(runs)
-    for i, figure in enumerate(figures[:3]):
-        st.plotly_chart(figure, key=f"chart{i}", theme=None)
-    left, right = st.columns(2)
-    left.plotly_chart(figures[3], key="chart3", theme=None)
-    right.plotly_chart(figures[4], key="chart4", theme=None)
-else:
-    st.plotly_chart(go.Figure(go.Scatter(y=[1, 3, 2])), key="chart0", theme=None)
-'''
-
+FLOOR_APP = Path(__file__).resolve().parent / "floor_app.py"
 MAX_IOU_LINES = 40  # the confidence page's own limit: more classes, and per-class IoU is a heatmap
 ONE_DRAWN = f"[...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')].some({VISIBLE})"
 VEGA_DRAWN = ("document.querySelectorAll('[data-testid=\"stVegaLiteChart\"] canvas, "
               "[data-testid=\"stVegaLiteChart\"] svg.marks').length >= {}")
+# Five component frames whose document marked itself drawn (benchmarks/floor_app.py, ``?charts=canvas5``).
+CANVAS_DRAWN = ("[...document.querySelectorAll('iframe')].filter(f => { try { return f.contentDocument.body"
+                ".dataset.drawn === '1'; } catch (e) { return false; } }).length >= 5")
 
 
 def fresh_open(browser, url: str, drawn: str) -> float:
@@ -176,12 +93,13 @@ def describe(name: str, walls: list[float]) -> str:
 
 
 class Server:
-    """A dashboard-style server (``ael dashboard``'s command line) of ``app`` over ``runs``."""
+    """A dashboard-style server (``ael dashboard``'s command line) of ``app`` over ``runs``, with ``env``
+    added to its environment."""
 
-    def __init__(self, runs: Path, app: Path) -> None:
+    def __init__(self, runs: Path, app: Path | None, env: dict[str, str] | None = None) -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        self.process = subprocess.Popen(streamlit_command(runs, port=port, app=app),
+        self.process = subprocess.Popen(streamlit_command(runs, port=port, app=app), env={**os.environ, **(env or {})},
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def __enter__(self) -> Server:
@@ -237,11 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes-every", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5, help="fresh-browser opens of each kind")
     parser.add_argument("--bundle", type=Path, default=None, help="another plotly.js bundle to time beside plotly.py's")
+    parser.add_argument("--uplot", type=Path, default=None,
+                        help="uPlot.iife.min.js: also time the five views drawn on canvas (a possible design)")
     args = parser.parse_args(argv)
     if args.classes <= MAX_IOU_LINES:
         parser.error(f"--classes {args.classes}: the page draws its IoU as a heatmap only past {MAX_IOU_LINES} classes")
-    if args.bundle is not None and not args.bundle.is_file():
-        parser.error(f"--bundle {args.bundle}: no such file")
+    for option, path in (("--bundle", args.bundle), ("--uplot", args.uplot)):
+        if path is not None and not path.is_file():
+            parser.error(f"{option} {path}: no such file")
 
     from playwright.sync_api import sync_playwright
 
@@ -251,16 +172,22 @@ def main(argv: list[str] | None = None) -> int:
         never_read = [f"long-wide-fresh-{i}" for i in range(args.repeats)]
         for run_id in never_read:
             shutil.copytree(runs / "long-wide", runs / run_id)
-        floor_app = Path(tmp) / "floor_app.py"
-        floor_app.write_text(FLOOR_APP)
         print(f"run written: {args.steps} steps x {args.classes} classes; chromium {CHROMIUM}, headless, no GPU")
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
-                with Server(runs, floor_app) as floor:
+                env = {"AEL_FLOOR_UPLOT": str(args.uplot.resolve())} if args.uplot else {}
+                with Server(runs, FLOOR_APP, env) as floor:
                     fresh_open(browser, f"{floor.url}/?charts=5", DRAWN)  # builds and caches the figures
                     one = [fresh_open(browser, f"{floor.url}/?charts=1", ONE_DRAWN) for _ in range(args.repeats)]
                     five = [fresh_open(browser, f"{floor.url}/?charts=5", DRAWN) for _ in range(args.repeats)]
+                    widgets = [fresh_open(browser, f"{floor.url}/?charts=5&widgets=1", DRAWN)
+                               for _ in range(args.repeats)]
+                    canvas = []
+                    if args.uplot:
+                        fresh_open(browser, f"{floor.url}/?charts=canvas5&widgets=1", CANVAS_DRAWN)  # caches
+                        canvas = [fresh_open(browser, f"{floor.url}/?charts=canvas5&widgets=1", CANVAS_DRAWN)
+                                  for _ in range(args.repeats)]
                     fresh_open(browser, f"{floor.url}/?charts=vega5", VEGA_DRAWN.format(5))  # builds and caches
                     vega_one = [fresh_open(browser, f"{floor.url}/?charts=vega1", VEGA_DRAWN.format(1))
                                 for _ in range(args.repeats)]
@@ -279,8 +206,12 @@ def main(argv: list[str] | None = None) -> int:
                 print("fresh browser context, request -> fully drawn:")
                 print(describe("floor: Streamlit + one 3-point plotly chart", one))
                 print(describe("the confidence page's five charts alone (built once, cached)", five))
+                print(describe("the five charts with the page's widgets", widgets))
                 print(describe("the confidence page, run read before", read))
                 print(describe("the confidence page, run never read", unread))
+                if canvas:
+                    print("the five views on canvas (uPlot, plain canvas) in components, with the page's widgets:")
+                    print(describe("canvas page (no class names on axes, no hover, no legend)", canvas))
                 print("the same with Streamlit's Vega-Lite element (Altair) instead of plotly:")
                 print(describe("floor: Streamlit + one 3-point line chart", vega_one))
                 print(describe("the page's five views in Altair (built once, cached)", vega_five))
