@@ -20,7 +20,7 @@ of any kind; request -> fully drawn), ``--repeats`` (5) times, median and range:
 7. *canvas*, given ``--uplot PATH`` (``uPlot.iife.min.js`` from npm's ``uplot``): (3) with the five
    views drawn on canvas in Streamlit components instead of plotly. This measures a possible design,
    not a feature: those views have no class names on their axes, no hover and no legend.
-8. *a returning browser*: (3) in new tabs of a browser profile that has opened the page twice before,
+8. *a returning browser*: (4) in new tabs of a browser profile that has opened the page twice before,
    so its HTTP cache holds Streamlit's bundles and plotly.js.
 
 It also times how long chromium takes to compile and run plotly.js itself in a blank page, and,
