@@ -73,15 +73,22 @@ CANVAS_DRAWN = ("[...document.querySelectorAll('iframe')].filter(f => { try { re
                 ".dataset.drawn === '1'; } catch (e) { return false; } }).length >= 5")
 
 
+VIEWPORT = {"width": 1400, "height": 2400}
+
+
+def timed_open(page, url: str, drawn: str) -> float:
+    """request -> ``drawn`` (a JavaScript condition) in ``page``, in seconds."""
+    start = time.perf_counter()
+    page.goto(url, wait_until="commit")
+    page.wait_for_function(drawn, timeout=180_000, polling=20)
+    return time.perf_counter() - start
+
+
 def fresh_open(browser, url: str, drawn: str) -> float:
-    """request -> ``drawn`` in a new browser context (nothing cached), in seconds."""
-    context = browser.new_context(viewport={"width": 1400, "height": 2400})
+    """:func:`timed_open` in a new browser context (nothing cached)."""
+    context = browser.new_context(viewport=VIEWPORT)
     try:
-        page = context.new_page()
-        start = time.perf_counter()
-        page.goto(url, wait_until="commit")
-        page.wait_for_function(drawn, timeout=180_000, polling=20)
-        return time.perf_counter() - start
+        return timed_open(context.new_page(), url, drawn)
     finally:
         context.close()
 
@@ -118,18 +125,14 @@ def returning_tabs(playwright, url: str, profile: Path, repeats: int) -> list[fl
     """request -> ``DRAWN`` of ``url`` in new tabs of a browser whose profile has opened it twice before
     (its HTTP cache holds Streamlit's bundles and plotly.js; chromium may keep their compiled code)."""
     context = playwright.chromium.launch_persistent_context(
-        str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 2400})
+        str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, viewport=VIEWPORT)
     try:
         walls = []
-        for i in range(2 + repeats):
+        for _ in range(2 + repeats):
             page = context.new_page()
-            start = time.perf_counter()
-            page.goto(url, wait_until="commit")
-            page.wait_for_function(DRAWN, timeout=180_000, polling=20)
-            if i >= 2:
-                walls.append(time.perf_counter() - start)
+            walls.append(timed_open(page, url, DRAWN))
             page.close()
-        return walls
+        return walls[2:]  # the first two visits fill the profile
     finally:
         context.close()
 

@@ -16,6 +16,7 @@ Served by ``dashboard_floor.py`` with ``ael dashboard``'s command line over a ru
 import base64
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -203,22 +204,18 @@ def page(charts) -> None:
         charts[4]()
 
 
-def _draw(draw, view, key):
-    return lambda: draw(view, key=key)
-
-
 kind = st.query_params.get("charts")
 if kind == "vega1":
     st.line_chart({"y": [1, 3, 2]})
 elif kind == "vega5":
-    page([_draw(st.altair_chart, view, f"chart{i}") for i, view in enumerate(five_vega_lite_charts(RUNS))])
+    page([partial(st.altair_chart, view, key=f"chart{i}") for i, view in enumerate(five_vega_lite_charts(RUNS))])
 elif kind == "canvas5":
     import streamlit.components.v1 as components
 
     views = canvas_views(RUNS, os.environ["AEL_FLOOR_UPLOT"])
-    page([lambda html=html, height=height: components.html(html, height=height) for html, height in views])
+    page([partial(components.html, html, height=height) for html, height in views])
 elif kind == "5":
-    page([lambda figure=figure, key=f"chart{i}": st.plotly_chart(figure, key=key, theme=None)
+    page([partial(st.plotly_chart, figure, key=f"chart{i}", theme=None)
           for i, figure in enumerate(five_figures(RUNS))])
 else:
     st.plotly_chart(go.Figure(go.Scatter(y=[1, 3, 2])), key="chart0", theme=None)
