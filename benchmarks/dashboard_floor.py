@@ -12,16 +12,15 @@ of any kind; request -> fully drawn), ``--repeats`` (5) times, median and range:
    drawing our charts costs in the browser.
 3. *the five charts with the page's widgets*: (2) inside the confidence page's sidebar, widgets and
    captions (the same kinds of element, no run behind them): (3) - (2) is what the widgets cost.
-4. *the confidence page, run read before*: the real page on a run the server has already read.
-   (4) - (3) is the rest of the real page: its live panel, captions, the view keeper.
-5. *the confidence page, run never read*: (5) - (4) is reading the run on the server.
-6. *Streamlit's other chart element*: (1) and (2) again with Vega-Lite (``st.line_chart``, and the
+4. *canvas*: (2) and (3) with the five views drawn by the dashboard's own canvas chart
+   (``app/ael_app/canvas_chart.py``), as the confidence page draws them, instead of plotly.
+5. *the confidence page, run read before*: the real page (canvas) on a run the server has already
+   read. (5) - (4, with widgets) is the rest of the real page: its live panel, captions, the keeper.
+6. *the confidence page, run never read*: (6) - (5) is reading the run on the server.
+7. *Streamlit's other chart element*: (1) and (2) again with Vega-Lite (``st.line_chart``, and the
    five views written in Altair), the chart library Streamlit ships besides plotly.
-7. *canvas*, given ``--uplot PATH`` (``uPlot.iife.min.js`` from npm's ``uplot``): (3) with the five
-   views drawn on canvas in Streamlit components instead of plotly. This measures a possible design,
-   not a feature: those views have no class names on their axes, no hover and no legend.
-8. *a returning browser*: (4) in new tabs of a browser profile that has opened the page twice before,
-   so its HTTP cache holds Streamlit's bundles and plotly.js.
+8. *a returning browser*: (5) in new tabs of a browser profile that has opened the page twice before,
+   so its HTTP cache holds Streamlit's bundles.
 
 It also times how long chromium takes to compile and run plotly.js itself in a blank page, and,
 given ``--bundle PATH`` (e.g. ``plotly.js-cartesian-dist-min`` from npm), another bundle beside it.
@@ -29,16 +28,14 @@ given ``--bundle PATH`` (e.g. ``plotly.js-cartesian-dist-min`` from npm), anothe
 Usage::
 
     python benchmarks/dashboard_floor.py                   # 40k steps x 150 classes, 5 opens each
-    python benchmarks/dashboard_floor.py --repeats 7 --bundle package/plotly-cartesian.min.js \
-        --uplot uplot/package/dist/uPlot.iife.min.js
+    python benchmarks/dashboard_floor.py --repeats 7 --bundle package/plotly-cartesian.min.js
 
-The pages of (1), (2), (3), (6) and (7) are ``benchmarks/floor_app.py``.
+The pages of (1), (2), (3), (4) and (7) are ``benchmarks/floor_app.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -56,6 +53,7 @@ from dashboard_load import (
     CHROMIUM,
     CHROMIUM_ARGS,
     DRAWN,
+    PLOTLY_DRAWN,
     VISIBLE,
     free_port,
     time_confidence_page,
@@ -68,9 +66,6 @@ MAX_IOU_LINES = 40  # the confidence page's own limit: more classes, and per-cla
 ONE_DRAWN = f"[...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')].some({VISIBLE})"
 VEGA_DRAWN = ("document.querySelectorAll('[data-testid=\"stVegaLiteChart\"] canvas, "
               "[data-testid=\"stVegaLiteChart\"] svg.marks').length >= {}")
-# Five component frames whose document marked itself drawn (benchmarks/floor_app.py, ``?charts=canvas5``).
-CANVAS_DRAWN = ("[...document.querySelectorAll('iframe')].filter(f => { try { return f.contentDocument.body"
-                ".dataset.drawn === '1'; } catch (e) { return false; } }).length >= 5")
 
 
 VIEWPORT = {"width": 1400, "height": 2400}
@@ -100,14 +95,13 @@ def describe(name: str, walls: list[float]) -> str:
 
 
 class Server:
-    """A dashboard-style server (``ael dashboard``'s command line) of ``app`` over ``runs``, with ``env``
-    added to its environment."""
+    """A dashboard-style server (``ael dashboard``'s command line) of ``app`` over ``runs``."""
 
-    def __init__(self, runs: Path, app: Path | None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, runs: Path, app: Path | None) -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        self.process = subprocess.Popen(streamlit_command(runs, port=port, app=app), env={**os.environ, **(env or {})},
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(streamlit_command(runs, port=port, app=app), stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
 
     def __enter__(self) -> Server:
         wait_healthy(self.url, self.process)
@@ -158,14 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes-every", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5, help="fresh-browser opens of each kind")
     parser.add_argument("--bundle", type=Path, default=None, help="another plotly.js bundle to time beside plotly.py's")
-    parser.add_argument("--uplot", type=Path, default=None,
-                        help="uPlot.iife.min.js: also time the five views drawn on canvas (a possible design)")
     args = parser.parse_args(argv)
     if args.classes <= MAX_IOU_LINES:
         parser.error(f"--classes {args.classes}: the page draws its IoU as a heatmap only past {MAX_IOU_LINES} classes")
-    for option, path in (("--bundle", args.bundle), ("--uplot", args.uplot)):
-        if path is not None and not path.is_file():
-            parser.error(f"{option} {path}: no such file")
+    if args.bundle is not None and not args.bundle.is_file():
+        parser.error(f"--bundle {args.bundle}: no such file")
 
     from playwright.sync_api import sync_playwright
 
@@ -179,18 +170,16 @@ def main(argv: list[str] | None = None) -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
-                env = {"AEL_FLOOR_UPLOT": str(args.uplot.resolve())} if args.uplot else {}
-                with Server(runs, FLOOR_APP, env) as floor:
-                    fresh_open(browser, f"{floor.url}/?charts=5", DRAWN)  # builds and caches the figures
+                with Server(runs, FLOOR_APP) as floor:
+                    fresh_open(browser, f"{floor.url}/?charts=5", PLOTLY_DRAWN)  # builds and caches the figures
+                    fresh_open(browser, f"{floor.url}/?charts=canvas5", DRAWN)  # and the canvas views' data
                     one = [fresh_open(browser, f"{floor.url}/?charts=1", ONE_DRAWN) for _ in range(args.repeats)]
-                    five = [fresh_open(browser, f"{floor.url}/?charts=5", DRAWN) for _ in range(args.repeats)]
-                    widgets = [fresh_open(browser, f"{floor.url}/?charts=5&widgets=1", DRAWN)
+                    five = [fresh_open(browser, f"{floor.url}/?charts=5", PLOTLY_DRAWN) for _ in range(args.repeats)]
+                    widgets = [fresh_open(browser, f"{floor.url}/?charts=5&widgets=1", PLOTLY_DRAWN)
                                for _ in range(args.repeats)]
-                    canvas = []
-                    if args.uplot:
-                        fresh_open(browser, f"{floor.url}/?charts=canvas5&widgets=1", CANVAS_DRAWN)  # caches
-                        canvas = [fresh_open(browser, f"{floor.url}/?charts=canvas5&widgets=1", CANVAS_DRAWN)
-                                  for _ in range(args.repeats)]
+                    canvas = [fresh_open(browser, f"{floor.url}/?charts=canvas5", DRAWN) for _ in range(args.repeats)]
+                    canvas_widgets = [fresh_open(browser, f"{floor.url}/?charts=canvas5&widgets=1", DRAWN)
+                                      for _ in range(args.repeats)]
                     fresh_open(browser, f"{floor.url}/?charts=vega5", VEGA_DRAWN.format(5))  # builds and caches
                     vega_one = [fresh_open(browser, f"{floor.url}/?charts=vega1", VEGA_DRAWN.format(1))
                                 for _ in range(args.repeats)]
@@ -208,13 +197,12 @@ def main(argv: list[str] | None = None) -> int:
                                                args.repeats)
                 print("fresh browser context, request -> fully drawn:")
                 print(describe("floor: Streamlit + one 3-point plotly chart", one))
-                print(describe("the confidence page's five charts alone (built once, cached)", five))
-                print(describe("the five charts with the page's widgets", widgets))
-                print(describe("the confidence page, run read before", read))
-                print(describe("the confidence page, run never read", unread))
-                if canvas:
-                    print("the five views on canvas (uPlot, plain canvas) in components, with the page's widgets:")
-                    print(describe("canvas page (no class names on axes, no hover, no legend)", canvas))
+                print(describe("the five views as plotly charts alone (built once, cached)", five))
+                print(describe("the five plotly charts with the page's widgets", widgets))
+                print(describe("the five views on the canvas chart alone (built once, cached)", canvas))
+                print(describe("the five canvas charts with the page's widgets", canvas_widgets))
+                print(describe("the confidence page (canvas), run read before", read))
+                print(describe("the confidence page (canvas), run never read", unread))
                 print("the same with Streamlit's Vega-Lite element (Altair) instead of plotly:")
                 print(describe("floor: Streamlit + one 3-point line chart", vega_one))
                 print(describe("the page's five views in Altair (built once, cached)", vega_five))

@@ -142,18 +142,26 @@ def rss_mb(pid: int) -> float:
     return (proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))) / 2**20
 
 
-#: A chart counts as drawn once plotly has drawn it *visibly*: Streamlit's chart element first plots
-#: every figure hidden (``visibility: hidden``, no width yet), then again at its container's width.
+#: A plotly chart counts as drawn once plotly has drawn it *visibly*: Streamlit's chart element first
+#: plots every figure hidden (``visibility: hidden``, no width yet), then again at its container's width.
 VISIBLE = ("(c => { const gd = c.querySelector('.js-plotly-plot'); return !!gd && !!gd.querySelector('.main-svg')"
            " && getComputedStyle(gd).visibility !== 'hidden'; })")
 #: The confidence page of the long run draws five charts (bank lines, bank heatmap, the vectors at
-#: one step, the IoU heatmap, pixel frequencies): all five drawn, both heatmaps, no spinner.
+#: one step, the IoU heatmap, pixel frequencies), on canvas (``app/ael_app/canvas_chart.py``): each
+#: chart marks the version of the data it drew, and counts once it drew the data it holds.
 CONFIDENCE_CHARTS = 5
-DRAWN = ("(() => { const charts = [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')];"
-         f" return charts.length >= {CONFIDENCE_CHARTS} && charts.every({VISIBLE})"
-         " && charts.filter(c => c.querySelector('.hm, .heatmaplayer image')).length >= 2"
+CANVAS_CHARTS = "[...document.querySelectorAll('.ael-cv')]"
+CANVAS_CURRENT = "(r => !!r.__ael && !!r.__ael.data && r.dataset.drawn === r.__ael.data.version)"
+DRAWN = (f"(() => {{ const charts = {CANVAS_CHARTS};"
+         f" return charts.length >= {CONFIDENCE_CHARTS} && charts.every({CANVAS_CURRENT})"
+         " && charts.filter(r => r.__ael.data.kind === 'heatmap').length >= 2"
          " && document.querySelectorAll('[data-testid=\"stSpinner\"]').length == 0; })()")
-
+#: The same five views as plotly figures (``dashboard_floor.py``'s plotly pages): all drawn and
+#: visible, both heatmaps.
+PLOTLY_DRAWN = ("(() => { const charts = [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')];"
+                f" return charts.length >= {CONFIDENCE_CHARTS} && charts.every({VISIBLE})"
+                " && charts.filter(c => c.querySelector('.hm, .heatmaplayer image')).length >= 2"
+                " && document.querySelectorAll('[data-testid=\"stSpinner\"]').length == 0; })()")
 
 
 class Work:
@@ -188,14 +196,11 @@ def time_confidence_page(page, url: str, run_id: str = "long-wide") -> float:
     return time.perf_counter() - start
 
 
-# Every chart of the confidence page drawn for the run ``arg`` (each figure's uirevision starts
-# with its run id), none left over from the previous run, no spinner.
-DRAWN_FOR = ("run => { const charts = [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')];"
-             f" return charts.length >= {CONFIDENCE_CHARTS} && charts.every(c => {{"
-             " const gd = c.querySelector('.js-plotly-plot');"
-             " return gd && gd.querySelector('.main-svg') && getComputedStyle(gd).visibility !== 'hidden'"
-             " && String((gd.layout || {}).uirevision || '')"
-             ".startsWith(run + '/'); })"
+# Every chart of the confidence page drawn for the run ``arg`` (each chart's view starts with its
+# run id), none left over from the previous run, no spinner.
+DRAWN_FOR = (f"run => {{ const charts = {CANVAS_CHARTS};"
+             f" return charts.length >= {CONFIDENCE_CHARTS} && charts.every(r => {CANVAS_CURRENT}(r)"
+             " && String(r.__ael.data.view).startsWith(run + '/'))"
              " && document.querySelectorAll('[data-testid=\"stSpinner\"]').length == 0; }")
 
 

@@ -6,15 +6,12 @@ Served by ``dashboard_floor.py`` with ``ael dashboard``'s command line over a ru
 - ``?charts=1``: one three-point plotly line (the floor);
 - ``?charts=5``: the confidence page's five plotly figures of ``long-wide``, built once and cached;
 - ``?charts=vega1`` / ``?charts=vega5``: the same with Streamlit's Vega-Lite element (Altair);
-- ``?charts=canvas5``: the five views drawn on canvas in components (uPlot for the lines, plain canvas
-  for heatmaps and bars), from ``$AEL_FLOOR_UPLOT`` (a path to ``uPlot.iife.min.js``). This measures a
-  possible design, not a feature: the views have no axes' class names, hover or legend.
+- ``?charts=canvas5``: the same five views drawn by the dashboard's canvas chart
+  (``app/ael_app/canvas_chart.py``), their data built once and cached.
 
 ``&widgets=1`` adds the confidence page's widgets, captions and sidebar around the charts.
 """
 
-import base64
-import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -23,6 +20,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))  # the dashboard's own modules (ael_app)
 st.set_page_config(layout="wide")
 RUNS = sys.argv[sys.argv.index("--runs") + 1]
 AT_STEP = ("bank", "copy_paste_prob", "cutmix_prob", "sampling_ratio")
@@ -93,74 +91,27 @@ def five_vega_lite_charts(runs):
     return [lines.interactive(), heat, bars, iou_heat, freq]
 
 
-def _b64(values) -> str:
-    return base64.b64encode(np.ascontiguousarray(values, dtype=np.float32).tobytes()).decode()
-
-
-# Shared by the five canvas views: decode float32 arrays, draw a heatmap image or rows of bars, and
-# mark the document drawn (``dashboard_floor.py`` waits for five such documents).
-CANVAS_LIB = """<style>body{margin:0}</style><script>
-const f32 = s => new Float32Array(Uint8Array.from(atob(s), c => c.charCodeAt(0)).buffer);
-const drawn = () => { document.body.dataset.drawn = '1'; };
-function heat(z, rows, cols, height) {
-  const c = document.createElement('canvas'); c.width = cols; c.height = rows;
-  const ctx = c.getContext('2d'), img = ctx.createImageData(cols, rows);
-  for (let i = 0; i < rows * cols; i++) {
-    img.data[4 * i] = 255 * (1 - z[i]); img.data[4 * i + 1] = 255 * (1 - 0.6 * z[i]);
-    img.data[4 * i + 2] = 255; img.data[4 * i + 3] = 255;
-  }
-  ctx.putImageData(img, 0, 0);
-  Object.assign(c.style, {width: '100%', height: height + 'px', imageRendering: 'pixelated'});
-  document.body.appendChild(c);
-}
-function bars(rows, height) {
-  const c = document.createElement('canvas'); c.width = document.body.clientWidth; c.height = height;
-  const ctx = c.getContext('2d'), n = rows[0].length, w = c.width / n, rh = height / rows.length;
-  rows.forEach((v, j) => {
-    const top = Math.max(...v);
-    for (let i = 0; i < n; i++) {
-      ctx.fillStyle = 'hsl(' + (i * 137 % 360) + ',60%,50%)';
-      const h = rh * 0.9 * v[i] / top; ctx.fillRect(i * w, (j + 1) * rh - h, w * 0.8, h);
-    }
-  });
-  document.body.appendChild(c);
-}
-</script>"""
-
-
 @st.cache_resource
-def canvas_views(runs, uplot_path):
-    """HTML of the five views drawn on canvas, with the run's data inlined as base64 float32."""
-    from ael.runs import open_run
+def five_canvas_views(runs):
+    """The five views' data for the dashboard's canvas chart, built as the confidence page builds it."""
+    from ael_app.canvas_views import bar_rows_view, class_lines_view, grouped_bars_view, heatmap_view
+
+    from ael.runs import open_run, tail_indices
 
     run = open_run(runs, "long-wide")
+    palette, tail = run.palette, tail_indices(run.class_frequencies())
     bank, iou = run.class_vectors("bank"), run.class_vectors("iou_teacher")
-    c = len(bank.class_names)
-    keep = np.unique(np.linspace(0, len(bank.steps) - 1, 40_000 // c).astype(int))
-    cols = np.unique(np.linspace(0, len(bank.steps) - 1, 400).astype(int))
-    head = f"<script>{Path(uplot_path).read_text()}</script>" + CANVAS_LIB
-    lines = f"""<div id=p></div><script>
-const x = Array.from(f32('{_b64(bank.steps[keep])}')), y = f32('{_b64(bank.values[keep].T)}'), m = {len(keep)};
-const series = [{{}}], data = [x];
-for (let k = 0; k < {c}; k++) {{
-  data.push(Array.from(y.subarray(k * m, (k + 1) * m)));
-  series.push({{label: 'class ' + k, stroke: 'hsl(' + (k * 137 % 360) + ',60%,45%)', width: 1}});
-}}
-new uPlot({{width: document.body.clientWidth, height: 380, series, legend: {{show: false}}}}, data,
-          document.getElementById('p'));
-drawn();</script>"""
-
-    def rows_of(names):
-        return "[" + ",".join(f"f32('{_b64(run.class_vectors(n).values[-1])}')" for n in names) + "]"
-
-    bodies = [
-        (lines, 400),
-        (f"<script>heat(f32('{_b64(bank.values[cols].T)}'), {c}, {len(cols)}, 880); drawn();</script>", 900),
-        (f"<script>bars({rows_of(AT_STEP)}, 700); drawn();</script>", 720),
-        (f"<script>heat(f32('{_b64(iou.values.T)}'), {c}, {len(iou.steps)}, 880); drawn();</script>", 900),
-        (f"<script>bars({rows_of(FREQUENCIES)}, 340); drawn();</script>", 360),
+    step = int(bank.steps[-1])
+    at_step = {f"{n} (step {step})": run.class_vectors(n).values[-1] for n in AT_STEP}
+    shares = {f"{n} (step {step})": run.class_vectors(n).values[-1] for n in FREQUENCIES}
+    return [
+        class_lines_view(bank.steps, bank.values, bank.class_names, palette=palette, highlight=tail, y_title="Conf_c",
+                         view="bank"),
+        heatmap_view(bank.steps, bank.values, bank.class_names, colour_title="Conf", view="heat"),
+        bar_rows_view(at_step, bank.class_names, palette=palette, highlight=tail, view="bars"),
+        heatmap_view(iou.steps, iou.values, iou.class_names, colour_title="IoU", view="iou"),
+        grouped_bars_view(shares, bank.class_names, y_title="share of pixels", log_y=True, percent=True, view="freq"),
     ]
-    return [(f"<html><head>{head}</head><body>{body}</body></html>", height) for body, height in bodies]
 
 
 def page(charts) -> None:
@@ -175,9 +126,7 @@ def page(charts) -> None:
         st.sidebar.select_slider("Refresh every (s)", [1, 2, 5, 10, 30], value=2, key="refresh_s")
         st.title("Confidence bank")
         with st.expander("Options", expanded=False):
-            left, right = st.columns(2)
-            right.toggle("Logarithmic frequency axis", value=True, key="log")
-            left.toggle("WebGL lines (for a browser with a GPU)", value=False, key="webgl")
+            st.toggle("Logarithmic frequency axis", value=True, key="log")
             st.caption("Tail = classes whose share of the labeled pixels is below a quarter of 1/C.")
         left, right = st.columns([1, 3])
         left.segmented_control("Classes shown", ["all", "tail", "chosen"], default="all", key="show", required=True)
@@ -210,10 +159,9 @@ if kind == "vega1":
 elif kind == "vega5":
     page([partial(st.altair_chart, view, key=f"chart{i}") for i, view in enumerate(five_vega_lite_charts(RUNS))])
 elif kind == "canvas5":
-    import streamlit.components.v1 as components
+    from ael_app.canvas_chart import canvas_chart
 
-    views = canvas_views(RUNS, os.environ["AEL_FLOOR_UPLOT"])
-    page([partial(components.html, html, height=height) for html, height in views])
+    page([partial(canvas_chart, view, key=f"chart{i}") for i, view in enumerate(five_canvas_views(RUNS))])
 elif kind == "5":
     page([partial(st.plotly_chart, figure, key=f"chart{i}", theme=None)
           for i, figure in enumerate(five_figures(RUNS))])

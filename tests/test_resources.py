@@ -72,6 +72,6 @@ def test_the_wheel_carries_the_app_and_the_presets(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     data = {n.split("/data/share/ael/", 1)[1] for n in names if "/data/share/ael/" in n}
     expected = {str(p.relative_to(ROOT)) for folder in ("app", "configs") for p in (ROOT / folder).rglob("*")
-                if p.is_file() and p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts}
+                if p.is_file() and p.suffix in (".py", ".yaml", ".js") and "__pycache__" not in p.parts}
     assert data == expected
     assert "ael/resources.py" in names and "ael/core/_channel_ops.py" in names

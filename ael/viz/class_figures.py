@@ -7,8 +7,8 @@ imported when a figure is built. Figures over steps are :mod:`ael.viz.figures`'.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -17,7 +17,8 @@ from ael.viz.style import LEGEND_TOP, SERIES_COLOURS, label_margin, legend_right
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["ZERO_LABEL", "class_bars_figure", "grouped_bars_figure", "iou_frequency_figure", "log_ticks"]
+__all__ = ["ZERO_LABEL", "LogBarAxis", "class_bars_figure", "grouped_bars_figure", "iou_frequency_figure",
+           "log_bar_axis", "log_ticks", "zero_bar_label"]
 
 #: Text over the bar of a class whose value is exactly zero (e.g. a class the teacher never predicts).
 ZERO_LABEL = "0 — never predicted"
@@ -85,6 +86,36 @@ def log_ticks(low: float, high: float, *, percent: bool = False) -> tuple[list[f
     return [10.0**e for e in range(first, last + 1)], labels
 
 
+def zero_bar_label(zero_label: str | Mapping[str, str] | None, group: str, *, log_y: bool) -> str:
+    """The text over a zero bar of ``group`` (:func:`grouped_bars_figure`'s ``zero_label``)."""
+    text = zero_label.get(group) if isinstance(zero_label, Mapping) else zero_label
+    return text or ("0" if log_y else "")
+
+
+class LogBarAxis(NamedTuple):
+    """The log y axis of bars that may be zero (:func:`log_bar_axis`)."""
+
+    stub: float  #: the height a zero bar is drawn at
+    range: tuple[float, float]  #: log10 of the axis' ends
+    tickvals: list[float]
+    ticktext: list[str]
+
+
+def log_bar_axis(vectors: Iterable[np.ndarray], *, percent: bool = False) -> LogBarAxis:
+    """A log axis for bars of ``vectors`` where a zero is drawn, not dropped: the axis starts at a
+    floor a decade below the smallest positive value, a zero bar is a stub a third of a decade
+    above it (visible, and clearly below every real bar), and half a decade of headroom above the
+    tallest bar keeps the zero labels inside the plot. Ticks at each decade (:func:`log_ticks`)."""
+    values = np.concatenate([v[np.isfinite(v)] for v in (np.asarray(v, dtype=np.float64) for v in vectors)]
+                            or [np.zeros(0)])
+    positive = values[values > 0]
+    high = float(positive.max()) if positive.size else 1.0
+    floor = 10.0 ** (np.floor(np.log10(positive.min())) - 1) if positive.size else high / 1000
+    tickvals, ticktext = log_ticks(floor, high, percent=percent)
+    return LogBarAxis(float(floor * 10**0.3), (float(np.log10(floor)), float(np.log10(high)) + 0.5), tickvals,
+                      ticktext)
+
+
 def grouped_bars_figure(
     groups: Mapping[str, np.ndarray],
     class_names: Sequence[str],
@@ -127,18 +158,12 @@ def grouped_bars_figure(
         if vector.shape != (len(names),):
             raise ValueError(f"{label}: expected shape ({len(names)},), got {vector.shape}")
         vectors[label] = vector
-    values = np.concatenate([v[np.isfinite(v)] for v in vectors.values()] or [np.zeros(0)])
-    positive = values[values > 0]
-    floor = high = stub = None
-    if log_y:
-        high = float(positive.max()) if positive.size else 1.0
-        floor = 10.0 ** (np.floor(np.log10(positive.min())) - 1) if positive.size else high / 1000
-        stub = floor * 10**0.3  # a third of a decade: visible, and clearly below every real bar
+    axis = log_bar_axis(vectors.values(), percent=percent) if log_y else None
+    stub = axis.stub if axis else None
     traces = []
     for n, (label, vector) in enumerate(vectors.items()):
         zero = vector == 0
-        label_zero = zero_label.get(label) if isinstance(zero_label, Mapping) else zero_label
-        label_zero = label_zero or ("0" if log_y else "")
+        label_zero = zero_bar_label(zero_label, label, log_y=log_y)
         trace = {"type": "bar", "x": names, "y": np.where(zero, stub, vector) if log_y else vector, "name": label,
                  "customdata": vector, "textposition": "outside", "cliponaxis": False, "textfont": {"size": 10},
                  "marker": {"color": SERIES_COLOURS[n % len(SERIES_COLOURS)],
@@ -149,12 +174,8 @@ def grouped_bars_figure(
             trace["error_y"] = {"type": "data", "array": np.asarray(errors[label], dtype=np.float64), "visible": True}
         traces.append(trace)
     yaxis: dict = {"title": {"text": y_title} if y_title else None}
-    if log_y:
-        tickvals, ticktext = log_ticks(floor, high, percent=percent)
-        # The range starts at the floor so the zero stubs stand on it; half a decade of headroom
-        # above keeps the zero labels and the tallest bar inside the plot.
-        yaxis.update(type="log", range=[float(np.log10(floor)), float(np.log10(high)) + 0.5], tickvals=tickvals,
-                     ticktext=ticktext)
+    if axis is not None:
+        yaxis.update(type="log", range=list(axis.range), tickvals=axis.tickvals, ticktext=axis.ticktext)
     layout = {"barmode": "group", "title": {"text": title} if title else None, "height": height, "yaxis": yaxis,
               "margin": {"l": 60, "r": 10, "t": 40 if title else LEGEND_TOP, "b": label_margin(names, base=16)},
               "legend": legend_right(), "uirevision": uirevision}

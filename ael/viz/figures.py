@@ -12,7 +12,7 @@ Plotly is imported when a figure is built, so ``import ael.viz`` works without i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 
@@ -23,8 +23,15 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 __all__ = [
+    "BUNDLES",
+    "MAX_LEGEND_ENTRIES",
     "WEBGL_THRESHOLD",
+    "ClassLine",
+    "bundle_colour",
+    "bundle_faded",
+    "bundle_name",
     "class_heatmap_figure",
+    "class_line_roles",
     "class_lines_figure",
     "scalar_lines_figure",
 ]
@@ -167,35 +174,24 @@ def class_lines_figure(
     per_class = max(100, min(max_points, max_total_points // max(1, len(class_names))))
     steps, values = _compact(*reduce_steps(np.asarray(steps), values, per_class, mode="mean"))
     colours = palette_colours(palette, len(class_names))
-    emphasised = set(int(c) for c in highlight)
-    shown = None if visible is None else set(int(c) for c in visible)
-    listed = set(range(len(class_names)))
-    if len(listed) > MAX_LEGEND_ENTRIES:
-        listed = shown if shown is not None else emphasised
-        listed = set(sorted(listed)[:MAX_LEGEND_ENTRIES])
     kind = "scattergl" if (values.size > WEBGL_THRESHOLD if webgl is None else webgl) else "scatter"
     mode = "lines+markers" if markers else "lines"
     columns = np.ascontiguousarray(values.T)  # (C, K): one contiguous row per trace
     traces = []
-    bundles: dict[str, list[int]] = {label: [] for label in _BUNDLES}
-    for c, name in enumerate(class_names):
-        strong = not emphasised or c in emphasised or (shown is not None and c in shown)
-        drawn = shown is None or c in shown
-        if c not in listed:
-            bundles[_NOT_CHOSEN if not drawn else _MORE_HIGHLIGHTED if emphasised and strong else _OTHERS].append(c)
+    bundles: dict[str, list[int]] = {label: [] for label in BUNDLES}
+    for c, (name, role) in enumerate(zip(class_names, class_line_roles(len(class_names), highlight, visible))):
+        if role.bundle is not None:
+            bundles[role.bundle].append(c)
             continue
         traces.append({
             "type": kind, "x": steps, "y": columns[c], "name": str(name), "mode": mode,
-            "line": {"color": colours[c], "width": 2.5 if (emphasised and strong) else 1.2},
-            "opacity": 1.0 if strong else 0.35, "legendrank": (0 if c in emphasised else 1000) + c,
-            "visible": True if drawn else "legendonly",
+            "line": {"color": colours[c], "width": role.width}, "opacity": role.opacity,
+            "legendrank": role.rank, "visible": True if role.drawn else "legendonly",
         })
-    alone = not traces  # no class listed: the bundle is simply "the classes"
     for label, members in bundles.items():
         if members:
-            name = f"{len(members)} {'classes' if alone and label == _OTHERS else label}"
-            traces.append(_bundle(label, name, members, steps, columns, class_names, kind=kind, mode=mode,
-                                  faded=label == _OTHERS and bool(emphasised)))
+            traces.append(_bundle(label, bundle_name(label, len(members), alone=not traces), members, steps, columns,
+                                  class_names, kind=kind, mode=mode, faded=bundle_faded(label, highlight)))
     layout = {"title": {"text": title} if title else None, "height": height,
               "margin": {"l": 50, "r": 10, "t": 40 if title else LEGEND_TOP, "b": 40},
               "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": y_title} if y_title else None},
@@ -206,14 +202,62 @@ def class_lines_figure(
     return go.Figure(data=traces, layout=layout, _validate=False)
 
 
-# The bundles of a wide per-class figure (classes not listed in its legend), in legend order.
-_BUNDLES = _MORE_HIGHLIGHTED, _OTHERS, _NOT_CHOSEN = "more highlighted classes", "other classes", "classes not chosen"
+#: The bundles of a wide per-class figure (classes not listed in its legend), in legend order.
+BUNDLES = _MORE_HIGHLIGHTED, _OTHERS, _NOT_CHOSEN = "more highlighted classes", "other classes", "classes not chosen"
+
+
+class ClassLine(NamedTuple):
+    """How one class's line is drawn in a per-class figure (:func:`class_line_roles`)."""
+
+    bundle: str | None  #: the :data:`BUNDLES` entry it is drawn in, None when the legend lists it
+    drawn: bool  #: drawn at first (else hidden, one legend click away)
+    width: float  #: line width (px)
+    opacity: float
+    rank: int  #: legend order: highlighted classes first
+
+
+def class_line_roles(count: int, highlight: Sequence[int] = (), visible: Sequence[int] | None = None) -> list[ClassLine]:
+    """The line of each of ``count`` classes: thick and opaque for highlighted classes (and, when
+    some are, thin and faded for the rest, except the classes of ``visible``), hidden outside
+    ``visible``, and past :data:`MAX_LEGEND_ENTRIES` classes listed only when highlighted (or
+    visible), the others in a grey bundle. Every renderer of per-class lines draws by it."""
+    emphasised = set(int(c) for c in highlight)
+    shown = None if visible is None else set(int(c) for c in visible)
+    listed = set(range(count))
+    if count > MAX_LEGEND_ENTRIES:
+        listed = set(sorted(shown if shown is not None else emphasised)[:MAX_LEGEND_ENTRIES])
+    roles = []
+    for c in range(count):
+        strong = not emphasised or c in emphasised or (shown is not None and c in shown)
+        drawn = shown is None or c in shown
+        bundle = None
+        if c not in listed:
+            bundle = _NOT_CHOSEN if not drawn else _MORE_HIGHLIGHTED if emphasised and strong else _OTHERS
+        roles.append(ClassLine(bundle, drawn, 2.5 if emphasised and strong else 1.2, 1.0 if strong else 0.35,
+                               (0 if c in emphasised else 1000) + c))
+    return roles
+
+
+def bundle_name(label: str, members: int, *, alone: bool) -> str:
+    """The legend entry of a bundle of ``members`` classes; ``alone`` when no class is listed on its
+    own (then "other classes" are simply "classes")."""
+    return f"{members} {'classes' if alone and label == _OTHERS else label}"
+
+
+def bundle_faded(label: str, highlight: Sequence[int]) -> bool:
+    """Whether a bundle's lines are faded: the other classes, beside highlighted ones."""
+    return label == _OTHERS and len(highlight) > 0
+
+
+def bundle_colour(faded: bool) -> tuple[str, float]:
+    """A bundle's line colour and opacity."""
+    return ("rgb(150,150,150)", 0.35) if faded else ("rgb(95,95,95)", 0.8)
 
 
 def _bundle(label: str, name: str, members: list[int], steps: np.ndarray, columns: np.ndarray,
             class_names: Sequence[str], *, kind: str, mode: str, faded: bool) -> dict:
     """The classes ``members`` as the lines of one trace (a gap between classes), named on hover;
-    ``label`` is one of :data:`_BUNDLES`, ``name`` the legend entry."""
+    ``label`` is one of :data:`BUNDLES`, ``name`` the legend entry."""
     gap = np.full((len(members), 1), np.nan)
     y = np.concatenate([columns[members], gap], axis=1).ravel()
     x = np.tile(np.append(steps, steps[-1] if len(steps) else 0), len(members)).astype(steps.dtype, copy=False)
@@ -221,8 +265,8 @@ def _bundle(label: str, name: str, members: list[int], steps: np.ndarray, column
     text = np.repeat(np.array([str(class_names[c]) for c in members]), len(steps) + 1)
     return {"type": kind, "x": x, "y": y, "text": text, "name": name, "mode": mode,
             "hovertemplate": "%{text}<br>step %{x}: %{y:.4g}<extra></extra>", "connectgaps": False,
-            "line": {"color": "rgb(150,150,150)" if faded else "rgb(95,95,95)", "width": 1.0},
-            "opacity": 0.35 if faded else 0.8, "legendrank": 5000 + _BUNDLES.index(label),
+            "line": {"color": bundle_colour(faded)[0], "width": 1.0},
+            "opacity": bundle_colour(faded)[1], "legendrank": 5000 + BUNDLES.index(label),
             "visible": "legendonly" if label == _NOT_CHOSEN else True}
 
 

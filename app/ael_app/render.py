@@ -39,7 +39,8 @@ def chart(fig, *, key: str) -> None:
     st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG, width="stretch", theme=None)
 
 
-def live_chart(key: str, build: Callable[[], Any], *, inputs: tuple, version: object, points: int) -> None:
+def live_chart(key: str, build: Callable[[], Any], *, inputs: tuple, version: object, points: int,
+               draw: Callable[..., None] = chart) -> None:
     """Draw a figure that follows a live run, rebuilding it only when worth it.
 
     The figure is rebuilt at once when ``inputs`` (the user's choices) change, and when the
@@ -52,6 +53,7 @@ def live_chart(key: str, build: Callable[[], Any], *, inputs: tuple, version: ob
         inputs: everything the user chose that shapes the figure.
         version: what identifies the data drawn (e.g. the last step and the row count).
         points: points drawn, for the redraw interval.
+        draw: draws what ``build`` made, under ``key`` (a plotly figure: :func:`chart`).
     """
     from ael_app.state import selection
 
@@ -62,7 +64,7 @@ def live_chart(key: str, build: Callable[[], Any], *, inputs: tuple, version: ob
     if entry is None or entry[0] != inputs or (entry[1] != version and now - entry[2] >= interval):
         entry = (inputs, version, now, build())
         cache[key] = entry
-    chart(entry[3], key=key)
+    draw(entry[3], key=key)
 
 
 def latest_step(run: Run) -> int | None:

@@ -120,14 +120,19 @@ def sidebar(runs_dir: Path) -> Selection:
     state = st.session_state
     st.sidebar.caption(f"Runs folder: `{runs_dir}`")
     error = None
+    wanted = st.query_params.get("run")
     try:
         summaries = _summaries(str(runs_dir))
+        if state.get("run") is None and wanted and wanted not in {s.run_id for s in summaries}:
+            # A link to a run newer than the cached listing (seconds old): list again rather than
+            # open another run and rewrite the link.
+            _summaries.clear()
+            summaries = _summaries(str(runs_dir))
     except RunStoreError as err:
         summaries, error = [], str(err)
     ids = [s.run_id for s in summaries]
     by_id = {s.run_id: s for s in summaries}
     if state.get("run") not in ids:
-        wanted = st.query_params.get("run")
         running = [s.run_id for s in summaries if s.status == "running"]
         state["run"] = wanted if wanted in ids else (running[0] if running else (ids[0] if ids else None))
     if ids:

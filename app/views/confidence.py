@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import streamlit as st
 from ael_app import state
+from ael_app.canvas_chart import canvas_chart
+from ael_app.canvas_views import bar_rows_view, class_lines_view, grouped_bars_view, heatmap_view
 from ael_app.render import choose_step, live_chart
 
 from ael.runs import row_at, tail_indices
-from ael.viz.class_figures import ZERO_LABEL, class_bars_figure, grouped_bars_figure
-from ael.viz.figures import class_heatmap_figure, class_lines_figure
+from ael.viz.class_figures import ZERO_LABEL
 
 st.title("Confidence bank")
 sel = state.selection()
@@ -28,9 +29,7 @@ FREQUENCIES = ("freq_labeled", "freq_pseudo")
 
 class_names = tailer.run.class_names
 with st.expander("Options", expanded=False):
-    c1, c2 = st.columns(2)
-    c2.toggle("Logarithmic frequency axis", value=True, key="conf_log_freq")
-    c1.toggle("WebGL lines (for a browser with a GPU)", value=False, key="conf_webgl")
+    st.toggle("Logarithmic frequency axis", value=True, key="conf_log_freq")
     st.caption("Tail = classes whose share of the labeled pixels is below a quarter of the uniform share 1/C "
                "(none when the run recorded no pixel frequencies).")
 c1, c2 = st.columns([1, 3])
@@ -39,25 +38,23 @@ show = c1.segmented_control("Classes shown", ["all", "tail", "chosen"], default=
 chosen = c2.multiselect("Chosen classes", list(range(len(class_names))), key=f"conf_chosen_{tailer.run.run_id}",
                         format_func=lambda c: f"{c}: {class_names[c]}", disabled=show != "chosen",
                         placeholder="pick classes to draw")
-st.caption("Legend clicks hide (double click: isolate) a class; they, a zoom and the choices above stay "
-           "through live refreshes. Double-click a chart to reset its zoom.")
+st.caption("Drag to zoom, double-click to zoom out; legend clicks hide (double click: isolate) a class. "
+           "They and the choices above stay through live refreshes.")
 
 
 @st.cache_resource(max_entries=48, ttl=900, show_spinner=False)
 def _shared(run_id: str, chart: str, inputs: tuple, version: object, _build):
-    """A figure built once per run, chart, choices and data version, then shared by every session.
-
-    A new browser tab (or a reload) starts a new session, whose own chart cache is empty: the
-    figure of a long, wide run is built once instead. Drawing it changes nothing in it: the
-    dashboard's theme is plotly's default template in this process (:mod:`ael_app.render`).
-    """
+    """A chart's data built once per run, chart, choices and data version, then shared by every
+    session: a new browser tab (or a reload) starts a new session, whose own chart cache is empty.
+    Drawing it changes nothing in it."""
     return _build()
 
 
 def _chart(key: str, run_id: str, build, *, inputs: tuple, version: object, points: int) -> None:
-    """:func:`live_chart` of a figure shared across sessions (:func:`_shared`)."""
+    """:func:`live_chart` of a canvas chart (:mod:`ael_app.canvas_chart`) whose data is shared
+    across sessions (:func:`_shared`)."""
     live_chart(key, lambda: _shared(run_id, key, inputs, version, build), inputs=inputs, version=version,
-               points=points)
+               points=points, draw=canvas_chart)
 
 
 def _panel() -> None:
@@ -72,14 +69,13 @@ def _panel() -> None:
         highlight = tail_indices(run.class_frequencies())
         visible = {"all": None, "tail": highlight, "chosen": chosen}.get(show)
         uirev = run.run_id
-        webgl = True if st.session_state.get("conf_webgl") else None
-        choice = (run.run_id, tuple(highlight), None if visible is None else tuple(visible), webgl)
+        choice = (run.run_id, tuple(highlight), None if visible is None else tuple(visible))
         if "bank" in names:
-            _bank_over_steps(run, palette, highlight, visible, choice, webgl)
+            _bank_over_steps(run, palette, highlight, visible, choice)
         else:
             st.info(f"This run's method ({run.method or 'unknown'}) keeps no confidence bank: AEL's bank, "
                     "its distributions and r_c are not drawn.")
-        _vectors_over_steps(run, names, palette, highlight, visible, choice, webgl)
+        _vectors_over_steps(run, names, palette, highlight, visible, choice)
         # The class names and the latest step of the page's vectors.
         reference = run.class_vectors("bank" if "bank" in names else names[0])
 
@@ -92,8 +88,8 @@ def _panel() -> None:
                 if found is not None:
                     vectors[f"{title} (step {found[0]})"] = found[1]
         c = len(reference.class_names)
-        _chart("conf_bars", run.run_id, lambda: class_bars_figure(
-            vectors, reference.class_names, palette=palette, highlight=highlight, uirevision=f"{uirev}/bars"),
+        _chart("conf_bars", run.run_id, lambda: bar_rows_view(
+            vectors, reference.class_names, palette=palette, highlight=highlight, view=f"{uirev}/bars"),
                inputs=(run.run_id, tuple(highlight), step if not st.session_state.get(
                    f"conf_step_{run.run_id}_follow", True) else None),
                version=tuple(vectors), points=4 * len(vectors) * c)
@@ -107,14 +103,14 @@ def _panel() -> None:
                                  format_func=lambda n: n.removeprefix("iou_"))
                 iou = run.class_vectors(model if model in iou_names else iou_names[0])
                 if c <= MAX_IOU_LINES:
-                    _chart("conf_iou", run.run_id, lambda: class_lines_figure(
+                    _chart("conf_iou", run.run_id, lambda: class_lines_view(
                         iou.steps, iou.values, iou.class_names, palette=palette, highlight=highlight,
-                        visible=visible, y_title="IoU", markers=len(iou.steps) < 60, uirevision=f"{uirev}/iou",
+                        visible=visible, y_title="IoU", markers=len(iou.steps) < 60, view=f"{uirev}/iou/{model}",
                         height=380), inputs=(*choice, model), version=len(iou.steps),
                         points=3 * c * min(len(iou.steps), 600))
                 else:  # a legend of 150 lines is unreadable and slow: classes x evaluations instead
-                    _chart("conf_iou", run.run_id, lambda: class_heatmap_figure(
-                        iou.steps, iou.values, iou.class_names, colorbar_title="IoU", uirevision=f"{uirev}/iou"),
+                    _chart("conf_iou", run.run_id, lambda: heatmap_view(
+                        iou.steps, iou.values, iou.class_names, colour_title="IoU", view=f"{uirev}/iou/{model}"),
                         inputs=(run.run_id, model), version=len(iou.steps), points=c * min(len(iou.steps), 400) // 4)
             else:
                 st.info("No evaluation yet.")
@@ -130,9 +126,9 @@ def _panel() -> None:
                         zero_labels[f"{label} (step {found[0]})"] = zero_label
             if groups:
                 log_y = bool(st.session_state.get("conf_log_freq", True))
-                _chart("conf_freq", run.run_id, lambda: grouped_bars_figure(
+                _chart("conf_freq", run.run_id, lambda: grouped_bars_view(
                     groups, reference.class_names, y_title="share of pixels", log_y=log_y, percent=True,
-                    zero_label=zero_labels, uirevision=f"{uirev}/freq"),
+                    zero_label=zero_labels, view=f"{uirev}/freq"),
                        inputs=(run.run_id, log_y, step if not st.session_state.get(
                            f"conf_step_{run.run_id}_follow", True) else None),
                        version=tuple(groups), points=4 * len(groups) * c)
@@ -144,24 +140,24 @@ def _panel() -> None:
                 st.info("No pixel frequencies logged (`freq_labeled`, `freq_pseudo`).")
 
 
-def _bank_over_steps(run, palette, highlight, visible, choice, webgl) -> None:
+def _bank_over_steps(run, palette, highlight, visible, choice) -> None:
     bank = run.class_vectors("bank")
     uirev = run.run_id
     st.subheader("Per-class confidence over steps")
     version = (len(bank.steps), int(bank.steps[-1]))
     points = min(len(bank.steps), 40_000 // max(1, len(bank.class_names))) * len(bank.class_names)
-    _chart("conf_lines", run.run_id, lambda: class_lines_figure(
+    _chart("conf_lines", run.run_id, lambda: class_lines_view(
         bank.steps, bank.values, bank.class_names, palette=palette, highlight=highlight, visible=visible,
-        y_title="Conf_c", uirevision=f"{uirev}/bank", webgl=webgl), inputs=choice, version=version, points=points)
+        y_title="Conf_c", view=f"{uirev}/bank"), inputs=choice, version=version, points=points)
     if highlight:
         st.caption("Highlighted tail classes: " + ", ".join(bank.class_names[c] for c in highlight))
     st.subheader("Classes x steps")
-    _chart("conf_heatmap", run.run_id, lambda: class_heatmap_figure(
-        bank.steps, bank.values, bank.class_names, colorbar_title="Conf", uirevision=f"{uirev}/heat"),
+    _chart("conf_heatmap", run.run_id, lambda: heatmap_view(
+        bank.steps, bank.values, bank.class_names, colour_title="Conf", view=f"{uirev}/heat"),
         inputs=(run.run_id,), version=version, points=min(len(bank.steps), 400) * len(bank.class_names) // 4)
 
 
-def _vectors_over_steps(run, names, palette, highlight, visible, choice, webgl) -> None:
+def _vectors_over_steps(run, names, palette, highlight, visible, choice) -> None:
     """Any other vector the method declares, over steps: pseudo-label quality first."""
     shown = {*dict(AT_STEP), *FREQUENCIES}
     options = [n for n in DIAGNOSTICS if n in names] + sorted(
@@ -175,9 +171,9 @@ def _vectors_over_steps(run, names, palette, highlight, visible, choice, webgl) 
     series = run.class_vectors(name)
     st.caption(run.vector_description(name) or "")
     points = min(len(series.steps), 40_000 // max(1, len(series.class_names))) * len(series.class_names)
-    _chart("conf_vector", run.run_id, lambda: class_lines_figure(
+    _chart("conf_vector", run.run_id, lambda: class_lines_view(
         series.steps, series.values, series.class_names, palette=palette, highlight=highlight, visible=visible,
-        y_title=name, uirevision=f"{run.run_id}/{name}", webgl=webgl), inputs=(*choice, name),
+        y_title=name, view=f"{run.run_id}/{name}"), inputs=(*choice, name),
         version=(len(series.steps), int(series.steps[-1])), points=points)
 
 

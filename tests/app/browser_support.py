@@ -87,3 +87,26 @@ def browser_tab(*, width: int = 1400, height: int = 2200) -> Iterator:
             yield browser.new_page(viewport={"width": width, "height": height})
         finally:
             browser.close()
+
+
+def canvas(tab, key: str, expression: str):
+    """``expression`` over ``c``, the canvas chart (``app/ael_app/canvas_chart.py``) of Streamlit key
+    ``key`` (its ``snapshot()``, ``data`` as sent, decoded ``xs``), or None before it drew."""
+    return tab.evaluate(
+        """([key, expression]) => {
+            const root = document.querySelector(`.st-key-${key} .ael-cv`);
+            const c = root && root.__ael;
+            return c && c.data && root.dataset.drawn ? new Function("c", "return " + expression)(c) : null;
+        }""", [key, expression])
+
+
+def wait_canvas(tab, key: str, condition: str, timeout_s: float = 60) -> None:
+    """Wait until the canvas chart of key ``key`` drew its latest data and ``condition`` (JS over
+    ``c``, as :func:`canvas`) holds."""
+    tab.wait_for_function(
+        """([key, condition]) => {
+            const root = document.querySelector(`.st-key-${key} .ael-cv`);
+            const c = root && root.__ael;
+            return !!(c && c.data && root.dataset.drawn === c.data.version
+                      && new Function("c", "return " + condition)(c));
+        }""", arg=[key, condition], timeout=timeout_s * 1000)

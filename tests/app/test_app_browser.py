@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import pytest
-from browser_support import ARTIFACTS, browser_tab, served_dashboard
+from browser_support import ARTIFACTS, browser_tab, canvas, served_dashboard, wait_canvas
 from runs_factory import append_step, write_run
 
 from ael.runs import open_run
@@ -44,8 +44,9 @@ def page(served):
 
 def _settle(tab, *, charts: int = 0, images: int = 0, timeout_s: float = 30) -> None:
     tab.wait_for_selector("h1", timeout=timeout_s * 1000)
-    if charts:
-        tab.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}",
+    if charts:  # plotly charts and canvas charts (the confidence page's)
+        tab.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length"
+                              f" + document.querySelectorAll('.ael-cv[data-drawn]').length >= {charts}",
                               timeout=timeout_s * 1000)
     if images:
         tab.wait_for_function(
@@ -105,11 +106,11 @@ def test_confidence_bars_at_a_chosen_step_hold_the_readers_bank(served, page):
     page.goto(f"{url}/confidence?run=done")
     _settle(page, charts=5)
     # Following the latest step: the last bank row (step 390 of 400, a row every 10 steps).
-    _wait_figure(page, "conf_bars", "traces[0].name.includes('(step 390)')")
-    shown = _figure(page, "conf_bars")[0]
-    assert shown["name"] == "confidence bank Conf (step 390)"
-    assert shown["x"] == list(bank.class_names)
-    np.testing.assert_allclose(shown["y"], bank.values[list(bank.steps).index(390)], rtol=1e-12)
+    wait_canvas(page, "conf_bars", "c.snapshot().rows[0].title.includes('(step 390)')")
+    shown = canvas(page, "conf_bars", "c.snapshot().rows")[0]
+    assert shown["title"] == "confidence bank Conf (step 390)"
+    assert canvas(page, "conf_bars", "c.data.names") == list(bank.class_names)
+    np.testing.assert_allclose(shown["values"], bank.values[list(bank.steps).index(390)], rtol=1e-12)
     # Step 25 chosen with the slider (keyboard: Home, then 25 steps right): the row at or before it, step 20.
     page.locator('label:has(input[aria-label="Follow latest step"])').click()
     slider = page.locator(".st-key-conf_step_done_slider input[type=range]")
@@ -119,18 +120,18 @@ def test_confidence_bars_at_a_chosen_step_hold_the_readers_bank(served, page):
     for _ in range(25):
         slider.press("ArrowRight")
     assert slider.get_attribute("aria-valuetext") == "25"
-    _wait_figure(page, "conf_bars", "traces[0].name.includes('(step 20)')")
-    shown = _figure(page, "conf_bars")
-    assert [t["name"] for t in shown] == [
+    wait_canvas(page, "conf_bars", "c.snapshot().rows[0].title.includes('(step 20)')")
+    shown = canvas(page, "conf_bars", "c.snapshot().rows")
+    assert [row["title"] for row in shown] == [
         "confidence bank Conf (step 20)", "Copy-Paste distribution (step 20)", "CutMix distribution (step 20)",
         "sampling ratio r_c (step 20)"]
     expected = bank.values[list(bank.steps).index(20)]
-    np.testing.assert_allclose(shown[0]["y"], expected, rtol=1e-12)
+    np.testing.assert_allclose(shown[0]["values"], expected, rtol=1e-12)
     assert not np.allclose(expected, bank.values[list(bank.steps).index(390)])  # another step, other values
     run = open_run(writer.run_dir.parent, "done")
-    for trace, name in zip(shown[1:], ("copy_paste_prob", "cutmix_prob", "sampling_ratio")):
+    for row, name in zip(shown[1:], ("copy_paste_prob", "cutmix_prob", "sampling_ratio")):
         vectors = run.class_vectors(name)
-        np.testing.assert_allclose(trace["y"], vectors.values[list(vectors.steps).index(20)], rtol=1e-12)
+        np.testing.assert_allclose(row["values"], vectors.values[list(vectors.steps).index(20)], rtol=1e-12)
     page.screenshot(path=str(ARTIFACTS / "confidence_at_step.png"), full_page=True)
 
 

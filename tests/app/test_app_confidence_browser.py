@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 import pytest
-from browser_support import browser_tab, served_dashboard
+from browser_support import browser_tab, canvas, served_dashboard, wait_canvas
 from runs_factory import append_step, class_rows, write_run
 
 from ael.runs import open_run, tail_indices
@@ -54,48 +54,36 @@ def page(live):
         yield tab
 
 
-def _plot(tab, key: str, expression: str):
-    """``expression`` over ``gd``, the plotly graph div of the chart of Streamlit key ``key``."""
-    return tab.evaluate(
-        """([key, expression]) => {
-            const gd = document.querySelector(`.st-key-${key} .js-plotly-plot`);
-            return gd && gd._fullData ? new Function("gd", "return " + expression)(gd) : null;
-        }""", [key, expression])
-
-
-def _wait(tab, key: str, condition: str, timeout_s: float = 60) -> None:
-    tab.wait_for_function(
-        """([key, condition]) => {
-            const gd = document.querySelector(`.st-key-${key} .js-plotly-plot`);
-            return !!(gd && gd._fullData && gd._fullData.length && new Function("gd", "return " + condition)(gd));
-        }""", arg=[key, condition], timeout=timeout_s * 1000)
-
-
 def _updated(tab) -> str:
     return tab.locator(".st-key-confidence_panel_updated").inner_text()
 
 
 def _two_refreshes(tab) -> None:
     """Wait until the panel's "Last updated" line has changed twice and the bank chart grew since."""
-    length = _plot(tab, "conf_lines", "gd._fullData[0].x.length")
+    length = canvas(tab, "conf_lines", "c.xs.length")
     for _ in range(2):
         before = _updated(tab)
         tab.wait_for_function(
             "before => { const e = document.querySelector('.st-key-confidence_panel_updated');"
             " return e && e.innerText !== before; }", arg=before, timeout=60_000)
-    _wait(tab, "conf_lines", f"gd._fullData[0].x.length > {length}")
+    wait_canvas(tab, "conf_lines", f"c.xs.length > {length}")
+
+
+def _shown(tab, key: str) -> dict[str, bool]:
+    """Legend entry -> drawn, of the canvas chart ``key``."""
+    return dict(canvas(tab, key, "c.snapshot().legend"))
 
 
 def test_zoom_legend_filter_and_step_survive_live_refreshes(live, page):
     url, runs = live
     page.goto(f"{url}/confidence?run=live")
-    _wait(page, "conf_lines", "gd._fullData.length === 8")
+    wait_canvas(page, "conf_lines", "c.snapshot().legend.length === 8")
     tail = tail_indices(open_run(runs, "live").class_frequencies())
     assert 0 < len(tail) < 8
 
     # The "tail" filter: the other classes stay in the legend only.
     page.locator(".st-key-conf_show button", has_text="tail").click()
-    _wait(page, "conf_lines", f"gd._fullData.filter(t => t.visible === true).length === {len(tail)}")
+    wait_canvas(page, "conf_lines", f"c.snapshot().legend.filter(e => e[1]).length === {len(tail)}")
     # A step chosen with the slider (keyboard: Home, then 50 steps right).
     page.locator('label:has(input[aria-label="Follow latest step"])').click()
     slider = page.locator(".st-key-conf_step_live_slider input[type=range]")
@@ -105,49 +93,71 @@ def test_zoom_legend_filter_and_step_survive_live_refreshes(live, page):
     for _ in range(50):
         slider.press("ArrowRight")
     assert slider.get_attribute("aria-valuetext") == "50"
-    _wait(page, "conf_bars", "gd._fullData[0].name.includes('(step 50)')")
-    # A tail class hidden from the legend.
-    hidden_name = page.locator(".st-key-conf_lines .legend .traces .legendtext").first.text_content().strip()
-    # Plotly acts on a legend click after its double-click delay (300 ms): a live redraw in that
-    # window drops it, as it would a user's. Click again then, as the drag below does.
-    for attempt in range(3):
-        page.locator(".st-key-conf_lines .legend .traces .legendtoggle").first.click()
-        try:
-            _wait(page, "conf_lines", f"gd._fullData.find(t => t.name === {hidden_name!r}).visible === 'legendonly'",
-                  timeout_s=15)
-            break
-        except Exception:
-            if attempt == 2:
-                raise
-    # A drag-zoom on the bank chart, over the middle third of its width. A drag that a redraw of
-    # the chart interrupts (the run is live) is dropped by plotly, as a user's would be: drag again.
-    for attempt in range(3):
-        box = page.locator(".st-key-conf_lines .nsewdrag").first.bounding_box()
-        y = box["y"] + box["height"] / 2
-        page.mouse.move(box["x"] + box["width"] / 3, y)
-        page.mouse.down()
-        page.mouse.move(box["x"] + 2 * box["width"] / 3, y + 2, steps=4)
-        page.mouse.up()
-        try:
-            _wait(page, "conf_lines", "gd.layout.xaxis.autorange === false", timeout_s=15)
-            break
-        except Exception:
-            if attempt == 2:
-                raise
-    zoomed = _plot(page, "conf_lines", "gd.layout.xaxis.range")
-    full = _plot(page, "conf_lines", "[gd._fullData[0].x[0], gd._fullData[0].x[gd._fullData[0].x.length - 1]]")
+    wait_canvas(page, "conf_bars", "c.snapshot().rows[0].title.includes('(step 50)')")
+    # A tail class hidden from the legend (tail classes are listed first).
+    item = page.locator(".st-key-conf_lines .ael-cv-item").first
+    hidden_name = item.inner_text().strip()
+    item.click()
+    assert _shown(page, "conf_lines")[hidden_name] is False
+    # A drag-zoom on the bank chart, over the middle third of its plot area.
+    box = page.locator(".st-key-conf_lines canvas").bounding_box()
+    area = canvas(page, "conf_lines", "c.area()")
+    left, width = box["x"] + area["left"], area["width"]
+    y = box["y"] + area["top"] + area["height"] / 2
+    page.mouse.move(left + width / 3, y)
+    page.mouse.down()
+    page.mouse.move(left + 2 * width / 3, y + 2, steps=4)
+    page.mouse.up()
+    zoomed = canvas(page, "conf_lines", "c.snapshot().view.x")
+    full = canvas(page, "conf_lines", "[c.xs[0], c.xs[c.xs.length - 1]]")
     assert full[0] < zoomed[0] < zoomed[1] < full[1]
+    assert canvas(page, "conf_lines", "c.snapshot().view.y") is None  # a flat drag zooms steps only
 
     _two_refreshes(page)
 
-    assert _plot(page, "conf_lines", "gd.layout.xaxis.range") == pytest.approx(zoomed)
-    traces = _plot(page, "conf_lines", "gd._fullData.map(t => [t.name, t.visible])")
+    assert canvas(page, "conf_lines", "c.snapshot().view.x") == pytest.approx(zoomed)
     names = open_run(runs, "live").class_names
-    expected = {names[c]: True for c in tail} | {n: "legendonly" for i, n in enumerate(names) if i not in tail}
-    expected[hidden_name] = "legendonly"
-    assert dict(traces) == expected
+    expected = {names[c]: True for c in tail} | {n: False for i, n in enumerate(names) if i not in tail}
+    expected[hidden_name] = False
+    assert _shown(page, "conf_lines") == expected
     assert slider.get_attribute("aria-valuetext") == "50"
-    assert _plot(page, "conf_bars", "gd._fullData[0].name") == "confidence bank Conf (step 50)"
+    assert canvas(page, "conf_bars", "c.snapshot().rows[0].title") == "confidence bank Conf (step 50)"
+    # A double click zooms all the way out, and the chart says so.
+    page.mouse.dblclick(left + width / 2, y)
+    assert canvas(page, "conf_lines", "c.snapshot().view.x") is None
+
+
+def _js_number(value: float) -> str:
+    """``value`` to 4 significant digits as the chart writes it (JavaScript's ``toPrecision(4)``, trimmed)."""
+    return str(float(f"{value:.4g}")).removesuffix(".0")
+
+
+def _hover(tab, key: str, x: float, y: float) -> str:
+    """The tooltip of the canvas chart ``key`` with the mouse at (x, y) of its canvas."""
+    box = tab.locator(f".st-key-{key} canvas").bounding_box()
+    tab.mouse.move(box["x"] + x, box["y"] + y)
+    tip = tab.locator(f".st-key-{key} .ael-cv-tip")
+    tip.wait_for(state="visible", timeout=10_000)
+    return tip.inner_text()
+
+
+def test_hover_names_the_class_its_value_and_the_step(live, page):
+    url, runs = live
+    write_run(runs, "still", steps=200, media_every=0)  # finished: nothing moves under the mouse
+    bank = open_run(runs, "still").class_vectors("bank")
+    page.goto(f"{url}/confidence?run=still")
+    wait_canvas(page, "conf_heatmap", "c.xs.length > 10")
+    area = canvas(page, "conf_heatmap", "c.area()")
+    columns, classes = canvas(page, "conf_heatmap", "c.xs.length"), len(bank.class_names)
+    assert columns == len(bank.steps)  # fewer steps than columns: one a step
+    text = _hover(page, "conf_heatmap", area["left"] + 3.5 * area["width"] / columns,
+                  area["top"] + 2.5 * area["height"] / classes)
+    assert text == f"{bank.class_names[2]}: {_js_number(np.float32(bank.values[3, 2]))} at step {bank.steps[3]}"
+    # Bars: the middle of class 2's slot in the first row.
+    area = canvas(page, "conf_bars", "c.area()")
+    rows = canvas(page, "conf_bars", "c.snapshot().rows")
+    text = _hover(page, "conf_bars", area["left"] + 2.5 * area["width"] / classes, area["top"] + 60)
+    assert text == f"{bank.class_names[2]}: {_js_number(rows[0]['values'][2])} ({rows[0]['title']})"
 
 
 def test_a_class_never_predicted_is_flagged_on_the_log_frequency_axis(live, page):
@@ -160,14 +170,16 @@ def test_a_class_never_predicted_is_flagged_on_the_log_frequency_axis(live, page
     writer.log_classes(30, rows)
     writer.finish()
     page.goto(f"{url}/confidence?run=never")
-    _wait(page, "conf_freq", "gd._fullData.length === 2")
-    pseudo = _plot(page, "conf_freq", "(t => ({y: Array.from(t.y), text: Array.from(t.text), "
-                                      "zero: Array.from(t.customdata)}))(gd._fullData[1])")
-    floor = 10 ** _plot(page, "conf_freq", "gd.layout.yaxis.range[0]")
-    assert pseudo["zero"][6:] == [0.0, 0.0]
-    assert all(floor < y < 0.05 for y in pseudo["y"][6:])  # drawn, below every real bar
-    assert pseudo["text"] == [""] * 6 + [ZERO_LABEL] * 2
-    assert page.locator(".st-key-conf_freq .bartext", has_text=ZERO_LABEL).count() == 2
+    wait_canvas(page, "conf_freq", "c.snapshot().legend.length === 2 && c.snapshot().rows[0].title.includes('(step 30)')")
+    groups = canvas(page, "conf_freq", "c.snapshot().rows")
+    assert [g["title"] for g in groups] == ["labels (step 30)", "pseudo-labels (step 30)"]
+    assert groups[1]["values"] == list(open_run(runs, "never").class_vectors("freq_pseudo").values[-1])
+    # Both zero shares drawn as stubs labelled as never predicted, none for the labels.
+    assert canvas(page, "conf_freq", "c.zeros") == [[6, "pseudo-labels (step 30)", ZERO_LABEL],
+                                                    [7, "pseudo-labels (step 30)", ZERO_LABEL]]
+    data = canvas(page, "conf_freq", "({range: c.data.range, stub: c.data.stub})")
+    floor = 10 ** data["range"][0]
+    assert floor < data["stub"] < 0.05  # drawn, below every real bar
     # A decade below the smallest share (5 %): the axis starts at 0.1 %, ticks at each decade.
     assert floor == pytest.approx(0.001)
-    assert page.locator(".st-key-conf_freq .ytick").all_text_contents() == ["0.1 %", "1 %", "10 %", "100 %"]
+    assert canvas(page, "conf_freq", "c.snapshot().ticks") == ["0.1 %", "1 %", "10 %", "100 %"]

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from canvas_support import bar_rows, canvas_views
 from runs_factory import append_step, damage_run, make_unknown_schema, write_run, write_trainer_run
 
 from ael.runs import list_runs, open_run
@@ -21,7 +22,8 @@ def _problems(at) -> list[str]:
 
 
 def _charts(at) -> int:
-    return len(at.get("plotly_chart"))
+    """Plotly charts and canvas charts (the confidence page's)."""
+    return len(at.get("plotly_chart")) + len(canvas_views(at))
 
 
 def _images(at) -> int:
@@ -91,9 +93,8 @@ def test_class_choice_persists_across_refresh(two_runs, app_factory):
     assert not _problems(at)
     assert at.multiselect(key=f"conf_chosen_{run_id}").value == [2, 5]
     assert at.segmented_control(key="conf_show").value == "chosen"
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    shown = [i for i, trace in enumerate(spec["data"]) if trace.get("visible", True) is True]
-    assert [spec["data"][i]["name"] for i in shown] == ["blob-1", "line"]
+    lines = canvas_views(at)["conf_lines"]
+    assert sorted(e["name"] for e in lines["entries"] if not e["hidden"]) == ["blob-1", "line"]
 
 
 @pytest.mark.parametrize(("chosen", "row"), [(155, 150), (150, 150), (0, 0)])
@@ -102,20 +103,20 @@ def test_confidence_bars_at_a_chosen_step_are_the_readers_rows(two_runs, app_fac
     at = app_factory(two_runs)
     at.sidebar.selectbox(key="run").set_value("ael-run")
     at.switch_page("views/confidence.py").run()
-    latest = _traces(at, "confidence bank Conf")
-    assert latest[0]["name"] == "confidence bank Conf (step 290)"  # following the latest row
-    np.testing.assert_array_equal(latest[0]["y"], _row(run.class_vectors("bank"), 290))
+    latest = bar_rows(at)
+    assert latest[0]["title"] == "confidence bank Conf (step 290)"  # following the latest row
+    np.testing.assert_array_equal(latest[0]["values"], _row(run.class_vectors("bank"), 290))
     at.toggle(key="conf_step_ael-run_follow").set_value(False).run()
     at.slider(key="conf_step_ael-run_slider").set_value(chosen).run()
     assert not _problems(at)
-    shown = _traces(at, "confidence bank Conf")
+    shown = bar_rows(at)
     # A row every 10 steps: the bars show the latest row at or before the chosen step, as logged.
-    assert [t["name"] for t in shown] == [f"{title} (step {row})" for title in (
+    assert [r["title"] for r in shown] == [f"{title} (step {row})" for title in (
         "confidence bank Conf", "Copy-Paste distribution", "CutMix distribution", "sampling ratio r_c")]
-    for trace, name in zip(shown, ("bank", "copy_paste_prob", "cutmix_prob", "sampling_ratio")):
-        assert trace["x"].tolist() == list(run.class_names)
-        np.testing.assert_array_equal(trace["y"], _row(run.class_vectors(name), row))
-    assert not np.array_equal(shown[0]["y"], latest[0]["y"])
+    assert canvas_views(at)["conf_bars"]["names"] == list(run.class_names)
+    for shown_row, name in zip(shown, ("bank", "copy_paste_prob", "cutmix_prob", "sampling_ratio")):
+        np.testing.assert_array_equal(shown_row["values"], _row(run.class_vectors(name), row))
+    assert not np.array_equal(shown[0]["values"], latest[0]["values"])
 
 
 def test_compare_two_runs(two_runs, app_factory):
@@ -182,6 +183,21 @@ def test_query_param_cannot_escape_runs_folder(two_runs, app_factory):
     assert at.sidebar.multiselect(key="compare").value == ["ael-run"]
 
 
+def test_a_link_to_a_run_newer_than_the_cached_listing_opens_that_run(runs_dir, app_factory):
+    from conftest import APP
+    from streamlit.testing.v1 import AppTest
+
+    write_run(runs_dir, "older", steps=30, seed=0)
+    app_factory(runs_dir)  # lists the runs folder: the listing is cached for 2 s
+    write_run(runs_dir, "newer", steps=30, seed=1)
+    at = AppTest.from_file(str(APP), default_timeout=60)  # a new tab, within the listing's 2 s
+    at.query_params["run"] = "newer"
+    at.run()
+    assert not _problems(at)
+    assert at.sidebar.selectbox(key="run").value == "newer"
+    assert at.query_params["run"] == "newer"
+
+
 def test_live_run_updates_and_keeps_choices(runs_dir, app_factory):
     writer = write_run(runs_dir, "live", steps=100, finish=False, total_steps=1000)
     try:
@@ -195,7 +211,7 @@ def test_live_run_updates_and_keeps_choices(runs_dir, app_factory):
         toggle.set_value(False).run()
         at.slider(key="conf_step_live_slider").set_value(40).run()
         assert not _problems(at)
-        bank_at_40 = _traces(at, "confidence bank Conf")[0]
+        bank_at_40 = bar_rows(at)[0]
         rng = np.random.default_rng(1)
         for step in range(100, 160):
             append_step(writer, step, rng)
@@ -205,9 +221,9 @@ def test_live_run_updates_and_keeps_choices(runs_dir, app_factory):
         assert at.toggle(key="conf_step_live_follow").value is False
         # The chosen step's bars keep the reader's row at step 40 after the live refresh.
         run = open_run(runs_dir, "live")
-        kept = _traces(at, "confidence bank Conf")[0]
-        assert kept["name"] == bank_at_40["name"] == "confidence bank Conf (step 40)"
-        np.testing.assert_array_equal(kept["y"], _row(run.class_vectors("bank"), 40))
+        kept = bar_rows(at)[0]
+        assert kept["title"] == bank_at_40["title"] == "confidence bank Conf (step 40)"
+        np.testing.assert_array_equal(kept["values"], _row(run.class_vectors("bank"), 40))
         at.switch_page("views/training.py").run()
         assert at.metric[1].value == "159 / 1000"
         # New chart data: the loss lines grow from 100 to 160 points (a chart is redrawn with new data

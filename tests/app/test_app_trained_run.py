@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from canvas_support import bar_rows
 
 from ael.config import config_from_dict
 from ael.engine.trainer import train
@@ -60,10 +60,9 @@ def test_every_page_on_a_trained_run(trained_runs, app_factory):
     # The bars at the latest step hold the bank the trainer logged there, as the reader returns it.
     run_id = at.sidebar.selectbox(key="run").value
     bank = open_run(trained_runs, run_id).class_vectors("bank")
-    bars = next(json.loads(c.proto.spec)["data"] for c in at.get("plotly_chart")
-                if json.loads(c.proto.spec)["data"][0].get("name", "").startswith("confidence bank Conf"))
-    assert bars[0]["name"] == f"confidence bank Conf (step {int(bank.steps[-1])})"
-    np.testing.assert_array_equal(_array(bars[0]["y"]), bank.values[-1])
+    bars = bar_rows(at)
+    assert bars[0]["title"] == f"confidence bank Conf (step {int(bank.steps[-1])})"
+    np.testing.assert_array_equal(bars[0]["values"], bank.values[-1])
     assert bank.steps.tolist() == [0, 3, 6, 9, 11]  # classes_every 3 over 12 iterations, and the last
     at.switch_page("views/pseudo_labels.py").run()
     assert len(at.get("image")) == 5

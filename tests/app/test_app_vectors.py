@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from canvas_support import canvas_views
 
 from ael.config import config_from_dict
 from ael.engine.trainer import train
@@ -45,16 +46,6 @@ def _problems(at) -> list[str]:
     return [e.value for e in at.exception] + [e.value for e in at.error]
 
 
-def _chart(at, title: str):
-    import json
-
-    for chart in at.get("plotly_chart"):
-        figure = json.loads(chart.proto.spec)
-        if figure.get("layout", {}).get("yaxis", {}).get("title", {}).get("text") == title:
-            return figure
-    return None
-
-
 def test_a_baseline_without_a_bank_shows_its_pseudo_label_quality(trained_runs, app_factory):
     at = app_factory(trained_runs)
     at.sidebar.selectbox(key="run").set_value("mean_teacher-run").run()
@@ -75,20 +66,17 @@ def test_ael_pseudo_label_curves_hold_the_readers_values(trained_runs, app_facto
     assert not _problems(at)
     at.selectbox(key="conf_vector_ael-run").set_value("sampling_kept").run()
     assert not _problems(at)
-    figure = _chart(at, "sampling_kept")
-    assert figure is not None
+    lines = canvas_views(at)["conf_vector"]
+    assert lines["y_title"] == "sampling_kept"
     run = open_run(trained_runs, "ael-run")
     run.poll()
     series = run.class_vectors("sampling_kept")
-    compared = 0
-    for trace in figure["data"]:
-        matches = [c for c, n in enumerate(series.class_names) if trace.get("name") in (n, f"{n} (tail)")]
-        if not matches:
-            continue
-        shown = _values(trace["y"])
-        assert np.allclose(shown, series.values[:, matches[0]], equal_nan=True), trace["name"]
-        compared += 1
-    assert compared == len(series.class_names)
+    # Every class its own line and legend entry, holding the reader's values (sent as float32).
+    assert lines["names"] == list(series.class_names)
+    assert [lines["entries"][s["entry"]]["name"] for s in lines["series"]] == list(series.class_names)
+    np.testing.assert_array_equal(lines["x"], series.steps.astype(np.float32))
+    shown = lines["y"].reshape(len(series.class_names), -1)
+    np.testing.assert_allclose(shown, series.values.T.astype(np.float32), rtol=0, equal_nan=True)
 
 
 @pytest.fixture(scope="module")

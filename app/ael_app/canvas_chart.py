@@ -1,0 +1,51 @@
+"""A chart drawn on canvas by a component of our own, for the pages whose first open must be fast.
+
+Streamlit's plotly element loads and compiles plotly.js (0.7-1.1 s of a 2-core machine) before it
+draws anything, and mounts a new chart whenever a live refresh brings new data. This component
+draws the confidence page's views (per-class lines, heatmaps, bars) on a canvas with about 700
+lines of plain JavaScript (``canvas/``) in the page itself (Streamlit's components v2: no frame),
+and stays mounted under its key: new data is drawn in place, keeping the user's drag-zoom and
+legend choices (kept per page, key and view for the tab's life, as :mod:`ael_app.keep_view` does
+for plotly charts). A drag zooms, a double click zooms out, a legend click hides an entry and a
+double click shows it alone; hover names the class, the step and the value.
+
+The root of a drawn chart is ``.ael-cv`` with ``data-drawn`` set to its data's version; its
+``__ael.snapshot()`` says what it shows (tests and benchmarks read it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+_HERE = Path(__file__).with_name("canvas")
+
+_CSS = """
+.ael-cv { font-size: 12px; color: #2a3f5f; }
+.ael-cv-body { display: flex; align-items: flex-start; gap: 8px; }
+.ael-cv-box { position: relative; flex: 1 1 auto; min-width: 0; }
+.ael-cv-box canvas { display: block; cursor: crosshair; }
+.ael-cv-band { position: absolute; display: none; background: rgba(70, 110, 200, 0.15);
+  border: 1px solid rgba(70, 110, 200, 0.6); pointer-events: none; }
+.ael-cv-tip { position: absolute; display: none; pointer-events: none; white-space: nowrap; padding: 3px 7px;
+  background: rgba(255, 255, 255, 0.95); border: 1px solid #c8d0da; border-radius: 3px; font-size: 12px; }
+.ael-cv-legend { flex: 0 0 auto; max-width: 220px; max-height: 100%; overflow-y: auto; padding-top: 8px; }
+.ael-cv-item { display: flex; align-items: center; gap: 6px; cursor: pointer; user-select: none; padding: 1px 0;
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.ael-cv-item.ael-cv-off { opacity: 0.4; }
+.ael-cv-swatch { display: inline-block; width: 18px; flex: 0 0 18px; border-radius: 1px; }
+"""
+
+_component = st.components.v2.component(
+    "ael_canvas_chart",
+    js=(_HERE / "core.js").read_text(encoding="utf-8") + "\n" + (_HERE / "kinds.js").read_text(encoding="utf-8"),
+    css=_CSS,
+    isolate_styles=False,
+)
+
+
+def canvas_chart(payload: dict, *, key: str) -> None:
+    """Draw a payload of :mod:`ael_app.canvas_views` full width, under Streamlit key ``key`` (which
+    keeps the chart mounted across reruns)."""
+    _component(key=key, data=payload, height="content")

@@ -1,0 +1,179 @@
+"""The data of the confidence page's canvas charts (:mod:`ael_app.canvas_chart` draws them).
+
+Each builder mirrors the plotly builder the notebooks use (:mod:`ael.viz.figures`,
+:mod:`ael.viz.class_figures`) and takes its decisions from the same functions: the steps kept
+(:func:`~ael.viz.series.reduce_steps`), class colours, which class lines are listed, highlighted,
+hidden or bundled (:func:`~ael.viz.figures.class_line_roles`), and the log axis of bars that may
+be zero (:func:`~ael.viz.class_figures.log_bar_axis`). Arrays travel as base64 little-endian
+floats: float32 for lines and heatmaps (what a chart can show), float64 for values at one step,
+so the page shows the run store's own numbers.
+
+Every payload names its ``view`` (what the user's zoom and legend choices belong to; a new run or
+vector starts afresh) and a ``version`` (a digest of its content: the browser redraws only when it
+changes).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ael.viz.class_figures import log_bar_axis, zero_bar_label
+from ael.viz.figures import BUNDLES, bundle_colour, bundle_faded, bundle_name, class_line_roles
+from ael.viz.series import reduce_steps
+from ael.viz.style import SERIES_COLOURS, palette_colours
+
+__all__ = ["bar_rows_view", "class_lines_view", "grouped_bars_view", "heatmap_view"]
+
+
+def _floats(values: np.ndarray, dtype: str) -> dict:
+    """``values`` (any shape, row-major) as ``{"dtype": "f4" | "f8", "b64": ...}``."""
+    array = np.ascontiguousarray(values, dtype="<" + dtype)
+    return {"dtype": dtype, "b64": base64.b64encode(array.tobytes()).decode("ascii")}
+
+
+def _finish(payload: dict) -> dict:
+    payload["version"] = hashlib.blake2b(json.dumps(payload, sort_keys=True).encode(), digest_size=8).hexdigest()
+    return payload
+
+
+def _check(values: np.ndarray, count: int, what: str) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != count:
+        raise ValueError(f"{what}: values must be (T, {count}), got shape {values.shape}")
+    return values
+
+
+def class_lines_view(
+    steps: np.ndarray,
+    values: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    view: str,
+    palette: np.ndarray | Sequence[Sequence[int]] | None = None,
+    highlight: Sequence[int] = (),
+    visible: Sequence[int] | None = None,
+    y_title: str = "",
+    markers: bool = False,
+    height: int = 420,
+    max_points: int = 600,
+    max_total_points: int = 20_000,
+) -> dict:
+    """Per-class lines over steps, as :func:`~ael.viz.figures.class_lines_figure` draws them: a legend
+    entry per listed class, grey bundles past 40 classes, highlighted classes thick.
+
+    Args:
+        steps: ``(T,)``; values: ``(T, C)``; class_names: C names.
+        view: what zoom and legend choices belong to.
+        palette, highlight, visible, y_title, markers, height, max_points, max_total_points: as
+            :func:`~ael.viz.figures.class_lines_figure`.
+    """
+    values = _check(values, len(class_names), "class lines")
+    per_class = max(100, min(max_points, max_total_points // max(1, len(class_names))))
+    steps, values = reduce_steps(np.asarray(steps), values, per_class, mode="mean")
+    colours = palette_colours(palette, len(class_names))
+    roles = class_line_roles(len(class_names), highlight, visible)
+    listed = sorted((role.rank, c) for c, role in enumerate(roles) if role.bundle is None)
+    entries = [{"name": str(class_names[c]), "colour": colours[c], "width": roles[c].width,
+                "hidden": not roles[c].drawn} for _, c in listed]
+    entry_of = {c: n for n, (_, c) in enumerate(listed)}
+    series = [None] * len(class_names)
+    for c in entry_of:
+        series[c] = {"entry": entry_of[c], "colour": colours[c], "width": roles[c].width, "alpha": roles[c].opacity}
+    for label in BUNDLES:
+        members = [c for c, role in enumerate(roles) if role.bundle == label]
+        if not members:
+            continue
+        colour, alpha = bundle_colour(bundle_faded(label, highlight))
+        entries.append({"name": bundle_name(label, len(members), alone=not listed), "colour": colour, "width": 1.0,
+                        "hidden": label == BUNDLES[-1]})
+        for c in members:
+            series[c] = {"entry": len(entries) - 1, "colour": colour, "width": 1.0, "alpha": alpha}
+    return _finish({"kind": "lines", "view": view, "height": height, "names": [str(n) for n in class_names],
+                    "x": _floats(steps, "f4"), "y": _floats(values.T, "f4"), "series": series, "entries": entries,
+                    "x_title": "step", "y_title": y_title, "markers": markers})
+
+
+def heatmap_view(
+    steps: np.ndarray,
+    values: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    view: str,
+    colour_title: str = "",
+    zmin: float = 0.0,
+    zmax: float = 1.0,
+    max_columns: int = 400,
+    height: int | None = None,
+) -> dict:
+    """Classes x steps as :func:`~ael.viz.figures.class_heatmap_figure` draws them (viridis over
+    [zmin, zmax], bucket means past ``max_columns`` steps, the height growing with C)."""
+    values = _check(values, len(class_names), "heatmap")
+    steps, values = reduce_steps(np.asarray(steps), values, max_columns, mode="mean")
+    rows = len(class_names)
+    return _finish({"kind": "heatmap", "view": view, "height": height or int(min(900, max(260, 60 + 9 * rows))),
+                    "names": [str(n) for n in class_names], "x": _floats(steps, "f4"), "z": _floats(values.T, "f4"),
+                    "zmin": zmin, "zmax": zmax, "colour_title": colour_title, "x_title": "step"})
+
+
+def bar_rows_view(
+    vectors: Mapping[str, np.ndarray],
+    class_names: Sequence[str],
+    *,
+    view: str,
+    palette: np.ndarray | Sequence[Sequence[int]] | None = None,
+    highlight: Sequence[int] = (),
+    height_per_row: int = 170,
+) -> dict:
+    """Per-class vectors at one step, a row each with its own y scale and the class colours,
+    highlighted classes outlined (:func:`~ael.viz.class_figures.class_bars_figure`)."""
+    rows = []
+    for title, vector in vectors.items():
+        vector = np.asarray(vector, dtype=np.float64)
+        if vector.shape != (len(class_names),):
+            raise ValueError(f"{title}: expected shape ({len(class_names)},), got {vector.shape}")
+        rows.append({"title": title, "values": _floats(vector, "f8")})
+    return _finish({"kind": "bars", "view": view, "height": 40 + height_per_row * max(1, len(rows)),
+                    "names": [str(n) for n in class_names], "colours": palette_colours(palette, len(class_names)),
+                    "outlined": sorted(int(c) for c in highlight), "rows": rows})
+
+
+def grouped_bars_view(
+    groups: Mapping[str, np.ndarray],
+    class_names: Sequence[str],
+    *,
+    view: str,
+    y_title: str = "",
+    log_y: bool = False,
+    percent: bool = False,
+    zero_label: str | Mapping[str, str] | None = None,
+    height: int = 360,
+) -> dict:
+    """Per-class vectors side by side, one colour per group, a zero drawn as a hatched stub and
+    labelled, on a log axis with a tick per decade or a linear one
+    (:func:`~ael.viz.class_figures.grouped_bars_figure`)."""
+    vectors = {}
+    for label, vector in groups.items():
+        vector = np.asarray(vector, dtype=np.float64)
+        if vector.shape != (len(class_names),):
+            raise ValueError(f"{label}: expected shape ({len(class_names)},), got {vector.shape}")
+        vectors[label] = vector
+    payload = {"kind": "groups", "view": view, "height": height, "names": [str(n) for n in class_names],
+               "y_title": y_title, "log": log_y,
+               "entries": [{"name": label, "colour": SERIES_COLOURS[n % len(SERIES_COLOURS)], "bar": True}
+                           for n, label in enumerate(vectors)],
+               "groups": [{"values": _floats(v, "f8"), "zero_label": zero_bar_label(zero_label, label, log_y=log_y)}
+                          for label, v in vectors.items()]}
+    if log_y:
+        axis = log_bar_axis(vectors.values(), percent=percent)
+        payload.update(range=list(axis.range), stub=axis.stub,
+                       ticks=[[float(np.log10(v)), t] for v, t in zip(axis.tickvals, axis.ticktext)])
+    else:
+        finite = np.concatenate([v[np.isfinite(v)] for v in vectors.values()] or [np.zeros(0)])
+        high = float(finite.max()) if finite.size else 1.0
+        payload.update(range=[min(0.0, float(finite.min()) if finite.size else 0.0), (high * 1.1) or 1.0], ticks=None)
+    return _finish(payload)
