@@ -71,14 +71,12 @@ def warm_up() -> None:
 
     import ael.runs  # noqa: F401
     from ael.viz.class_figures import class_bars_figure, grouped_bars_figure
-    from ael.viz.figures import class_heatmap_figure, class_lines_figure, scalar_lines_figure
+    from ael.viz.figures import scalar_lines_figure
     from ael.viz.style import register_white_theme
 
     pio.templates.default = register_white_theme()
     steps, values, names = np.arange(3), np.full((3, 2), 0.5), ["a", "b"]
-    for figure in (class_lines_figure(steps, values, names, highlight=[1]),
-                   class_heatmap_figure(steps, values, names),
-                   class_bars_figure({"bank": values[0]}, names),
+    for figure in (class_bars_figure({"bank": values[0]}, names),
                    grouped_bars_figure({"labels": values[0]}, names, log_y=True),
                    scalar_lines_figure({"loss": (steps, values[:, 0])})):
         pio.to_json(figure, validate=False)

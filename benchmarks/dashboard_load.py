@@ -329,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(3 * 2.0)  # a few refresh periods after the last append
                 text = page.inner_text("body")
                 shown = [int(m) for m in re.findall(r"Step: (\d+) \(latest\)", text)]
+                drawn = page.evaluate("(c => c ? c.xs[c.xs.length - 1] : null)"
+                                      "((document.querySelector('.st-key-conf_lines .ael-cv') || {}).__ael)")
                 if args.screenshot:
                     page.screenshot(path=args.screenshot)
                 browser.close()
@@ -338,8 +340,8 @@ def main(argv: list[str] | None = None) -> int:
             slope = float(np.polyfit(minutes[half], rss[half], 1)[0]) if half.sum() >= 2 else float("nan")
             print(f"live refresh for {args.minutes:g} min at {args.rate:g} steps/s appended: server RSS "
                   f"{rss[0]:.0f} -> {rss[-1]:.0f} MiB (max {rss.max():.0f}); second-half slope {slope:+.2f} MiB/min")
-            print(f"at the end the open page shows step {shown[0] if shown else 'none'}; "
-                  f"the writer's last step is {writer._last_step}")
+            print(f"at the end the open page shows step {shown[0] if shown else 'none'}, its bank chart's last "
+                  f"step is {drawn}; the writer's last step is {writer._last_step}")
         finally:
             stop.set()
             writer.close()

@@ -40,7 +40,7 @@ def chart(fig, *, key: str) -> None:
 
 
 def live_chart(key: str, build: Callable[[], Any], *, inputs: tuple, version: object, points: int,
-               draw: Callable[..., None] = chart) -> None:
+               draw: Callable[..., None] = chart, light_points: int = LIGHT_POINTS) -> None:
     """Draw a figure that follows a live run, rebuilding it only when worth it.
 
     The figure is rebuilt at once when ``inputs`` (the user's choices) change, and when the
@@ -54,11 +54,12 @@ def live_chart(key: str, build: Callable[[], Any], *, inputs: tuple, version: ob
         version: what identifies the data drawn (e.g. the last step and the row count).
         points: points drawn, for the redraw interval.
         draw: draws what ``build`` made, under ``key`` (a plotly figure: :func:`chart`).
+        light_points: points ``draw`` redraws at every refresh (heavier: proportionally less often).
     """
     from ael_app.state import selection
 
     cache: dict[str, tuple[tuple, object, float, Any]] = st.session_state.setdefault("_ael_live_charts", {})
-    interval = min(MAX_REDRAW_S, selection().refresh_s * max(1.0, points / LIGHT_POINTS))
+    interval = min(MAX_REDRAW_S, selection().refresh_s * max(1.0, points / light_points))
     entry = cache.get(key)
     now = time.monotonic()
     if entry is None or entry[0] != inputs or (entry[1] != version and now - entry[2] >= interval):

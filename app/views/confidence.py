@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 from ael_app import state
-from ael_app.canvas_chart import canvas_chart
+from ael_app.canvas_chart import LIGHT_POINTS, canvas_chart
 from ael_app.canvas_views import bar_rows_view, class_lines_view, grouped_bars_view, heatmap_view
 from ael_app.render import choose_step, live_chart
 
@@ -54,7 +54,7 @@ def _chart(key: str, run_id: str, build, *, inputs: tuple, version: object, poin
     """:func:`live_chart` of a canvas chart (:mod:`ael_app.canvas_chart`) whose data is shared
     across sessions (:func:`_shared`)."""
     live_chart(key, lambda: _shared(run_id, key, inputs, version, build), inputs=inputs, version=version,
-               points=points, draw=canvas_chart)
+               points=points, draw=canvas_chart, light_points=LIGHT_POINTS)
 
 
 def _panel() -> None:

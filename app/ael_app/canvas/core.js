@@ -62,11 +62,18 @@ class Chart {
     this.legend = el('div', 'ael-cv-legend', body);
     this.width = 0;
     this.font = getComputedStyle(parent instanceof Element ? parent : document.body).fontFamily || 'sans-serif';
-    new ResizeObserver(() => { if (this.box.clientWidth !== this.width) this.draw(); }).observe(this.box);
+    this.resized = new ResizeObserver(() => { if (this.box.clientWidth !== this.width) this.draw(); });
+    this.resized.observe(this.box);
     this.canvas.addEventListener('mousedown', e => this.pressed(e));
     this.canvas.addEventListener('mousemove', e => this.hover(e));
     this.canvas.addEventListener('mouseleave', () => { this.tip.style.display = 'none'; });
     this.canvas.addEventListener('dblclick', () => { this.view.x = null; this.view.y = null; this.draw(); });
+  }
+
+  // The element left the page (Streamlit unmounted it): stop watching its size.
+  dispose() {
+    this.resized.disconnect();
+    this.root.remove();
   }
 
   // New data from the server: drawn unless it is the data already drawn.

@@ -290,4 +290,5 @@ export default function ({data, parentElement, key}) {
   let root = parentElement.querySelector(':scope > .ael-cv');
   if (!root) root = new Chart(parentElement, key).root;
   root.__ael.update(data);
+  return () => root.__ael.dispose();
 }
