@@ -64,6 +64,8 @@ class Chart {
     this.font = getComputedStyle(parent instanceof Element ? parent : document.body).fontFamily || 'sans-serif';
     this.resized = new ResizeObserver(() => { if (this.box.clientWidth !== this.width) this.draw(); });
     this.resized.observe(this.box);
+    // Canvas text takes the font as it is when drawn: draw again once the page's web font is in.
+    if (document.fonts) document.fonts.ready.then(() => this.draw());
     this.canvas.addEventListener('mousedown', e => this.pressed(e));
     this.canvas.addEventListener('mousemove', e => this.hover(e));
     this.canvas.addEventListener('mouseleave', () => { this.tip.style.display = 'none'; });
