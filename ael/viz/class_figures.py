@@ -17,7 +17,7 @@ from ael.viz.style import LEGEND_TOP, SERIES_COLOURS, label_margin, legend_right
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["ZERO_LABEL", "LogBarAxis", "class_bars_figure", "grouped_bars_figure", "iou_frequency_figure",
+__all__ = ["ZERO_LABEL", "LogBarAxis", "checked_vectors", "class_bars_figure", "grouped_bars_figure", "iou_frequency_figure",
            "log_bar_axis", "log_ticks", "zero_bar_label"]
 
 #: Text over the bar of a class whose value is exactly zero (e.g. a class the teacher never predicts).
@@ -59,10 +59,7 @@ def class_bars_figure(
     outlined = set(int(c) for c in highlight)
     widths = [2.5 if c in outlined else 0 for c in range(len(names))]
     traces = []
-    for r, (label, vector) in enumerate(vectors.items(), start=1):
-        vector = np.asarray(vector, dtype=np.float64)
-        if vector.shape != (len(names),):
-            raise ValueError(f"{label}: expected shape ({len(names)},), got {vector.shape}")
+    for r, (label, vector) in enumerate(checked_vectors(vectors, len(names)).items(), start=1):
         traces.append({"type": "bar", "x": names, "y": vector, "name": label, "showlegend": False,
                        "marker": {"color": colours, "line": {"color": "black", "width": widths}},
                        "hovertemplate": "%{x}: %{y:.4f}<extra>" + label + "</extra>",
@@ -84,6 +81,18 @@ def log_ticks(low: float, high: float, *, percent: bool = False) -> tuple[list[f
     # Decimals from the exponent itself: log10 of 10.0 ** -4 * 100 may land a hair under -2.
     labels = [f"{10.0 ** (e + shift):.{max(0, -(e + shift))}f}{unit}" for e in range(first, last + 1)]
     return [10.0**e for e in range(first, last + 1)], labels
+
+
+def checked_vectors(vectors: Mapping[str, np.ndarray], count: int) -> dict[str, np.ndarray]:
+    """``vectors`` (name -> per-class values) as float64 arrays, each checked to hold ``count`` classes
+    (a ``ValueError`` names the vector that does not)."""
+    checked = {}
+    for label, vector in vectors.items():
+        vector = np.asarray(vector, dtype=np.float64)
+        if vector.shape != (count,):
+            raise ValueError(f"{label}: expected shape ({count},), got {vector.shape}")
+        checked[label] = vector
+    return checked
 
 
 def zero_bar_label(zero_label: str | Mapping[str, str] | None, group: str, *, log_y: bool) -> str:
@@ -152,12 +161,7 @@ def grouped_bars_figure(
     """
     go = plotly_go()
     names = [str(n) for n in class_names]
-    vectors = {}
-    for label, vector in groups.items():
-        vector = np.asarray(vector, dtype=np.float64)
-        if vector.shape != (len(names),):
-            raise ValueError(f"{label}: expected shape ({len(names)},), got {vector.shape}")
-        vectors[label] = vector
+    vectors = checked_vectors(groups, len(names))
     axis = log_bar_axis(vectors.values(), percent=percent) if log_y else None
     stub = axis.stub if axis else None
     traces = []
@@ -212,12 +216,7 @@ def iou_frequency_figure(
     x = frequencies[shown]
     labels = [n for n, keep in zip(names, shown) if keep]
     fig = go.Figure()
-    vectors = {}
-    for label, vector in ious.items():
-        vector = np.asarray(vector, dtype=np.float64)
-        if vector.shape != (len(names),):
-            raise ValueError(f"{label}: expected shape ({len(names)},), got {vector.shape}")
-        vectors[label] = vector[shown]
+    vectors = {label: vector[shown] for label, vector in checked_vectors(ious, len(names)).items()}
     if len(vectors) > 1:
         stacked = np.stack(list(vectors.values()))  # (R, C')
         xs = np.repeat(x[:, None], len(vectors) + 1, axis=1)

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ael.viz.class_figures import log_bar_axis, zero_bar_label
+from ael.viz.class_figures import checked_vectors, log_bar_axis, zero_bar_label
 from ael.viz.figures import BUNDLES, bundle_colour, bundle_faded, bundle_name, class_line_roles
 from ael.viz.series import reduce_steps
 from ael.viz.style import SERIES_COLOURS, palette_colours
@@ -131,12 +131,8 @@ def bar_rows_view(
 ) -> dict:
     """Per-class vectors at one step, a row each with its own y scale and the class colours,
     highlighted classes outlined (:func:`~ael.viz.class_figures.class_bars_figure`)."""
-    rows = []
-    for title, vector in vectors.items():
-        vector = np.asarray(vector, dtype=np.float64)
-        if vector.shape != (len(class_names),):
-            raise ValueError(f"{title}: expected shape ({len(class_names)},), got {vector.shape}")
-        rows.append({"title": title, "values": _floats(vector, "f8")})
+    rows = [{"title": title, "values": _floats(vector, "f8")}
+            for title, vector in checked_vectors(vectors, len(class_names)).items()]
     return _finish({"kind": "bars", "view": view, "height": 40 + height_per_row * max(1, len(rows)),
                     "names": [str(n) for n in class_names], "colours": palette_colours(palette, len(class_names)),
                     "outlined": sorted(int(c) for c in highlight), "rows": rows})
@@ -156,12 +152,7 @@ def grouped_bars_view(
     """Per-class vectors side by side, one colour per group, a zero drawn as a hatched stub and
     labelled, on a log axis with a tick per decade or a linear one
     (:func:`~ael.viz.class_figures.grouped_bars_figure`)."""
-    vectors = {}
-    for label, vector in groups.items():
-        vector = np.asarray(vector, dtype=np.float64)
-        if vector.shape != (len(class_names),):
-            raise ValueError(f"{label}: expected shape ({len(class_names)},), got {vector.shape}")
-        vectors[label] = vector
+    vectors = checked_vectors(groups, len(class_names))
     payload = {"kind": "groups", "view": view, "height": height, "names": [str(n) for n in class_names],
                "y_title": y_title, "log": log_y,
                "entries": [{"name": label, "colour": SERIES_COLOURS[n % len(SERIES_COLOURS)], "bar": True}
