@@ -41,6 +41,10 @@ _CSS = """
   white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .ael-cv-item.ael-cv-off { opacity: 0.4; }
 .ael-cv-swatch { display: inline-block; width: 18px; flex: 0 0 18px; border-radius: 1px; }
+.ael-cv-under .ael-cv-body { flex-direction: column; align-items: stretch; }
+.ael-cv-under .ael-cv-box { flex: none; width: 100%; }
+.ael-cv-under .ael-cv-legend { display: flex; flex-wrap: wrap; gap: 0 14px; max-width: none; max-height: 84px !important;
+  padding-top: 2px; }
 """
 
 _component = st.components.v2.component(

@@ -41,6 +41,16 @@ def _finish(payload: dict) -> dict:
     return payload
 
 
+def _reduced(steps: np.ndarray, values: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Bucket means of ``values`` (:func:`~ael.viz.series.reduce_steps`) and what a hover says of a
+    point: ``reduced`` (a point is the mean of the records since the previous one) and the first
+    step of the first bucket."""
+    steps = np.asarray(steps)
+    kept_steps, kept = reduce_steps(steps, values, max_points, mode="mean")
+    first = int(steps[0]) if len(steps) else 0
+    return kept_steps, kept, {"reduced": len(kept_steps) < len(steps), "first_step": first}
+
+
 def _check(values: np.ndarray, count: int, what: str) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2 or values.shape[1] != count:
@@ -74,12 +84,12 @@ def class_lines_view(
     """
     values = _check(values, len(class_names), "class lines")
     per_class = max(100, min(max_points, max_total_points // max(1, len(class_names))))
-    steps, values = reduce_steps(np.asarray(steps), values, per_class, mode="mean")
+    steps, values, provenance = _reduced(steps, values, per_class)
     colours = palette_colours(palette, len(class_names))
     roles = class_line_roles(len(class_names), highlight, visible)
     listed = sorted((role.rank, c) for c, role in enumerate(roles) if role.bundle is None)
-    entries = [{"name": str(class_names[c]), "colour": colours[c], "width": roles[c].width,
-                "hidden": not roles[c].drawn} for _, c in listed]
+    entries = [{"id": str(class_names[c]), "name": str(class_names[c]), "colour": colours[c],
+                "width": roles[c].width, "hidden": not roles[c].drawn} for _, c in listed]
     entry_of = {c: n for n, (_, c) in enumerate(listed)}
     series = [None] * len(class_names)
     for c in entry_of:
@@ -89,13 +99,13 @@ def class_lines_view(
         if not members:
             continue
         colour, alpha = bundle_colour(bundle_faded(label, highlight))
-        entries.append({"name": bundle_name(label, len(members), alone=not listed), "colour": colour, "width": 1.0,
-                        "hidden": label == BUNDLES[-1]})
+        entries.append({"id": label, "name": bundle_name(label, len(members), alone=not listed), "colour": colour,
+                        "width": 1.0, "hidden": label == BUNDLES[-1]})
         for c in members:
             series[c] = {"entry": len(entries) - 1, "colour": colour, "width": 1.0, "alpha": alpha}
     return _finish({"kind": "lines", "view": view, "height": height, "names": [str(n) for n in class_names],
                     "x": _floats(steps, "f4"), "y": _floats(values.T, "f4"), "series": series, "entries": entries,
-                    "x_title": "step", "y_title": y_title, "markers": markers})
+                    "x_title": "step", "y_title": y_title, "markers": markers, **provenance})
 
 
 def heatmap_view(
@@ -113,11 +123,11 @@ def heatmap_view(
     """Classes x steps as :func:`~ael.viz.figures.class_heatmap_figure` draws them (viridis over
     [zmin, zmax], bucket means past ``max_columns`` steps, the height growing with C)."""
     values = _check(values, len(class_names), "heatmap")
-    steps, values = reduce_steps(np.asarray(steps), values, max_columns, mode="mean")
+    steps, values, provenance = _reduced(steps, values, max_columns)
     rows = len(class_names)
     return _finish({"kind": "heatmap", "view": view, "height": height or int(min(900, max(260, 60 + 9 * rows))),
                     "names": [str(n) for n in class_names], "x": _floats(steps, "f4"), "z": _floats(values.T, "f4"),
-                    "zmin": zmin, "zmax": zmax, "colour_title": colour_title, "x_title": "step"})
+                    "zmin": zmin, "zmax": zmax, "colour_title": colour_title, "x_title": "step", **provenance})
 
 
 def bar_rows_view(
@@ -143,6 +153,7 @@ def grouped_bars_view(
     class_names: Sequence[str],
     *,
     view: str,
+    labels: Mapping[str, str] | None = None,
     y_title: str = "",
     log_y: bool = False,
     percent: bool = False,
@@ -151,12 +162,18 @@ def grouped_bars_view(
 ) -> dict:
     """Per-class vectors side by side, one colour per group, a zero drawn as a hatched stub and
     labelled, on a log axis with a tick per decade or a linear one
-    (:func:`~ael.viz.class_figures.grouped_bars_figure`)."""
+    (:func:`~ael.viz.class_figures.grouped_bars_figure`).
+
+    ``groups`` is keyed by what identifies a group (a legend click on it holds while that stays);
+    ``labels`` gives the legend's words for some (e.g. the step shown); ``zero_label`` is keyed by
+    group too. With ``percent`` the values are shares, read in percent on the axis and on hover.
+    """
     vectors = checked_vectors(groups, len(class_names))
+    labels = labels or {}
     payload = {"kind": "groups", "view": view, "height": height, "names": [str(n) for n in class_names],
-               "y_title": y_title, "log": log_y,
-               "entries": [{"name": label, "colour": SERIES_COLOURS[n % len(SERIES_COLOURS)], "bar": True}
-                           for n, label in enumerate(vectors)],
+               "y_title": y_title, "log": log_y, "percent": percent,
+               "entries": [{"id": key, "name": labels.get(key, key), "colour": SERIES_COLOURS[n % len(SERIES_COLOURS)],
+                            "bar": True} for n, key in enumerate(vectors)],
                "groups": [{"values": _floats(v, "f8"), "zero_label": zero_bar_label(zero_label, label, log_y=log_y)}
                           for label, v in vectors.items()]}
     if log_y:

@@ -116,22 +116,21 @@ def _panel() -> None:
                 st.info("No evaluation yet.")
         with right:
             st.subheader("Class pixel frequency")
-            groups, zero_labels = {}, {}
+            groups, labels, zero_labels = {}, {}, {}
             for name, label, zero_label in (("freq_labeled", "labels", "0 — not in the labels"),
                                             ("freq_pseudo", "pseudo-labels", ZERO_LABEL)):
                 if name in names:
                     found = row_at(run.class_vectors(name), step)
                     if found is not None:
-                        groups[f"{label} (step {found[0]})"] = found[1]
-                        zero_labels[f"{label} (step {found[0]})"] = zero_label
+                        groups[label], labels[label], zero_labels[label] = found[1], f"{label} (step {found[0]})", zero_label
             if groups:
                 log_y = bool(st.session_state.get("conf_log_freq", True))
                 _chart("conf_freq", run.run_id, lambda: grouped_bars_view(
-                    groups, reference.class_names, y_title="share of pixels", log_y=log_y, percent=True,
+                    groups, reference.class_names, labels=labels, y_title="share of pixels", log_y=log_y, percent=True,
                     zero_label=zero_labels, view=f"{uirev}/freq"),
                        inputs=(run.run_id, log_y, step if not st.session_state.get(
                            f"conf_step_{run.run_id}_follow", True) else None),
-                       version=tuple(groups), points=4 * len(groups) * c)
+                       version=tuple(labels.values()), points=4 * len(groups) * c)
                 never = [reference.class_names[i] for i in range(c) if any(v[i] == 0 for v in groups.values())]
                 if never:
                     st.caption("Hatched stubs at the floor: a share of exactly 0 (never in the labels, or never "

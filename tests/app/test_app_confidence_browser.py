@@ -134,7 +134,9 @@ def _js_number(value: float) -> str:
 
 def _hover(tab, key: str, x: float, y: float) -> str:
     """The tooltip of the canvas chart ``key`` with the mouse at (x, y) of its canvas."""
-    box = tab.locator(f".st-key-{key} canvas").bounding_box()
+    chart = tab.locator(f".st-key-{key} canvas")
+    chart.scroll_into_view_if_needed()
+    box = chart.bounding_box()
     tab.mouse.move(box["x"] + x, box["y"] + y)
     tip = tab.locator(f".st-key-{key} .ael-cv-tip")
     tip.wait_for(state="visible", timeout=10_000)
@@ -152,12 +154,44 @@ def test_hover_names_the_class_its_value_and_the_step(live, page):
     assert columns == len(bank.steps)  # fewer steps than columns: one a step
     text = _hover(page, "conf_heatmap", area["left"] + 3.5 * area["width"] / columns,
                   area["top"] + 2.5 * area["height"] / classes)
-    assert text == f"{bank.class_names[2]}: {_js_number(np.float32(bank.values[3, 2]))} at step {bank.steps[3]}"
+    assert text == f"{bank.class_names[2]}: {_js_number(np.float32(bank.values[3, 2]))}, at step {bank.steps[3]}"
     # Bars: the middle of class 2's slot in the first row.
     area = canvas(page, "conf_bars", "c.area()")
     rows = canvas(page, "conf_bars", "c.snapshot().rows")
     text = _hover(page, "conf_bars", area["left"] + 2.5 * area["width"] / classes, area["top"] + 60)
     assert text == f"{bank.class_names[2]}: {_js_number(rows[0]['values'][2])} ({rows[0]['title']})"
+    # Pixel shares read in percent, as their axis: the first bar of class 0 is the labels' share.
+    area = canvas(page, "conf_freq", "c.area()")
+    share = canvas(page, "conf_freq", "c.snapshot().rows")[0]
+    text = _hover(page, "conf_freq", area["left"] + 0.2 * area["width"] / classes, area["top"] + area["height"] - 3)
+    assert text == f"{bank.class_names[0]}: {_js_number(100 * share['values'][0])} % ({share['title']})"
+
+
+def test_a_narrow_window_puts_the_legends_under_their_charts(live, page):
+    url, runs = live
+    write_run(runs, "narrow", steps=100, media_every=0)
+    page.set_viewport_size({"width": 900, "height": 2400})
+    try:
+        page.goto(f"{url}/confidence?run=narrow")
+        wait_canvas(page, "conf_freq", "c.snapshot().legend.length === 2")
+        for key in ("conf_freq", "conf_lines"):
+            assert page.locator(f".st-key-{key} .ael-cv").evaluate("r => r.classList.contains('ael-cv-under')"), key
+        # The frequency chart, in half the page's width, keeps a plot area for its eight classes.
+        assert canvas(page, "conf_freq", "c.area().width") > 120
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 2400})
+
+
+def test_a_legend_choice_on_the_frequency_chart_holds_as_its_step_moves_on(live, page):
+    url, _ = live
+    page.goto(f"{url}/confidence?run=live")
+    wait_canvas(page, "conf_freq", "c.snapshot().legend.length === 2")
+    before = canvas(page, "conf_freq", "c.snapshot().legend[0][0]")
+    page.locator(".st-key-conf_freq .ael-cv-item").first.click()
+    # Following the latest step: the entry's words name a later step, the entry stays hidden.
+    wait_canvas(page, "conf_freq", f"c.snapshot().legend[0][0] !== {before!r}")
+    legend = canvas(page, "conf_freq", "c.snapshot().legend")
+    assert legend[0][0].startswith("labels (step ") and legend[0][1] is False and legend[1][1] is True
 
 
 def test_a_class_never_predicted_is_flagged_on_the_log_frequency_axis(live, page):

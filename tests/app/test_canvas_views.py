@@ -37,6 +37,8 @@ def test_class_lines_list_highlighted_classes_first_thick_and_the_rest_faded():
     np.testing.assert_array_equal(view["x"], steps.astype(np.float32))
     np.testing.assert_array_equal(view["y"].reshape(8, -1), values.T.astype(np.float32))
     assert (view["kind"], view["y_title"], view["x_title"], view["view"]) == ("lines", "Conf_c", "step", "run/bank")
+    assert [e["id"] for e in view["entries"]] == [e["name"] for e in view["entries"]]  # a class is known by its name
+    assert (view["reduced"], view["first_step"]) == (False, 0)  # every record drawn: a point is a step
 
 
 def test_class_lines_hide_what_the_filter_leaves_out_as_the_plotly_figure_does():
@@ -54,6 +56,8 @@ def test_past_forty_classes_the_others_are_one_grey_bundle_named_as_in_the_plotl
     figure = class_lines_figure(steps, values, names, highlight=[3, 7, 9])
     assert [e["name"] for e in view["entries"]] == [t.name for t in figure.data] == [
         "class_003", "class_007", "class_009", "147 other classes"]
+    assert view["entries"][3]["id"] == "other classes"  # a legend click on it holds when the count changes
+    assert (view["reduced"], view["first_step"]) == (True, 0)  # a point is the mean of a bucket of steps
     bundle = view["entries"][3]
     assert (bundle["colour"], bundle["hidden"]) == ("rgb(150,150,150)", False)
     assert {view["series"][c]["entry"] for c in range(150) if c not in (3, 7, 9)} == {3}
@@ -78,6 +82,7 @@ def test_heatmap_keeps_bucket_means_and_grows_with_the_classes():
     assert len(view["x"]) == 100 and view["z"].shape == (800,)
     np.testing.assert_allclose(view["z"].reshape(8, 100)[:, 0], values[:10].mean(axis=0), rtol=1e-6)
     assert view["x"][0] == 90  # a bucket's mean sits at its last step
+    assert (view["reduced"], view["first_step"]) == (True, 0)
     assert (view["zmin"], view["zmax"], view["colour_title"], view["height"]) == (0.0, 1.0, "Conf", 260)
     assert heatmap_view(*_series(150), [str(i) for i in range(150)], view="v")["height"] == 900
 
@@ -106,7 +111,10 @@ def test_grouped_bars_on_a_log_axis_place_zero_stubs_and_ticks_as_the_plotly_fig
     assert view["stub"] == pytest.approx(figure.data[1].y[6])
     assert [g["zero_label"] for g in view["groups"]] == ["0 — not in the labels", ZERO_LABEL]
     np.testing.assert_array_equal(view["groups"][1]["values"], groups["pseudo-labels"])
-    assert [e["name"] for e in view["entries"]] == ["labels", "pseudo-labels"]
+    assert [e["name"] for e in view["entries"]] == ["labels", "pseudo-labels"] and view["percent"]
+    labelled = grouped_bars_view(groups, NAMES, view="v", labels={"labels": "labels (step 30)"})
+    assert [(e["id"], e["name"]) for e in labelled["entries"]] == [("labels", "labels (step 30)"),
+                                                                   ("pseudo-labels", "pseudo-labels")]
 
 
 def test_grouped_bars_on_a_linear_axis_start_at_zero():

@@ -67,8 +67,8 @@ class Chart {
     // Canvas text takes the font as it is when drawn: draw again once the page's web font is in.
     if (document.fonts) document.fonts.ready.then(() => this.draw());
     this.canvas.addEventListener('mousedown', e => this.pressed(e));
-    this.canvas.addEventListener('mousemove', e => this.hover(e));
-    this.canvas.addEventListener('mouseleave', () => { this.tip.style.display = 'none'; });
+    this.canvas.addEventListener('mousemove', e => { this.mouse = this.position(e); this.showTip(); });
+    this.canvas.addEventListener('mouseleave', () => { this.mouse = null; this.tip.style.display = 'none'; });
     this.canvas.addEventListener('dblclick', () => { this.view.x = null; this.view.y = null; this.draw(); });
   }
 
@@ -84,9 +84,9 @@ class Chart {
     const id = location.pathname + '|' + this.key + '|' + data.view;
     let view = VIEWS.get(id);
     if (!view) { view = {x: null, y: null, hidden: {}, base: null}; VIEWS.set(id, view); }
-    // Legend choices hold while the data declares the same hidden entries itself: a class
-    // filter changed on the page starts from what the page asks.
-    const base = JSON.stringify((data.entries || []).map(e => !!e.hidden));
+    // Legend choices hold while the data declares the same entries, hidden alike: a class filter
+    // changed on the page starts from what the page asks.
+    const base = JSON.stringify((data.entries || []).map(e => [e.id, !!e.hidden]));
     if (view.base !== base) { view.hidden = {}; view.base = base; }
     this.view = view;
     this.data = data;
@@ -96,8 +96,10 @@ class Chart {
     this.draw();
   }
 
+  // Entries are known by their id (a class, a bundle, a vector), not by their label, which may
+  // name the step shown.
   hidden(entry) {
-    const chosen = this.view.hidden[entry.name];
+    const chosen = this.view.hidden[entry.id];
     return chosen === undefined ? !!entry.hidden : chosen;
   }
 
@@ -115,13 +117,13 @@ class Chart {
       el('span', null, item).textContent = entry.name;
       item.title = 'click: hide or show; double-click: this one alone';
       item.addEventListener('click', () => {
-        this.view.hidden[entry.name] = !this.hidden(entry);
+        this.view.hidden[entry.id] = !this.hidden(entry);
         this.drawLegend(); this.draw();
       });
       item.addEventListener('dblclick', () => {
         // The two clicks before it toggled the entry twice: now show it alone, or all when it already was.
         const alone = entries.every(o => this.hidden(o) === (o !== entry));
-        entries.forEach(o => { this.view.hidden[o.name] = alone ? false : o !== entry; });
+        entries.forEach(o => { this.view.hidden[o.id] = alone ? false : o !== entry; });
         this.drawLegend(); this.draw();
       });
     });
@@ -136,6 +138,11 @@ class Chart {
 
   draw() {
     if (!this.data) return;
+    // The legend goes under the plot when beside it the plot would be narrow.
+    const room = this.root.clientWidth;
+    if (!room) return;
+    const beside = !this.legend.childElementCount || room - Math.min(220, this.legend.scrollWidth) >= Math.max(360, 0.6 * room);
+    this.root.classList.toggle('ael-cv-under', !beside);
     const width = this.box.clientWidth;
     if (!width) return;
     this.width = width;
@@ -152,13 +159,26 @@ class Chart {
     this.margins = this.kind.margins(this, ctx);
     this.kind.draw(this, ctx, this.area());
     this.root.dataset.drawn = this.data.version;
+    this.showTip();  // the values under a still mouse changed
+  }
+
+  // A message in the middle of the plot area (nothing to draw).
+  message(ctx, area, text) {
+    ctx.save(); ctx.fillStyle = MUTED; ctx.textAlign = 'center'; ctx.textBaseline = 'middle';
+    ctx.fillText(text, area.left + area.width / 2, area.top + area.height / 2); ctx.restore();
+  }
+
+  // A value as its axis reads: a share in percent when the data says so.
+  valueText(value) {
+    return this.data.percent && Number.isFinite(value) ? formatValue(100 * value) + ' %' : formatValue(value);
   }
 
   // Axis helpers for kinds: ticks and grid of a linear y axis over [lo, hi] in the area.
   yAxis(ctx, area, lo, hi, {ticks = null, title = ''} = {}) {
     const y = v => area.top + area.height * (1 - (v - lo) / (hi - lo || 1));
-    const marks = ticks || niceTicks(lo, hi, Math.max(2, Math.floor(area.height / 45))).values.map(
-      (v, _, all) => [v, tickLabel(v, all.length > 1 ? all[1] - all[0] : 1)]);
+    const percent = !!this.data.percent, scale = percent ? 100 : 1;
+    const marks = ticks || niceTicks(lo * scale, hi * scale, Math.max(2, Math.floor(area.height / 45))).values.map(
+      (v, _, all) => [v / scale, tickLabel(v, all.length > 1 ? all[1] - all[0] : 1) + (percent ? ' %' : '')]);
     ctx.textAlign = 'right'; ctx.textBaseline = 'middle'; ctx.fillStyle = MUTED; ctx.strokeStyle = GRID; ctx.lineWidth = 1;
     const drawn = [];
     for (const [value, label] of marks) {
@@ -188,10 +208,12 @@ class Chart {
     if (title) { ctx.fillStyle = INK; ctx.fillText(title, area.left + area.width / 2, area.top + area.height + 22); }
   }
 
-  // Class names under the area, upright, every one that has room (`count` slots over the area).
+  // Class names under the area, upright, every one that has room (`count` slots over the area);
+  // a class cut by a zoom keeps its name only where its slot is.
   classLabels(ctx, area, names, first, count) {
     const slot = area.width / count, every = Math.max(1, Math.ceil(13 / slot));
     ctx.save(); ctx.font = '11px ' + this.font; ctx.fillStyle = MUTED; ctx.textAlign = 'right'; ctx.textBaseline = 'middle';
+    ctx.beginPath(); ctx.rect(area.left - 1, area.top + area.height, area.width + 2, this.height); ctx.clip();
     for (let i = Math.max(0, Math.floor(first)); i < Math.min(names.length, first + count); i += 1) {
       if (i % every || i + 0.5 < first) continue;
       ctx.save(); ctx.translate(area.left + (i - first + 0.5) * slot, area.top + area.height + 5); ctx.rotate(-Math.PI / 2);
@@ -213,9 +235,10 @@ class Chart {
     return [event.clientX - rect.left, event.clientY - rect.top];
   }
 
-  hover(event) {
-    if (!this.data || this.dragging) return;
-    const [px, py] = this.position(event), area = this.area();
+  // The tooltip of the point under the mouse, if any.
+  showTip() {
+    if (!this.data || this.dragging || !this.mouse || !this.margins) { this.tip.style.display = 'none'; return; }
+    const [px, py] = this.mouse, area = this.area();
     const text = px >= area.left && px <= area.left + area.width && py >= area.top && py <= area.top + area.height
       ? this.kind.hover(this, area, px, py) : null;
     if (!text) { this.tip.style.display = 'none'; return; }

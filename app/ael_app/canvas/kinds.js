@@ -51,6 +51,7 @@ const LINES = {
   },
   draw(chart, ctx, area) {
     const shown = this.visible(chart), {x, y} = this.domain(chart, shown), k = chart.xs.length;
+    if (!shown.length) chart.message(ctx, area, 'No class shown: choose classes above, or click the legend');
     const at = v => area.left + ((v - x[0]) / (x[1] - x[0])) * area.width;
     const axis = chart.yAxis(ctx, area, y[0], y[1], {title: chart.data.y_title});
     chart.xAxis(ctx, area, x[0], x[1], at, chart.data.x_title);
@@ -88,7 +89,7 @@ const LINES = {
       const d = Math.abs(chart.scale.y(v) - py);
       if (d < distance) { distance = d; best = [c, v]; }
     }
-    return best && `${chart.data.names[best[0]]}: ${formatValue(best[1])} at step ${chart.xs[i]}`;
+    return best && `${chart.data.names[best[0]]}: ${chart.valueText(best[1])}, ${stepText(chart, i)}`;
   },
   zoom(chart, area, xs, ys) {
     const {x, yRange} = chart.scale;
@@ -115,7 +116,7 @@ const HEATMAP = {
     chart.image.width = image.width; chart.image.height = image.height;
     chart.image.getContext('2d').putImageData(image, 0, 0);
   },
-  margins: (chart, ctx) => ({left: chart.labelWidth(ctx, chart.data.names) + 12, right: 78, top: 10, bottom: 42}),
+  margins: (chart, ctx) => ({left: chart.labelWidth(ctx, chart.data.names) + 12, right: 78, top: 14, bottom: 42}),
   // Cells [i, i + 1] hold a column, centred on its step: steps <-> cell units by interpolating between
   // centres. The x zoom is kept in steps, so it holds when a live run's columns are bucketed anew.
   cellOf(xs, step) {
@@ -175,12 +176,15 @@ const HEATMAP = {
     const i = Math.floor(cols[0] + ((px - area.left) / area.width) * (cols[1] - cols[0]));
     const r = Math.floor(rows[0] + ((py - area.top) / area.height) * (rows[1] - rows[0]));
     if (i < 0 || i >= k || r < 0 || r >= chart.data.names.length) return null;
-    return `${chart.data.names[r]}: ${formatValue(chart.z[r * k + i])} at step ${chart.xs[i]}`;
+    return `${chart.data.names[r]}: ${chart.valueText(chart.z[r * k + i])}, ${stepText(chart, i)}`;
   },
   zoom(chart, area, xs, ys) {
     const {cols, rows} = chart.scale;
     const zoomed = {x: xs.map(px => this.stepOf(chart.xs, cols[0] + ((px - area.left) / area.width) * (cols[1] - cols[0])))};
-    if (ys) zoomed.y = ys.map(py => rows[0] + ((py - area.top) / area.height) * (rows[1] - rows[0]));
+    if (ys) {  // whole rows, each named
+      const [r0, r1] = ys.map(py => rows[0] + ((py - area.top) / area.height) * (rows[1] - rows[0]));
+      zoomed.y = [Math.floor(r0), Math.max(Math.floor(r0) + 1, Math.ceil(r1))];
+    }
     return zoomed;
   },
 };
@@ -227,7 +231,7 @@ const BARS = {
     const {first, slot, band} = chart.scale, c = Math.floor(first + (px - area.left) / slot);
     const row = chart.rows[Math.floor((py - area.top) / band)];
     if (!row || c < 0 || c >= chart.data.names.length) return null;
-    return `${chart.data.names[c]}: ${formatValue(row.values[c])} (${row.title})`;
+    return `${chart.data.names[c]}: ${chart.valueText(row.values[c])} (${row.title})`;
   },
   zoom: (chart, area, xs) => zoomClasses(chart, area, xs),
 };
@@ -238,11 +242,14 @@ const GROUPS = {
     chart.rows = data.groups.map((group, g) => ({title: data.entries[g].name, values: Array.from(decode(group.values)),
                                                  zero: group.zero_label}));
   },
-  margins: (chart, ctx) => ({left: 62, right: 12, top: 10, bottom: chart.labelWidth(ctx, chart.data.names) + 12}),
+  // Room for the widest tick label (log ticks are given) and the axis title.
+  margins: (chart, ctx) => ({left: 30 + (chart.data.ticks ? chart.labelWidth(ctx, chart.data.ticks.map(t => t[1])) : 36),
+                             right: 12, top: 10, bottom: chart.labelWidth(ctx, chart.data.names) + 12}),
   draw(chart, ctx, area) {
     const data = chart.data, names = data.names, {first, count} = classWindow(chart, names.length);
     const slot = area.width / count, shown = chart.rows.map((row, g) => [row, g]).filter(([, g]) => !chart.hidden(data.entries[g]));
     const [lo, hi] = data.range, axis = chart.yAxis(ctx, area, lo, hi, {ticks: data.ticks, title: data.y_title});
+    if (!shown.length) chart.message(ctx, area, 'Nothing shown: click the legend');
     const level = v => (data.log ? Math.log10(v) : v);
     chart.ticks = axis.ticks;
     chart.zeros = [];  // [class, group, label] of every zero bar drawn
@@ -279,10 +286,17 @@ const GROUPS = {
     const c = Math.floor(position), n = Math.floor(((position - c - 0.1) * slot) / width);
     if (c < 0 || c >= chart.data.names.length || n < 0 || n >= shown.length) return null;
     const [row] = shown[n];
-    return `${chart.data.names[c]}: ${formatValue(row.values[c])} (${row.title})`;
+    return `${chart.data.names[c]}: ${chart.valueText(row.values[c])} (${row.title})`;
   },
   zoom: (chart, area, xs) => zoomClasses(chart, area, xs),
 };
+
+// Where a point's value comes from: one record, or the mean of the records of a bucket of steps.
+function stepText(chart, i) {
+  const xs = chart.xs;
+  if (!chart.data.reduced) return `at step ${xs[i]}`;
+  return `mean of steps ${i ? xs[i - 1] + 1 : chart.data.first_step}–${xs[i]}`;
+}
 
 const KINDS = {lines: LINES, heatmap: HEATMAP, bars: BARS, groups: GROUPS};
 
