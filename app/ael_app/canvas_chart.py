@@ -7,7 +7,10 @@ lines of plain JavaScript (``canvas/``) in the page itself (Streamlit's componen
 and stays mounted under its key: new data is drawn in place, keeping the user's drag-zoom and
 legend choices (kept per page, key and view for the tab's life, as :mod:`ael_app.keep_view` does
 for plotly charts). A drag zooms, a double click zooms out, a legend click hides an entry and a
-double click shows it alone; hover names the class, the step and the value.
+double click shows it alone; hover names the class, the step and the value (or the range of steps
+a point averages). A chart over steps reports its zoom to the server (:func:`zoom_of`), whose next
+data holds the zoomed range's own records: the whole run is drawn as bucket means, a zoom in it
+record by record.
 
 The root of a drawn chart is ``.ael-cv`` with ``data-drawn`` set to its data's version; its
 ``__ael.snapshot()`` says what it shows (tests and benchmarks read it).
@@ -15,6 +18,7 @@ The root of a drawn chart is ``.ael-cv`` with ``data-drawn`` set to its data's v
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import streamlit as st
@@ -57,5 +61,20 @@ _component = st.components.v2.component(
 
 def canvas_chart(payload: dict, *, key: str) -> None:
     """Draw a payload of :mod:`ael_app.canvas_views` full width, under Streamlit key ``key`` (which
-    keeps the chart mounted across reruns)."""
-    _component(key=key, data=payload, height="content")
+    keeps the chart mounted across reruns). A chart over steps reports its x zoom (:func:`zoom_of`)."""
+    _component(key=key, data=payload, height="content", default={"zoom": None}, on_zoom_change=_rerun_only)
+
+
+def _rerun_only() -> None:
+    """A zoom reported by a chart needs nothing but the rerun it triggers (which reads :func:`zoom_of`)."""
+
+
+def zoom_of(key: str) -> tuple[float, float] | None:
+    """The range of steps the user zoomed the chart of ``key`` to, as it reported it, or None (the
+    whole run, or anything that is not two finite, increasing numbers)."""
+    state = st.session_state.get(key)
+    try:
+        low, high = (float(v) for v in state["zoom"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (low, high) if math.isfinite(low) and math.isfinite(high) and low < high else None

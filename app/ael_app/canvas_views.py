@@ -51,6 +51,20 @@ def _reduced(steps: np.ndarray, values: np.ndarray, max_points: int) -> tuple[np
     return kept_steps, kept, {"reduced": len(kept_steps) < len(steps), "first_step": first}
 
 
+def _detail(steps: np.ndarray, values: np.ndarray, zoom: tuple[float, float] | None, max_points: int, field: str,
+            reduced: bool) -> dict:
+    """``{"detail": ...}``: the records of the zoomed range of steps (and one either side, so lines
+    reach the edges), reduced to ``max_points`` again, when the whole run's points were buckets;
+    else nothing (every record is already drawn)."""
+    if zoom is None or not reduced:
+        return {}
+    steps = np.asarray(steps)
+    start = max(0, int(np.searchsorted(steps, zoom[0], side="left")) - 1)
+    stop = min(len(steps), int(np.searchsorted(steps, zoom[1], side="right")) + 1)
+    kept_steps, kept, provenance = _reduced(steps[start:stop], values[start:stop], max_points)
+    return {"detail": {"range": list(zoom), "x": _floats(kept_steps, "f4"), field: _floats(kept.T, "f4"), **provenance}}
+
+
 def _check(values: np.ndarray, count: int, what: str) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2 or values.shape[1] != count:
@@ -72,6 +86,7 @@ def class_lines_view(
     height: int = 420,
     max_points: int = 600,
     max_total_points: int = 20_000,
+    zoom: tuple[float, float] | None = None,
 ) -> dict:
     """Per-class lines over steps, as :func:`~ael.viz.figures.class_lines_figure` draws them: a legend
     entry per listed class, grey bundles past 40 classes, highlighted classes thick.
@@ -81,10 +96,14 @@ def class_lines_view(
         view: what zoom and legend choices belong to.
         palette, highlight, visible, y_title, markers, height, max_points, max_total_points: as
             :func:`~ael.viz.figures.class_lines_figure`.
+        zoom: the range of steps the user zoomed to: its records are sent too, as many points
+            again as the whole run's, so a zoom shows detail.
     """
     values = _check(values, len(class_names), "class lines")
     per_class = max(100, min(max_points, max_total_points // max(1, len(class_names))))
+    whole_steps, whole_values = steps, values
     steps, values, provenance = _reduced(steps, values, per_class)
+    detail = _detail(whole_steps, whole_values, zoom, per_class, "y", provenance["reduced"])
     colours = palette_colours(palette, len(class_names))
     roles = class_line_roles(len(class_names), highlight, visible)
     listed = sorted((role.rank, c) for c, role in enumerate(roles) if role.bundle is None)
@@ -105,7 +124,8 @@ def class_lines_view(
             series[c] = {"entry": len(entries) - 1, "colour": colour, "width": 1.0, "alpha": alpha}
     return _finish({"kind": "lines", "view": view, "height": height, "names": [str(n) for n in class_names],
                     "x": _floats(steps, "f4"), "y": _floats(values.T, "f4"), "series": series, "entries": entries,
-                    "x_title": "step", "y_title": y_title, "markers": markers, **provenance})
+                    "x_title": "step", "y_title": y_title, "markers": markers, "zoomable": True, **provenance,
+                    **detail})
 
 
 def heatmap_view(
@@ -119,15 +139,20 @@ def heatmap_view(
     zmax: float = 1.0,
     max_columns: int = 400,
     height: int | None = None,
+    zoom: tuple[float, float] | None = None,
 ) -> dict:
     """Classes x steps as :func:`~ael.viz.figures.class_heatmap_figure` draws them (viridis over
-    [zmin, zmax], bucket means past ``max_columns`` steps, the height growing with C)."""
+    [zmin, zmax], bucket means past ``max_columns`` steps, the height growing with C); with
+    ``zoom``, the zoomed range's records too (see :func:`class_lines_view`)."""
     values = _check(values, len(class_names), "heatmap")
+    whole_steps, whole_values = steps, values
     steps, values, provenance = _reduced(steps, values, max_columns)
+    detail = _detail(whole_steps, whole_values, zoom, max_columns, "z", provenance["reduced"])
     rows = len(class_names)
     return _finish({"kind": "heatmap", "view": view, "height": height or int(min(900, max(260, 60 + 9 * rows))),
                     "names": [str(n) for n in class_names], "x": _floats(steps, "f4"), "z": _floats(values.T, "f4"),
-                    "zmin": zmin, "zmax": zmax, "colour_title": colour_title, "x_title": "step", **provenance})
+                    "zmin": zmin, "zmax": zmax, "colour_title": colour_title, "x_title": "step", "zoomable": True,
+                    **provenance, **detail})
 
 
 def bar_rows_view(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 from ael_app import state
-from ael_app.canvas_chart import LIGHT_POINTS, canvas_chart
+from ael_app.canvas_chart import LIGHT_POINTS, canvas_chart, zoom_of
 from ael_app.canvas_views import bar_rows_view, class_lines_view, grouped_bars_view, heatmap_view
 from ael_app.render import choose_step, live_chart
 
@@ -52,9 +52,12 @@ def _shared(run_id: str, chart: str, inputs: tuple, version: object, _build):
 
 def _chart(key: str, run_id: str, build, *, inputs: tuple, version: object, points: int) -> None:
     """:func:`live_chart` of a canvas chart (:mod:`ael_app.canvas_chart`) whose data is shared
-    across sessions (:func:`_shared`)."""
-    live_chart(key, lambda: _shared(run_id, key, inputs, version, build), inputs=inputs, version=version,
-               points=points, draw=canvas_chart, light_points=LIGHT_POINTS)
+    across sessions (:func:`_shared`). ``build(zoom)`` makes the data, with the detail of the range
+    of steps the user zoomed the chart to (None: the whole run), for the charts over steps."""
+    zoom = zoom_of(key)
+    inputs = (*inputs, zoom)
+    live_chart(key, lambda: _shared(run_id, key, inputs, version, lambda: build(zoom)), inputs=inputs,
+               version=version, points=points, draw=canvas_chart, light_points=LIGHT_POINTS)
 
 
 def _panel() -> None:
@@ -88,7 +91,7 @@ def _panel() -> None:
                 if found is not None:
                     vectors[f"{title} (step {found[0]})"] = found[1]
         c = len(reference.class_names)
-        _chart("conf_bars", run.run_id, lambda: bar_rows_view(
+        _chart("conf_bars", run.run_id, lambda _: bar_rows_view(
             vectors, reference.class_names, palette=palette, highlight=highlight, view=f"{uirev}/bars"),
                inputs=(run.run_id, tuple(highlight), step if not st.session_state.get(
                    f"conf_step_{run.run_id}_follow", True) else None),
@@ -103,14 +106,15 @@ def _panel() -> None:
                                  format_func=lambda n: n.removeprefix("iou_"))
                 iou = run.class_vectors(model if model in iou_names else iou_names[0])
                 if c <= MAX_IOU_LINES:
-                    _chart("conf_iou", run.run_id, lambda: class_lines_view(
+                    _chart("conf_iou", run.run_id, lambda zoom: class_lines_view(
                         iou.steps, iou.values, iou.class_names, palette=palette, highlight=highlight,
                         visible=visible, y_title="IoU", markers=len(iou.steps) < 60, view=f"{uirev}/iou/{model}",
-                        height=380), inputs=(*choice, model), version=len(iou.steps),
+                        height=380, zoom=zoom), inputs=(*choice, model), version=len(iou.steps),
                         points=3 * c * min(len(iou.steps), 600))
                 else:  # a legend of 150 lines is unreadable and slow: classes x evaluations instead
-                    _chart("conf_iou", run.run_id, lambda: heatmap_view(
-                        iou.steps, iou.values, iou.class_names, colour_title="IoU", view=f"{uirev}/iou/{model}"),
+                    _chart("conf_iou", run.run_id, lambda zoom: heatmap_view(
+                        iou.steps, iou.values, iou.class_names, colour_title="IoU", view=f"{uirev}/iou/{model}",
+                        zoom=zoom),
                         inputs=(run.run_id, model), version=len(iou.steps), points=c * min(len(iou.steps), 400) // 4)
             else:
                 st.info("No evaluation yet.")
@@ -125,7 +129,7 @@ def _panel() -> None:
                         groups[label], labels[label], zero_labels[label] = found[1], f"{label} (step {found[0]})", zero_label
             if groups:
                 log_y = bool(st.session_state.get("conf_log_freq", True))
-                _chart("conf_freq", run.run_id, lambda: grouped_bars_view(
+                _chart("conf_freq", run.run_id, lambda _: grouped_bars_view(
                     groups, reference.class_names, labels=labels, y_title="share of pixels", log_y=log_y, percent=True,
                     zero_label=zero_labels, view=f"{uirev}/freq"),
                        inputs=(run.run_id, log_y, step if not st.session_state.get(
@@ -145,14 +149,14 @@ def _bank_over_steps(run, palette, highlight, visible, choice) -> None:
     st.subheader("Per-class confidence over steps")
     version = (len(bank.steps), int(bank.steps[-1]))
     points = min(len(bank.steps), 40_000 // max(1, len(bank.class_names))) * len(bank.class_names)
-    _chart("conf_lines", run.run_id, lambda: class_lines_view(
+    _chart("conf_lines", run.run_id, lambda zoom: class_lines_view(
         bank.steps, bank.values, bank.class_names, palette=palette, highlight=highlight, visible=visible,
-        y_title="Conf_c", view=f"{uirev}/bank"), inputs=choice, version=version, points=points)
+        y_title="Conf_c", view=f"{uirev}/bank", zoom=zoom), inputs=choice, version=version, points=points)
     if highlight:
         st.caption("Highlighted tail classes: " + ", ".join(bank.class_names[c] for c in highlight))
     st.subheader("Classes x steps")
-    _chart("conf_heatmap", run.run_id, lambda: heatmap_view(
-        bank.steps, bank.values, bank.class_names, colour_title="Conf", view=f"{uirev}/heat"),
+    _chart("conf_heatmap", run.run_id, lambda zoom: heatmap_view(
+        bank.steps, bank.values, bank.class_names, colour_title="Conf", view=f"{uirev}/heat", zoom=zoom),
         inputs=(run.run_id,), version=version, points=min(len(bank.steps), 400) * len(bank.class_names) // 4)
 
 
@@ -170,9 +174,9 @@ def _vectors_over_steps(run, names, palette, highlight, visible, choice) -> None
     series = run.class_vectors(name)
     st.caption(run.vector_description(name) or "")
     points = min(len(series.steps), 40_000 // max(1, len(series.class_names))) * len(series.class_names)
-    _chart("conf_vector", run.run_id, lambda: class_lines_view(
+    _chart("conf_vector", run.run_id, lambda zoom: class_lines_view(
         series.steps, series.values, series.class_names, palette=palette, highlight=highlight, visible=visible,
-        y_title=name, view=f"{run.run_id}/{name}"), inputs=(*choice, name),
+        y_title=name, view=f"{run.run_id}/{name}", zoom=zoom), inputs=(*choice, name),
         version=(len(series.steps), int(series.steps[-1])), points=points)
 
 

@@ -60,13 +60,13 @@ def _updated(tab) -> str:
 
 def _two_refreshes(tab) -> None:
     """Wait until the panel's "Last updated" line has changed twice and the bank chart grew since."""
-    length = canvas(tab, "conf_lines", "c.xs.length")
+    length = canvas(tab, "conf_lines", "c.coarse.xs.length")
     for _ in range(2):
         before = _updated(tab)
         tab.wait_for_function(
             "before => { const e = document.querySelector('.st-key-confidence_panel_updated');"
             " return e && e.innerText !== before; }", arg=before, timeout=60_000)
-    wait_canvas(tab, "conf_lines", f"c.xs.length > {length}")
+    wait_canvas(tab, "conf_lines", f"c.coarse.xs.length > {length}")
 
 
 def _shown(tab, key: str) -> dict[str, bool]:
@@ -109,7 +109,7 @@ def test_zoom_legend_filter_and_step_survive_live_refreshes(live, page):
     page.mouse.move(left + 2 * width / 3, y + 2, steps=4)
     page.mouse.up()
     zoomed = canvas(page, "conf_lines", "c.snapshot().view.x")
-    full = canvas(page, "conf_lines", "[c.xs[0], c.xs[c.xs.length - 1]]")
+    full = canvas(page, "conf_lines", "[c.coarse.xs[0], c.coarse.xs[c.coarse.xs.length - 1]]")
     assert full[0] < zoomed[0] < zoomed[1] < full[1]
     assert canvas(page, "conf_lines", "c.snapshot().view.y") is None  # a flat drag zooms steps only
 
@@ -165,6 +165,42 @@ def test_hover_names_the_class_its_value_and_the_step(live, page):
     share = canvas(page, "conf_freq", "c.snapshot().rows")[0]
     text = _hover(page, "conf_freq", area["left"] + 0.2 * area["width"] / classes, area["top"] + area["height"] - 3)
     assert text == f"{bank.class_names[0]}: {_js_number(100 * share['values'][0])} % ({share['title']})"
+
+
+def _drag(tab, key: str, start: float, end: float) -> None:
+    """A flat drag over the plot area of chart ``key``, from ``start`` to ``end`` (shares of its width)."""
+    chart = tab.locator(f".st-key-{key} canvas")
+    chart.scroll_into_view_if_needed()
+    box, area = chart.bounding_box(), canvas(tab, key, "c.area()")
+    y = box["y"] + area["top"] + area["height"] / 2
+    tab.mouse.move(box["x"] + area["left"] + start * area["width"], y)
+    tab.mouse.down()
+    tab.mouse.move(box["x"] + area["left"] + end * area["width"], y + 2, steps=4)
+    tab.mouse.up()
+
+
+def test_a_zoom_brings_the_records_of_its_range(live, page):
+    url, runs = live
+    # 1300 rows of class vectors: the whole run's lines are means of two records, its heatmap of four.
+    write_run(runs, "deep", steps=1300, classes_every=1, eval_every=1000, media_every=0)
+    bank = open_run(runs, "deep").class_vectors("bank")
+    page.goto(f"{url}/confidence?run=deep")
+    wait_canvas(page, "conf_heatmap", "c.data.reduced")
+    assert canvas(page, "conf_lines", "c.data.reduced") is True
+    for key in ("conf_lines", "conf_heatmap"):
+        _drag(page, key, 0.4, 0.6)
+        wait_canvas(page, key, "c.detail !== null && c.source === c.detail", timeout_s=30)
+        low, high = canvas(page, key, "c.view.x")
+        shown = canvas(page, key, "Array.from(c.source.xs)")
+        # Every record of the range (and one either side), each at its own step.
+        expected = [s for s in bank.steps.tolist() if low <= s <= high]
+        assert shown[1:-1] == expected and canvas(page, key, "c.source.reduced") is False, key
+        values = canvas(page, key, f"Array.from(c.source.values.slice(0, {len(shown)}))")  # class 0's row
+        first = bank.steps.tolist().index(shown[0])
+        np.testing.assert_array_equal(values, bank.values[first:first + len(shown), 0].astype(np.float32))
+    # Zoomed out (double click): the whole run again.
+    page.locator(".st-key-conf_lines canvas").dblclick()
+    wait_canvas(page, "conf_lines", "c.view.x === null && c.detail === null")
 
 
 def test_a_narrow_window_puts_the_legends_under_their_charts(live, page):

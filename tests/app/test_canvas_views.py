@@ -121,3 +121,34 @@ def test_grouped_bars_on_a_linear_axis_start_at_zero():
     view = grouped_bars_view({"a": np.array([0.0, 2.0, 4.0, 1.0, 0, 0, 0, 0])}, NAMES, view="v")
     assert view["range"] == pytest.approx([0.0, 4.4]) and view["ticks"] is None and not view["log"]
     assert view["groups"][0]["zero_label"] == ""  # a linear axis labels a zero only when asked
+
+
+def test_a_zoom_brings_every_record_of_its_range_when_the_run_is_drawn_as_buckets():
+    steps, values = _series(8, steps=3000)  # 3000 records, 600 points a class: buckets of 5
+    view = decoded(class_lines_view(steps, values, NAMES, view="v", zoom=(10_000.0, 12_000.0)))
+    assert view["reduced"] and view["zoomable"]
+    detail = view["detail"]
+    assert detail["range"] == [10_000.0, 12_000.0] and not detail["reduced"]
+    # The 201 records from step 10 000 to 12 000, and one either side.
+    np.testing.assert_array_equal(detail["x"], np.arange(9_990, 12_011, 10, dtype=np.float32))
+    np.testing.assert_array_equal(detail["y"].reshape(8, -1), values[999:1202].T.astype(np.float32))
+    assert detail["first_step"] == 9_990
+    # A short run is drawn record by record already: nothing more to send.
+    assert "detail" not in class_lines_view(*_series(8), NAMES, view="v", zoom=(100.0, 200.0))
+    # The heatmap's columns: the 91 records from step 0 to 900 and the next fit in its 100 columns.
+    heat = decoded(heatmap_view(steps, values, NAMES, view="v", max_columns=100, zoom=(0.0, 900.0)))
+    np.testing.assert_array_equal(heat["detail"]["x"], np.arange(0, 911, 10, dtype=np.float32))
+    assert heat["detail"]["z"].shape == (8 * 92,) and not heat["detail"]["reduced"]
+    wider = decoded(heatmap_view(steps, values, NAMES, view="v", max_columns=100, zoom=(0.0, 2_000.0)))
+    assert wider["detail"]["reduced"] and len(wider["detail"]["x"]) <= 100
+
+
+def test_a_reported_zoom_is_read_only_when_it_is_two_finite_increasing_numbers(monkeypatch):
+    import streamlit as st
+    from ael_app.canvas_chart import zoom_of
+
+    states = {"a": {"zoom": [10, 20.5]}, "b": {"zoom": None}, "c": {"zoom": [20, 10]}, "d": {"zoom": ["x", 1]},
+              "e": {"zoom": [0, float("inf")]}, "f": {"zoom": [1, 2, 3]}, "g": {}}
+    monkeypatch.setattr(st, "session_state", states)
+    assert zoom_of("a") == (10.0, 20.5)
+    assert [zoom_of(k) for k in "bcdefgh"] == [None] * 7

@@ -69,7 +69,7 @@ class Chart {
     this.canvas.addEventListener('mousedown', e => this.pressed(e));
     this.canvas.addEventListener('mousemove', e => { this.mouse = this.position(e); this.showTip(); });
     this.canvas.addEventListener('mouseleave', () => { this.mouse = null; this.tip.style.display = 'none'; });
-    this.canvas.addEventListener('dblclick', () => { this.view.x = null; this.view.y = null; this.draw(); });
+    this.canvas.addEventListener('dblclick', () => { this.view.x = null; this.view.y = null; this.zoomed(); });
   }
 
   // The element left the page (Streamlit unmounted it): stop watching its size.
@@ -94,6 +94,22 @@ class Chart {
     this.kind.prepare(this, data);
     this.drawLegend();
     this.draw();
+    // A zoom kept from before (a live redraw, a page opened again) asks for its detail too.
+    if (data.zoomable && JSON.stringify(view.x) !== JSON.stringify(data.detail ? data.detail.range : null)) this.askDetail();
+  }
+
+  // The zoom changed: draw it, and where the data can be detailed, ask the server for the zoomed
+  // range's records (it answers with new data holding them; until then the whole run's are drawn).
+  zoomed() {
+    this.draw();
+    if (this.data.zoomable) this.askDetail();
+  }
+
+  askDetail() {
+    const wanted = this.view.x ? this.view.x.slice() : null;
+    if (!this.setState || JSON.stringify(wanted) === JSON.stringify(this.asked)) return;
+    this.asked = wanted;
+    this.setState('zoom', wanted);
   }
 
   // Entries are known by their id (a class, a bundle, a vector), not by their label, which may
@@ -274,7 +290,7 @@ class Chart {
         this.kind.zoomY && Math.abs(y1 - y0) >= 8 ? [Math.min(y0, y1), Math.max(y0, y1)] : null);
       if (zoomed.x) this.view.x = zoomed.x;
       if (zoomed.y) this.view.y = zoomed.y;
-      this.draw();
+      this.zoomed();
     };
     window.addEventListener('mousemove', move); window.addEventListener('mouseup', up);
     event.preventDefault();

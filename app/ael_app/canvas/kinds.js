@@ -25,11 +25,27 @@ function zoomClasses(chart, area, xs) {
   return {x: xs.map(px => first + (px - area.left) / slot)};
 }
 
+// A series over steps as sent (the whole run, or the detail of a zoomed range): steps, values,
+// and whether a point is the mean of a bucket of records.
+function series(part, values) {
+  return {xs: decode(part.x), values: decode(part[values]), reduced: part.reduced, first_step: part.first_step,
+          range: part.range || null};
+}
+
+// The series to draw: the detail of the zoomed range once the server sent it, else the whole run's.
+function source(chart) {
+  const detail = chart.detail, x = chart.view.x;
+  const fits = detail && x && detail.range[0] <= x[0] && x[1] <= detail.range[1];
+  chart.source = fits ? detail : chart.coarse;
+  chart.xs = chart.source.xs;
+  return chart.source;
+}
+
 const LINES = {
   zoomY: true,
   prepare(chart, data) {
-    chart.xs = decode(data.x);
-    chart.ys = decode(data.y);
+    chart.coarse = series(data, 'y');
+    chart.detail = data.detail ? series(data.detail, 'y') : null;
     chart.ticks = [];
   },
   margins: () => ({left: 58, right: 12, top: 10, bottom: 42}),
@@ -38,6 +54,7 @@ const LINES = {
     return chart.data.series.map((s, c) => [s, c]).filter(([s]) => !chart.hidden(entries[s.entry]));
   },
   domain(chart, shown) {
+    chart.ys = source(chart).values;
     const xs = chart.xs, k = xs.length;
     let lo = Infinity, hi = -Infinity;
     for (const [, c] of shown) for (let i = 0; i < k; i++) {
@@ -51,6 +68,7 @@ const LINES = {
   },
   draw(chart, ctx, area) {
     const shown = this.visible(chart), {x, y} = this.domain(chart, shown), k = chart.xs.length;
+    chart.scale = null;
     if (!shown.length) chart.message(ctx, area, 'No class shown: choose classes above, or click the legend');
     const at = v => area.left + ((v - x[0]) / (x[1] - x[0])) * area.width;
     const axis = chart.yAxis(ctx, area, y[0], y[1], {title: chart.data.y_title});
@@ -80,6 +98,7 @@ const LINES = {
     ctx.restore();
   },
   hover(chart, area, px, py) {
+    if (!chart.scale) return null;
     const {x} = chart.scale, k = chart.xs.length;
     const i = nearest(chart.xs, x[0] + ((px - area.left) / area.width) * (x[1] - x[0]));
     let best = null, distance = 16;
@@ -102,8 +121,12 @@ const LINES = {
 const HEATMAP = {
   zoomY: true,
   prepare(chart, data) {
-    chart.xs = decode(data.x);
-    const z = decode(data.z), k = chart.xs.length, rows = data.names.length;
+    chart.coarse = this.image(series(data, 'z'), data);
+    chart.detail = data.detail ? this.image(series(data.detail, 'z'), data) : null;
+  },
+  // The cells of a series as an image, one pixel a cell, in viridis over [zmin, zmax].
+  image(part, data) {
+    const z = part.values, k = part.xs.length, rows = data.names.length;
     const image = new ImageData(Math.max(1, k), Math.max(1, rows)), span = data.zmax - data.zmin || 1;
     for (let r = 0; r < rows; r++) for (let i = 0; i < k; i++) {
       const v = z[r * k + i], o = (r * k + i) * 4;
@@ -111,10 +134,10 @@ const HEATMAP = {
       const t = Math.round(Math.min(1, Math.max(0, (v - data.zmin) / span)) * 255) * 3;
       image.data[o] = LUT[t]; image.data[o + 1] = LUT[t + 1]; image.data[o + 2] = LUT[t + 2]; image.data[o + 3] = 255;
     }
-    chart.z = z;
-    chart.image = document.createElement('canvas');
-    chart.image.width = image.width; chart.image.height = image.height;
-    chart.image.getContext('2d').putImageData(image, 0, 0);
+    part.image = document.createElement('canvas');
+    part.image.width = image.width; part.image.height = image.height;
+    part.image.getContext('2d').putImageData(image, 0, 0);
+    return part;
   },
   margins: (chart, ctx) => ({left: chart.labelWidth(ctx, chart.data.names) + 12, right: 78, top: 14, bottom: 42}),
   // Cells [i, i + 1] hold a column, centred on its step: steps <-> cell units by interpolating between
@@ -135,14 +158,14 @@ const HEATMAP = {
   },
   // Columns [c0, c1] and rows [r0, r1] shown, in cell units.
   window(chart) {
-    const xs = chart.xs, x = chart.view.x;
+    const xs = source(chart).xs, x = chart.view.x;
     return {cols: x ? [Math.max(0, this.cellOf(xs, x[0])), Math.min(xs.length, this.cellOf(xs, x[1]))] : [0, xs.length],
             rows: chart.view.y || [0, chart.data.names.length]};
   },
   draw(chart, ctx, area) {
     const {cols, rows} = this.window(chart), xs = chart.xs, names = chart.data.names;
     ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(chart.image, cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0], area.left, area.top, area.width, area.height);
+    ctx.drawImage(chart.source.image, cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0], area.left, area.top, area.width, area.height);
     const at = step => area.left + ((this.cellOf(xs, step) - cols[0]) / (cols[1] - cols[0])) * area.width;
     chart.xAxis(ctx, area, this.stepOf(xs, cols[0]), this.stepOf(xs, cols[1]), at, chart.data.x_title, false);
     const rowPx = area.height / (rows[1] - rows[0]), every = Math.max(1, Math.ceil(12 / rowPx));
@@ -176,7 +199,7 @@ const HEATMAP = {
     const i = Math.floor(cols[0] + ((px - area.left) / area.width) * (cols[1] - cols[0]));
     const r = Math.floor(rows[0] + ((py - area.top) / area.height) * (rows[1] - rows[0]));
     if (i < 0 || i >= k || r < 0 || r >= chart.data.names.length) return null;
-    return `${chart.data.names[r]}: ${chart.valueText(chart.z[r * k + i])}, ${stepText(chart, i)}`;
+    return `${chart.data.names[r]}: ${chart.valueText(chart.source.values[r * k + i])}, ${stepText(chart, i)}`;
   },
   zoom(chart, area, xs, ys) {
     const {cols, rows} = chart.scale;
@@ -293,16 +316,17 @@ const GROUPS = {
 
 // Where a point's value comes from: one record, or the mean of the records of a bucket of steps.
 function stepText(chart, i) {
-  const xs = chart.xs;
-  if (!chart.data.reduced) return `at step ${xs[i]}`;
-  return `mean of steps ${i ? xs[i - 1] + 1 : chart.data.first_step}–${xs[i]}`;
+  const {xs, reduced, first_step: first} = chart.source;
+  if (!reduced) return `at step ${xs[i]}`;
+  return `mean of steps ${i ? xs[i - 1] + 1 : first}–${xs[i]}`;
 }
 
 const KINDS = {lines: LINES, heatmap: HEATMAP, bars: BARS, groups: GROUPS};
 
-export default function ({data, parentElement, key}) {
+export default function ({data, parentElement, key, setStateValue}) {
   let root = parentElement.querySelector(':scope > .ael-cv');
   if (!root) root = new Chart(parentElement, key).root;
+  root.__ael.setState = setStateValue;
   root.__ael.update(data);
   return () => root.__ael.dispose();
 }
