@@ -7,9 +7,9 @@ of any kind; request -> fully drawn), ``--repeats`` (5) times, median and range:
 1. *floor*: a Streamlit page holding one three-point plotly chart, served with the dashboard's own
    command line (:func:`ael.dashboard.streamlit_command`: the same server options and warm-up).
    Nothing of ours runs: this is Streamlit's front end plus plotly.js, loaded and compiled.
-2. *the page's five charts alone*: the confidence page's five figures of the long run, built once
-   by the same builders and cached, then drawn on an otherwise empty page: (2) - (1) is what
-   drawing our charts costs in the browser.
+2. *the page's five views as plotly charts alone*: the five views of the long run built once by
+   ``ael.viz``'s plotly builders (the notebooks', and the page's until it drew on canvas) and
+   cached, then drawn on an otherwise empty page: (2) - (1) is what drawing them with plotly costs.
 3. *the five charts with the page's widgets*: (2) inside the confidence page's sidebar, widgets and
    captions (the same kinds of element, no run behind them): (3) - (2) is what the widgets cost.
 4. *canvas*: (2) and (3) with the five views drawn by the dashboard's own canvas chart
@@ -117,7 +117,7 @@ class Server:
 
 def returning_tabs(playwright, url: str, profile: Path, repeats: int) -> list[float]:
     """request -> ``DRAWN`` of ``url`` in new tabs of a browser whose profile has opened it twice before
-    (its HTTP cache holds Streamlit's bundles and plotly.js; chromium may keep their compiled code)."""
+    (its HTTP cache holds Streamlit's bundles; chromium may keep their compiled code)."""
     context = playwright.chromium.launch_persistent_context(
         str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, viewport=VIEWPORT)
     try:

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from ael.viz.style import LEGEND_TOP, SERIES_COLOURS, label_margin, legend_right, palette_colours, plotly_go
+from ael.viz.style import LEGEND_TOP, label_margin, legend_right, palette_colours, plotly_go, series_colour
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["ZERO_LABEL", "LogBarAxis", "checked_vectors", "class_bars_figure", "grouped_bars_figure", "iou_frequency_figure",
+__all__ = ["ZERO_LABEL", "LogBarAxis", "bar_rows_height", "checked_vectors", "class_bars_figure", "grouped_bars_figure", "iou_frequency_figure",
            "log_bar_axis", "log_ticks", "zero_bar_label"]
 
 #: Text over the bar of a class whose value is exactly zero (e.g. a class the teacher never predicts).
@@ -65,7 +65,7 @@ def class_bars_figure(
                        "hovertemplate": "%{x}: %{y:.4f}<extra>" + label + "</extra>",
                        "xaxis": "x" if r == 1 else f"x{r}", "yaxis": "y" if r == 1 else f"y{r}"})
     layout.pop("template", None)
-    layout.update(title={"text": title} if title else None, height=40 + height_per_row * rows, bargap=0.15,
+    layout.update(title={"text": title} if title else None, height=bar_rows_height(rows, height_per_row), bargap=0.15,
                   margin={"l": 50, "r": 10, "t": 50 if title else 30, "b": label_margin(names, base=16)},
                   uirevision=uirevision)
     # Plain checked data without plotly's per-property validation (150 colours a row): a third
@@ -81,6 +81,11 @@ def log_ticks(low: float, high: float, *, percent: bool = False) -> tuple[list[f
     # Decimals from the exponent itself: log10 of 10.0 ** -4 * 100 may land a hair under -2.
     labels = [f"{10.0 ** (e + shift):.{max(0, -(e + shift))}f}{unit}" for e in range(first, last + 1)]
     return [10.0**e for e in range(first, last + 1)], labels
+
+
+def bar_rows_height(rows: int, per_row: int = 170) -> int:
+    """Pixels of ``rows`` rows of per-class bars (:func:`class_bars_figure`), ``per_row`` each."""
+    return 40 + per_row * max(1, rows)
 
 
 def checked_vectors(vectors: Mapping[str, np.ndarray], count: int) -> dict[str, np.ndarray]:
@@ -170,7 +175,7 @@ def grouped_bars_figure(
         label_zero = zero_bar_label(zero_label, label, log_y=log_y)
         trace = {"type": "bar", "x": names, "y": np.where(zero, stub, vector) if log_y else vector, "name": label,
                  "customdata": vector, "textposition": "outside", "cliponaxis": False, "textfont": {"size": 10},
-                 "marker": {"color": SERIES_COLOURS[n % len(SERIES_COLOURS)],
+                 "marker": {"color": series_colour(n),
                             "pattern": {"shape": ["x" if z else "" for z in zero], "solidity": 0.4}},
                  "text": [label_zero if z else "" for z in zero],
                  "hovertemplate": "%{x}: %{customdata:.4g}<extra>" + label + "</extra>"}
@@ -227,7 +232,7 @@ def iou_frequency_figure(
     for n, (label, vector) in enumerate(vectors.items()):
         fig.add_trace(go.Scatter(x=x, y=vector, mode="markers+text" if n == 0 else "markers", name=label,
                                  text=labels if n == 0 else None, textposition="top center",
-                                 marker={"size": 9, "color": SERIES_COLOURS[n % len(SERIES_COLOURS)]},
+                                 marker={"size": 9, "color": series_colour(n)},
                                  customdata=labels,
                                  hovertemplate="%{customdata}: share %{x:.3g}, IoU %{y:.2f}<extra>" + label
                                                + "</extra>"))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 import numpy as np
 
 from ael.viz.series import ema, reduce_steps
-from ael.viz.style import LEGEND_TOP, SERIES_COLOURS, label_margin, legend_right, palette_colours, plotly_go
+from ael.viz.style import LEGEND_TOP, label_margin, legend_right, palette_colours, plotly_go, series_colour
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -26,21 +26,23 @@ __all__ = [
     "BUNDLES",
     "MAX_LEGEND_ENTRIES",
     "WEBGL_THRESHOLD",
+    "BundleStyle",
     "ClassLine",
-    "bundle_colour",
-    "bundle_faded",
     "bundle_name",
+    "bundle_style",
+    "checked_matrix",
     "class_heatmap_figure",
     "class_line_roles",
     "class_lines_figure",
+    "heatmap_height",
     "scalar_lines_figure",
 ]
 
 #: Total points in a figure above which line traces use WebGL (``scattergl``). Figures are
 #: first reduced to a point budget (see :func:`class_lines_figure`), and below it SVG draws
 #: faster than WebGL in a browser without a GPU (software GL): on a 2-core machine a live
-#: 150-class page kept within one refresh of the writer with SVG and fell ~15 s behind with
-#: WebGL. Pass ``webgl=True`` for more points on a GPU browser.
+#: 150-class figure kept within one refresh of the writer with SVG and fell ~15 s behind with
+#: WebGL. Pass ``webgl=True`` for more points on a GPU browser (a notebook's).
 WEBGL_THRESHOLD = 50_000
 
 #: Most legend entries of a per-class figure. A 150-entry legend is unreadable and was a third of
@@ -104,7 +106,7 @@ def scalar_lines_figure(
     fig = go.Figure()
     line_mode = "lines+markers" if markers else "lines"
     for n, (name, (steps, values)) in enumerate(reduced.items()):
-        colour = SERIES_COLOURS[n % len(SERIES_COLOURS)]
+        colour = series_colour(n)
         if smoothing:
             fig.add_trace(trace(x=steps, y=values, name=name, legendgroup=name, showlegend=False, mode=line_mode,
                                 opacity=0.25, line={"color": colour, "width": 1}, hoverinfo="skip"))
@@ -168,9 +170,7 @@ def class_lines_figure(
         webgl: force ``scattergl`` (True) or SVG (False); None: past :data:`WEBGL_THRESHOLD` points.
     """
     go = plotly_go()
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2 or values.shape[1] != len(class_names):
-        raise ValueError(f"values must be (T, {len(class_names)}), got shape {values.shape}")
+    values = checked_matrix(values, len(class_names))
     per_class = max(100, min(max_points, max_total_points // max(1, len(class_names))))
     steps, values = _compact(*reduce_steps(np.asarray(steps), values, per_class, mode="mean"))
     colours = palette_colours(palette, len(class_names))
@@ -188,10 +188,11 @@ def class_lines_figure(
             "line": {"color": colours[c], "width": role.width}, "opacity": role.opacity,
             "legendrank": role.rank, "visible": True if role.drawn else "legendonly",
         })
+    alone = not traces  # no class listed on its own
     for label, members in bundles.items():
         if members:
-            traces.append(_bundle(label, bundle_name(label, len(members), alone=not traces), members, steps, columns,
-                                  class_names, kind=kind, mode=mode, faded=bundle_faded(label, highlight)))
+            traces.append(_bundle(label, bundle_name(label, len(members), alone=alone), members, steps, columns,
+                                  class_names, kind=kind, mode=mode, style=bundle_style(label, highlight)))
     layout = {"title": {"text": title} if title else None, "height": height,
               "margin": {"l": 50, "r": 10, "t": 40 if title else LEGEND_TOP, "b": 40},
               "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": y_title} if y_title else None},
@@ -244,18 +245,38 @@ def bundle_name(label: str, members: int, *, alone: bool) -> str:
     return f"{members} {'classes' if alone and label == _OTHERS else label}"
 
 
-def bundle_faded(label: str, highlight: Sequence[int]) -> bool:
-    """Whether a bundle's lines are faded: the other classes, beside highlighted ones."""
-    return label == _OTHERS and len(highlight) > 0
+class BundleStyle(NamedTuple):
+    """How a bundle of class lines is drawn (:func:`bundle_style`)."""
+
+    colour: str
+    opacity: float
+    width: float
+    hidden: bool  #: hidden at first (the classes the user did not choose), one legend click away
 
 
-def bundle_colour(faded: bool) -> tuple[str, float]:
-    """A bundle's line colour and opacity."""
-    return ("rgb(150,150,150)", 0.35) if faded else ("rgb(95,95,95)", 0.8)
+def bundle_style(label: str, highlight: Sequence[int]) -> BundleStyle:
+    """The bundle ``label`` (one of :data:`BUNDLES`) beside the ``highlight`` classes: thin grey
+    lines, fainter for the other classes beside highlighted ones."""
+    faded = label == _OTHERS and len(highlight) > 0
+    colour, opacity = ("rgb(150,150,150)", 0.35) if faded else ("rgb(95,95,95)", 0.8)
+    return BundleStyle(colour, opacity, 1.0, label == _NOT_CHOSEN)
+
+
+def checked_matrix(values: np.ndarray, count: int) -> np.ndarray:
+    """``values`` as a float64 ``(T, count)`` array (a ``ValueError`` says the shape it has)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != count:
+        raise ValueError(f"values must be (T, {count}), got shape {values.shape}")
+    return values
+
+
+def heatmap_height(rows: int) -> int:
+    """Pixels of a classes x steps heatmap of ``rows`` classes: 9 a class, within [260, 900]."""
+    return int(min(900, max(260, 60 + 9 * rows)))
 
 
 def _bundle(label: str, name: str, members: list[int], steps: np.ndarray, columns: np.ndarray,
-            class_names: Sequence[str], *, kind: str, mode: str, faded: bool) -> dict:
+            class_names: Sequence[str], *, kind: str, mode: str, style: BundleStyle) -> dict:
     """The classes ``members`` as the lines of one trace (a gap between classes), named on hover;
     ``label`` is one of :data:`BUNDLES`, ``name`` the legend entry."""
     gap = np.full((len(members), 1), np.nan)
@@ -265,9 +286,9 @@ def _bundle(label: str, name: str, members: list[int], steps: np.ndarray, column
     text = np.repeat(np.array([str(class_names[c]) for c in members]), len(steps) + 1)
     return {"type": kind, "x": x, "y": y, "text": text, "name": name, "mode": mode,
             "hovertemplate": "%{text}<br>step %{x}: %{y:.4g}<extra></extra>", "connectgaps": False,
-            "line": {"color": bundle_colour(faded)[0], "width": 1.0},
-            "opacity": bundle_colour(faded)[1], "legendrank": 5000 + BUNDLES.index(label),
-            "visible": "legendonly" if label == _NOT_CHOSEN else True}
+            "line": {"color": style.colour, "width": style.width},
+            "opacity": style.opacity, "legendrank": 5000 + BUNDLES.index(label),
+            "visible": "legendonly" if style.hidden else True}
 
 
 def class_heatmap_figure(
@@ -299,9 +320,7 @@ def class_heatmap_figure(
         height: pixels (default grows with C).
     """
     go = plotly_go()
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2 or values.shape[1] != len(class_names):
-        raise ValueError(f"values must be (T, {len(class_names)}), got shape {values.shape}")
+    values = checked_matrix(values, len(class_names))
     steps, values = _compact(*reduce_steps(np.asarray(steps), values, max_columns, mode="mean"))
     fig = go.Figure(go.Heatmap(
         z=np.ascontiguousarray(values.T), x=np.asarray(steps), y=[str(n) for n in class_names],
@@ -309,7 +328,7 @@ def class_heatmap_figure(
         hovertemplate="step %{x}<br>%{y}: %{z:.4f}<extra></extra>",
     ))
     rows = len(class_names)
-    fig.update_layout(title=title or None, height=height or int(min(900, max(260, 60 + 9 * rows))),
+    fig.update_layout(title=title or None, height=height or heatmap_height(rows),
                       margin={"l": label_margin(class_names, base=12), "r": 10, "t": 40 if title else 10, "b": 40},
                       xaxis_title="step",
                       uirevision=uirevision)

@@ -14,7 +14,7 @@ from types import ModuleType
 import numpy as np
 
 __all__ = ["LEGEND_TOP", "MIN_DELTA_E", "SERIES_COLOURS", "WHITE_THEME", "delta_e", "label_margin", "legend_right",
-           "palette_colours", "plotly_go", "register_white_theme", "rgb_css"]
+           "palette_colours", "plotly_go", "register_white_theme", "rgb_css", "series_colour"]
 
 #: Trace colours of series that are not classes (plotly's default cycle).
 SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -25,6 +25,11 @@ SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564
 #: at 20 the VOC grey (128, 128, 128) and the lifted black (110, 110, 110) (Delta E ~ 7) count as
 #: one colour, as they read on a chart.
 MIN_DELTA_E = 20.0
+
+
+def series_colour(n: int) -> str:
+    """The colour of the ``n``-th series that is not a class (a run, a group of bars)."""
+    return SERIES_COLOURS[n % len(SERIES_COLOURS)]
 
 
 def plotly_go() -> ModuleType:

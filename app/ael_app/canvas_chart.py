@@ -2,7 +2,7 @@
 
 Streamlit's plotly element loads and compiles plotly.js (0.7-1.1 s of a 2-core machine) before it
 draws anything, and mounts a new chart whenever a live refresh brings new data. This component
-draws the confidence page's views (per-class lines, heatmaps, bars) on a canvas with about 560
+draws the confidence page's views (per-class lines, heatmaps, bars) on a canvas with about 650
 lines of plain JavaScript (``canvas/``) in the page itself (Streamlit's components v2: no frame),
 and stays mounted under its key: new data is drawn in place, keeping the user's drag-zoom and
 legend choices (kept per page, key and view for the tab's life, as :mod:`ael_app.keep_view` does

@@ -5,8 +5,8 @@ Each builder mirrors the plotly builder the notebooks use (:mod:`ael.viz.figures
 (:func:`~ael.viz.series.reduce_steps`), class colours, which class lines are listed, highlighted,
 hidden or bundled (:func:`~ael.viz.figures.class_line_roles`), and the log axis of bars that may
 be zero (:func:`~ael.viz.class_figures.log_bar_axis`). Arrays travel as base64 little-endian
-floats: float32 for lines and heatmaps (what a chart can show), float64 for values at one step,
-so the page shows the run store's own numbers.
+floats: float32 for the values of lines and heatmaps (what a chart can show), float64 for steps
+and for values at one step, so the page shows the run store's own numbers.
 
 Every payload names its ``view`` (what the user's zoom and legend choices belong to; a new run or
 vector starts afresh) and a ``version`` (a digest of its content: the browser redraws only when it
@@ -22,10 +22,17 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ael.viz.class_figures import checked_vectors, log_bar_axis, zero_bar_label
-from ael.viz.figures import BUNDLES, bundle_colour, bundle_faded, bundle_name, class_line_roles
+from ael.viz.class_figures import bar_rows_height, checked_vectors, log_bar_axis, zero_bar_label
+from ael.viz.figures import (
+    BUNDLES,
+    bundle_name,
+    bundle_style,
+    checked_matrix,
+    class_line_roles,
+    heatmap_height,
+)
 from ael.viz.series import reduce_steps
-from ael.viz.style import SERIES_COLOURS, palette_colours
+from ael.viz.style import palette_colours, series_colour
 
 __all__ = ["bar_rows_view", "class_lines_view", "grouped_bars_view", "heatmap_view"]
 
@@ -62,14 +69,7 @@ def _detail(steps: np.ndarray, values: np.ndarray, zoom: tuple[float, float] | N
     start = max(0, int(np.searchsorted(steps, zoom[0], side="left")) - 1)
     stop = min(len(steps), int(np.searchsorted(steps, zoom[1], side="right")) + 1)
     kept_steps, kept, provenance = _reduced(steps[start:stop], values[start:stop], max_points)
-    return {"detail": {"range": list(zoom), "x": _floats(kept_steps, "f4"), field: _floats(kept.T, "f4"), **provenance}}
-
-
-def _check(values: np.ndarray, count: int, what: str) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2 or values.shape[1] != count:
-        raise ValueError(f"{what}: values must be (T, {count}), got shape {values.shape}")
-    return values
+    return {"detail": {"range": list(zoom), "x": _floats(kept_steps, "f8"), field: _floats(kept.T, "f4"), **provenance}}
 
 
 def class_lines_view(
@@ -99,7 +99,7 @@ def class_lines_view(
         zoom: the range of steps the user zoomed to: its records are sent too, as many points
             again as the whole run's, so a zoom shows detail.
     """
-    values = _check(values, len(class_names), "class lines")
+    values = checked_matrix(values, len(class_names))
     per_class = max(100, min(max_points, max_total_points // max(1, len(class_names))))
     whole_steps, whole_values = steps, values
     steps, values, provenance = _reduced(steps, values, per_class)
@@ -117,14 +117,14 @@ def class_lines_view(
         members = [c for c, role in enumerate(roles) if role.bundle == label]
         if not members:
             continue
-        colour, alpha = bundle_colour(bundle_faded(label, highlight))
-        entries.append({"id": label, "name": bundle_name(label, len(members), alone=not listed), "colour": colour,
-                        "width": 1.0, "hidden": label == BUNDLES[-1]})
+        style = bundle_style(label, highlight)
+        entries.append({"id": label, "name": bundle_name(label, len(members), alone=not listed), "colour": style.colour,
+                        "width": style.width, "hidden": style.hidden})
         for c in members:
-            series[c] = {"entry": len(entries) - 1, "colour": colour, "width": 1.0, "alpha": alpha}
+            series[c] = {"entry": len(entries) - 1, "colour": style.colour, "width": style.width, "alpha": style.opacity}
     return _finish({"kind": "lines", "view": view, "height": height, "names": [str(n) for n in class_names],
-                    "x": _floats(steps, "f4"), "y": _floats(values.T, "f4"), "series": series, "entries": entries,
-                    "x_title": "step", "y_title": y_title, "markers": markers, "zoomable": True, **provenance,
+                    "x": _floats(steps, "f8"), "y": _floats(values.T, "f4"), "series": series, "entries": entries,
+                    "x_title": "step", "y_title": y_title, "markers": markers, "zoomable": True, "zoom": list(zoom) if zoom else None, **provenance,
                     **detail})
 
 
@@ -144,15 +144,15 @@ def heatmap_view(
     """Classes x steps as :func:`~ael.viz.figures.class_heatmap_figure` draws them (viridis over
     [zmin, zmax], bucket means past ``max_columns`` steps, the height growing with C); with
     ``zoom``, the zoomed range's records too (see :func:`class_lines_view`)."""
-    values = _check(values, len(class_names), "heatmap")
+    values = checked_matrix(values, len(class_names))
     whole_steps, whole_values = steps, values
     steps, values, provenance = _reduced(steps, values, max_columns)
     detail = _detail(whole_steps, whole_values, zoom, max_columns, "z", provenance["reduced"])
     rows = len(class_names)
-    return _finish({"kind": "heatmap", "view": view, "height": height or int(min(900, max(260, 60 + 9 * rows))),
-                    "names": [str(n) for n in class_names], "x": _floats(steps, "f4"), "z": _floats(values.T, "f4"),
+    return _finish({"kind": "heatmap", "view": view, "height": height or heatmap_height(rows),
+                    "names": [str(n) for n in class_names], "x": _floats(steps, "f8"), "z": _floats(values.T, "f4"),
                     "zmin": zmin, "zmax": zmax, "colour_title": colour_title, "x_title": "step", "zoomable": True,
-                    **provenance, **detail})
+                    "zoom": list(zoom) if zoom else None, **provenance, **detail})
 
 
 def bar_rows_view(
@@ -168,7 +168,7 @@ def bar_rows_view(
     highlighted classes outlined (:func:`~ael.viz.class_figures.class_bars_figure`)."""
     rows = [{"title": title, "values": _floats(vector, "f8")}
             for title, vector in checked_vectors(vectors, len(class_names)).items()]
-    return _finish({"kind": "bars", "view": view, "height": 40 + height_per_row * max(1, len(rows)),
+    return _finish({"kind": "bars", "view": view, "height": bar_rows_height(len(rows), height_per_row),
                     "names": [str(n) for n in class_names], "colours": palette_colours(palette, len(class_names)),
                     "outlined": sorted(int(c) for c in highlight), "rows": rows})
 
@@ -197,7 +197,7 @@ def grouped_bars_view(
     labels = labels or {}
     payload = {"kind": "groups", "view": view, "height": height, "names": [str(n) for n in class_names],
                "y_title": y_title, "log": log_y, "percent": percent,
-               "entries": [{"id": key, "name": labels.get(key, key), "colour": SERIES_COLOURS[n % len(SERIES_COLOURS)],
+               "entries": [{"id": key, "name": labels.get(key, key), "colour": series_colour(n),
                             "bar": True} for n, key in enumerate(vectors)],
                "groups": [{"values": _floats(v, "f8"), "zero_label": zero_bar_label(zero_label, label, log_y=log_y)}
                           for label, v in vectors.items()]}

@@ -18,9 +18,10 @@ from ael.viz.style import register_white_theme, rgb_css
 PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": False}
 
 
-# A figure of this many points is redrawn at every live refresh; a heavier one proportionally
-# less often (a 150-class, 40k-step bank redraws about every 8 refreshes), so the browser keeps
-# up with a live run instead of queueing redraws.
+# A plotly figure of this many points is redrawn at every live refresh; a heavier one
+# proportionally less often (four 20-class runs of 20k steps on the Compare page), so the browser
+# keeps up with a live run instead of queueing redraws. Canvas charts have their own budget
+# (:data:`ael_app.canvas_chart.LIGHT_POINTS`).
 LIGHT_POINTS = 5000
 MAX_REDRAW_S = 30.0
 

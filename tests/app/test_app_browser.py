@@ -1,8 +1,8 @@
 """The dashboard in a real browser: served by `ael dashboard` as a user runs it, driven by chromium.
 
 Pages load with their charts and images; the confidence page's bars at a step chosen with its
-slider hold the bank the run store's reader returns for that step (read from the plotly figure
-the browser drew); and records appended to a live run by a writer in the test reach the open
+slider hold the bank the run store's reader returns for that step (read from the canvas chart's
+data in the browser); and records appended to a live run by a writer in the test reach the open
 page's chart (its number of points grows) within seconds, without a reload. Screenshots of every
 page go to ``test-artifacts/dashboard/``. Skipped without /usr/bin/chromium unless
 AEL_REQUIRE_BROWSER=1.

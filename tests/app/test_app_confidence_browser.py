@@ -203,6 +203,47 @@ def test_a_zoom_brings_the_records_of_its_range(live, page):
     wait_canvas(page, "conf_lines", "c.view.x === null && c.detail === null")
 
 
+def test_an_upright_drag_zooms_values_and_zoom_and_legend_hold_across_pages(live, page):
+    url, runs = live
+    write_run(runs, "upright", steps=200, media_every=0)
+    page.goto(f"{url}/confidence?run=upright")
+    wait_canvas(page, "conf_lines", "c.snapshot().legend.length === 8")
+    chart = page.locator(".st-key-conf_lines canvas")
+    box, area = chart.bounding_box(), canvas(page, "conf_lines", "c.area()")
+    x = box["x"] + area["left"] + area["width"] / 2
+    page.mouse.move(x, box["y"] + area["top"] + 0.3 * area["height"])
+    page.mouse.down()
+    page.mouse.move(x + 1, box["y"] + area["top"] + 0.7 * area["height"], steps=4)
+    page.mouse.up()
+    view = canvas(page, "conf_lines", "c.snapshot().view")
+    assert view["x"] is None and view["y"][0] < view["y"][1]  # values zoomed, steps untouched
+    assert len(canvas(page, "conf_lines", "c.snapshot().ticks")) >= 2  # still drawn
+    # A legend double click shows that class alone; another shows them all again.
+    item = page.locator(".st-key-conf_lines .ael-cv-item").nth(2)
+    name = item.inner_text().strip()
+    item.dblclick()
+    assert [n for n, shown in canvas(page, "conf_lines", "c.snapshot().legend") if shown] == [name]
+    # To another page of the dashboard and back: the zoom and the legend are as the user left them.
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Training").click()
+    page.wait_for_selector(".st-key-training_Losses", timeout=30_000)
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Confidence bank").click()
+    wait_canvas(page, "conf_lines", "c.snapshot().legend.length === 8")
+    assert canvas(page, "conf_lines", "c.snapshot().view") == view
+    assert [n for n, shown in canvas(page, "conf_lines", "c.snapshot().legend") if shown] == [name]
+    page.locator(".st-key-conf_lines .ael-cv-item").nth(2).dblclick()
+    assert all(shown for _, shown in canvas(page, "conf_lines", "c.snapshot().legend"))
+
+
+def test_a_drag_on_a_one_column_heatmap_leaves_it_whole(live, page):
+    url, runs = live
+    write_run(runs, "wide-once", steps=150, num_classes=41, eval_every=100, media_every=0)  # evaluated at 100
+    page.goto(f"{url}/confidence?run=wide-once")
+    wait_canvas(page, "conf_iou", "c.xs.length === 1")
+    _drag(page, "conf_iou", 0.3, 0.7)
+    assert canvas(page, "conf_iou", "c.snapshot().view.x") is None
+    assert canvas(page, "conf_iou", "c.area().width") > 100
+
+
 def test_a_narrow_window_puts_the_legends_under_their_charts(live, page):
     url, runs = live
     write_run(runs, "narrow", steps=100, media_every=0)

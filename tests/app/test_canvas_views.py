@@ -34,7 +34,8 @@ def test_class_lines_list_highlighted_classes_first_thick_and_the_rest_faded():
     assert [view["entries"][s["entry"]]["name"] for s in view["series"]] == NAMES
     assert not any(e["hidden"] for e in view["entries"])
     # The run's numbers, as float32, one row of steps per class.
-    np.testing.assert_array_equal(view["x"], steps.astype(np.float32))
+    assert view["x"].dtype == np.float64  # steps exactly, however long the run
+    np.testing.assert_array_equal(view["x"], steps)
     np.testing.assert_array_equal(view["y"].reshape(8, -1), values.T.astype(np.float32))
     assert (view["kind"], view["y_title"], view["x_title"], view["view"]) == ("lines", "Conf_c", "step", "run/bank")
     assert [e["id"] for e in view["entries"]] == [e["name"] for e in view["entries"]]  # a class is known by its name
@@ -63,8 +64,18 @@ def test_past_forty_classes_the_others_are_one_grey_bundle_named_as_in_the_plotl
     assert {view["series"][c]["entry"] for c in range(150) if c not in (3, 7, 9)} == {3}
     assert {view["series"][c]["alpha"] for c in range(150) if c not in (3, 7, 9)} == {0.35}
     # At most 20 000 points in all (133 bucket means a class), the steps the plotly figure keeps.
-    np.testing.assert_array_equal(view["x"], np.asarray(figure.data[0].x, dtype=np.float32))
+    np.testing.assert_array_equal(view["x"], np.asarray(figure.data[0].x))
     assert len(view["x"]) <= 133 and view["y"].size == len(view["x"]) * 150
+
+
+def test_with_no_class_listed_the_bundle_is_named_as_the_plotly_figure_names_it():
+    names = [f"class_{i:03d}" for i in range(60)]
+    steps, values = _series(60)
+    for highlight, visible in (((), None), ((), ()), ((3,), ())):
+        view = class_lines_view(steps, values, names, view="v", highlight=highlight, visible=visible)
+        figure = class_lines_figure(steps, values, names, highlight=highlight, visible=visible)
+        assert [e["name"] for e in view["entries"]] == [t.name for t in figure.data], (highlight, visible)
+        assert [e["hidden"] for e in view["entries"]] == [t.visible == "legendonly" for t in figure.data]
 
 
 def test_the_version_follows_the_data_and_nothing_else():
@@ -130,14 +141,20 @@ def test_a_zoom_brings_every_record_of_its_range_when_the_run_is_drawn_as_bucket
     detail = view["detail"]
     assert detail["range"] == [10_000.0, 12_000.0] and not detail["reduced"]
     # The 201 records from step 10 000 to 12 000, and one either side.
-    np.testing.assert_array_equal(detail["x"], np.arange(9_990, 12_011, 10, dtype=np.float32))
+    np.testing.assert_array_equal(detail["x"], np.arange(9_990, 12_011, 10))
+    assert view["zoom"] == [10_000.0, 12_000.0]  # the zoom it was built for, which the chart compares with its own
     np.testing.assert_array_equal(detail["y"].reshape(8, -1), values[999:1202].T.astype(np.float32))
     assert detail["first_step"] == 9_990
     # A short run is drawn record by record already: nothing more to send.
-    assert "detail" not in class_lines_view(*_series(8), NAMES, view="v", zoom=(100.0, 200.0))
+    short = class_lines_view(*_series(8), NAMES, view="v", zoom=(100.0, 200.0))
+    assert "detail" not in short and short["zoom"] == [100.0, 200.0]
+    assert class_lines_view(*_series(8), NAMES, view="v")["zoom"] is None
+    # A zoom past the run's end: its last record, the one before, nothing invented.
+    edge = decoded(class_lines_view(steps, values, NAMES, view="v", zoom=(29_990.0, 40_000.0)))
+    np.testing.assert_array_equal(edge["detail"]["x"], [29_980, 29_990])
     # The heatmap's columns: the 91 records from step 0 to 900 and the next fit in its 100 columns.
     heat = decoded(heatmap_view(steps, values, NAMES, view="v", max_columns=100, zoom=(0.0, 900.0)))
-    np.testing.assert_array_equal(heat["detail"]["x"], np.arange(0, 911, 10, dtype=np.float32))
+    np.testing.assert_array_equal(heat["detail"]["x"], np.arange(0, 911, 10))
     assert heat["detail"]["z"].shape == (8 * 92,) and not heat["detail"]["reduced"]
     wider = decoded(heatmap_view(steps, values, NAMES, view="v", max_columns=100, zoom=(0.0, 2_000.0)))
     assert wider["detail"]["reduced"] and len(wider["detail"]["x"]) <= 100

@@ -26,8 +26,9 @@ function niceTicks(lo, hi, count) {
   if (!(hi > lo)) return {values: [lo], step: 1};
   const raw = (hi - lo) / Math.max(1, count), power = Math.pow(10, Math.floor(Math.log10(raw)));
   const ratio = raw / power, step = power * (ratio >= 7.5 ? 10 : ratio >= 3.5 ? 5 : ratio >= 1.5 ? 2 : 1);
-  const values = [];
-  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) values.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  // Integer multiples of the step (adding the step to a large value could stop moving it).
+  const values = [], first = Math.ceil(lo / step - 1e-9), last = Math.min(first + 1000, Math.floor(hi / step + 1e-9));
+  for (let n = first; n <= last; n++) values.push(n === 0 ? 0 : n * step);
   return {values, step};
 }
 
@@ -66,7 +67,7 @@ class Chart {
     this.resized.observe(this.box);
     // Canvas text takes the font as it is when drawn: draw again once the page's web font is in.
     if (document.fonts) document.fonts.ready.then(() => this.draw());
-    this.canvas.addEventListener('mousedown', e => this.pressed(e));
+    this.canvas.addEventListener('pointerdown', e => this.pressed(e));
     this.canvas.addEventListener('mousemove', e => { this.mouse = this.position(e); this.showTip(); });
     this.canvas.addEventListener('mouseleave', () => { this.mouse = null; this.tip.style.display = 'none'; });
     this.canvas.addEventListener('dblclick', () => { this.view.x = null; this.view.y = null; this.zoomed(); });
@@ -81,7 +82,10 @@ class Chart {
   // New data from the server: drawn unless it is the data already drawn.
   update(data) {
     if (this.data && data.version === this.data.version) return;
-    const id = location.pathname + '|' + this.key + '|' + data.view;
+    // The Streamlit key of the element (the key the component is given is new at every mount).
+    const holder = this.root.closest('[class*="st-key-"]');
+    const key = holder ? [...holder.classList].find(c => c.startsWith('st-key-')).slice(7) : this.key;
+    const id = location.pathname + '|' + key + '|' + data.view;
     let view = VIEWS.get(id);
     if (!view) { view = {x: null, y: null, hidden: {}, base: null}; VIEWS.set(id, view); }
     // Legend choices hold while the data declares the same entries, hidden alike: a class filter
@@ -94,8 +98,10 @@ class Chart {
     this.kind.prepare(this, data);
     this.drawLegend();
     this.draw();
-    // A zoom kept from before (a live redraw, a page opened again) asks for its detail too.
-    if (data.zoomable && JSON.stringify(view.x) !== JSON.stringify(data.detail ? data.detail.range : null)) this.askDetail();
+    // The server built this data for the zoom it names: a zoom kept from before (a page opened
+    // again, a server that forgot it) asks for its detail too.
+    this.asked = data.zoom === undefined ? null : data.zoom;
+    if (data.zoomable) this.askDetail();
   }
 
   // The zoom changed: draw it, and where the data can be detailed, ask the server for the zoomed
@@ -107,7 +113,7 @@ class Chart {
 
   askDetail() {
     const wanted = this.view.x ? this.view.x.slice() : null;
-    if (!this.setState || JSON.stringify(wanted) === JSON.stringify(this.asked)) return;
+    if (!this.setState || JSON.stringify(wanted) === JSON.stringify(this.asked)) return;  // built, or asked
     this.asked = wanted;
     this.setState('zoom', wanted);
   }
@@ -265,34 +271,44 @@ class Chart {
     this.tip.style.top = Math.max(0, py - 10 - this.tip.offsetHeight) + 'px';
   }
 
-  // A drag in the area zooms to the dragged box (x only for a flat drag or a kind without y zoom).
+  // A drag in the area zooms to the dragged box: x only for a flat drag (or a kind without y zoom),
+  // y only for an upright one.
   pressed(event) {
     if (event.button !== 0 || !this.data) return;
     const area = this.area(), [x0, y0] = this.position(event);
     if (x0 < area.left || x0 > area.left + area.width || y0 < area.top || y0 > area.top + area.height) return;
     const clamp = (v, lo, size) => Math.min(lo + size, Math.max(lo, v));
     let x1 = x0, y1 = y0;
+    const spans = () => [Math.abs(x1 - x0) >= 4, !!this.kind.zoomY && Math.abs(y1 - y0) >= 8];
     this.dragging = true;
     this.tip.style.display = 'none';
+    this.canvas.setPointerCapture(event.pointerId);  // the release reaches the chart wherever it happens
     const move = e => {
       [x1, y1] = this.position(e);
       x1 = clamp(x1, area.left, area.width); y1 = clamp(y1, area.top, area.height);
-      const flat = !this.kind.zoomY || Math.abs(y1 - y0) < 8;
-      Object.assign(this.band.style, {display: 'block', left: Math.min(x0, x1) + 'px', width: Math.abs(x1 - x0) + 'px',
-        top: (flat ? area.top : Math.min(y0, y1)) + 'px', height: (flat ? area.height : Math.abs(y1 - y0)) + 'px'});
+      const [wide, tall] = spans();
+      Object.assign(this.band.style, {display: 'block',
+        left: (wide ? Math.min(x0, x1) : area.left) + 'px', width: (wide ? Math.abs(x1 - x0) : area.width) + 'px',
+        top: (tall ? Math.min(y0, y1) : area.top) + 'px', height: (tall ? Math.abs(y1 - y0) : area.height) + 'px'});
     };
     const up = () => {
-      window.removeEventListener('mousemove', move); window.removeEventListener('mouseup', up);
+      this.canvas.removeEventListener('pointermove', move);
+      this.canvas.removeEventListener('pointerup', up);
+      this.canvas.removeEventListener('pointercancel', up);
       this.band.style.display = 'none';
       this.dragging = false;
-      if (Math.abs(x1 - x0) < 4 && Math.abs(y1 - y0) < 4) return;
-      const zoomed = this.kind.zoom(this, area, [Math.min(x0, x1), Math.max(x0, x1)],
-        this.kind.zoomY && Math.abs(y1 - y0) >= 8 ? [Math.min(y0, y1), Math.max(y0, y1)] : null);
-      if (zoomed.x) this.view.x = zoomed.x;
-      if (zoomed.y) this.view.y = zoomed.y;
+      const [wide, tall] = spans();
+      if (!wide && !tall) return;
+      const zoomed = this.kind.zoom(this, area, wide ? [Math.min(x0, x1), Math.max(x0, x1)] : null,
+                                    tall ? [Math.min(y0, y1), Math.max(y0, y1)] : null);
+      const valid = r => Array.isArray(r) && Number.isFinite(r[0]) && Number.isFinite(r[1]) && r[1] > r[0];
+      if (valid(zoomed.x)) this.view.x = zoomed.x;
+      if (valid(zoomed.y)) this.view.y = zoomed.y;
       this.zoomed();
     };
-    window.addEventListener('mousemove', move); window.addEventListener('mouseup', up);
+    this.canvas.addEventListener('pointermove', move);
+    this.canvas.addEventListener('pointerup', up);
+    this.canvas.addEventListener('pointercancel', up);
     event.preventDefault();
   }
 

@@ -22,7 +22,7 @@ function classWindow(chart, count) {
 
 function zoomClasses(chart, area, xs) {
   const {first, count} = classWindow(chart, chart.data.names.length), slot = area.width / count;
-  return {x: xs.map(px => first + (px - area.left) / slot)};
+  return xs ? {x: xs.map(px => first + (px - area.left) / slot)} : {};
 }
 
 // A series over steps as sent (the whole run, or the detail of a zoomed range): steps, values,
@@ -59,6 +59,7 @@ const LINES = {
     let lo = Infinity, hi = -Infinity;
     for (const [, c] of shown) for (let i = 0; i < k; i++) {
       const v = chart.ys[c * k + i];
+      if (!Number.isFinite(v)) continue;
       if (v < lo) lo = v;
       if (v > hi) hi = v;
     }
@@ -111,8 +112,9 @@ const LINES = {
     return best && `${chart.data.names[best[0]]}: ${chart.valueText(best[1])}, ${stepText(chart, i)}`;
   },
   zoom(chart, area, xs, ys) {
-    const {x, yRange} = chart.scale;
-    const zoomed = {x: xs.map(px => x[0] + ((px - area.left) / area.width) * (x[1] - x[0]))};
+    if (!chart.scale) return {};
+    const {x, yRange} = chart.scale, zoomed = {};
+    if (xs) zoomed.x = xs.map(px => x[0] + ((px - area.left) / area.width) * (x[1] - x[0]));
     if (ys) zoomed.y = ys.map(py => yRange[0] + (1 - (py - area.top) / area.height) * (yRange[1] - yRange[0])).reverse();
     return zoomed;
   },
@@ -159,8 +161,8 @@ const HEATMAP = {
   // Columns [c0, c1] and rows [r0, r1] shown, in cell units.
   window(chart) {
     const xs = source(chart).xs, x = chart.view.x;
-    return {cols: x ? [Math.max(0, this.cellOf(xs, x[0])), Math.min(xs.length, this.cellOf(xs, x[1]))] : [0, xs.length],
-            rows: chart.view.y || [0, chart.data.names.length]};
+    const cols = x ? [Math.max(0, this.cellOf(xs, x[0])), Math.min(xs.length, this.cellOf(xs, x[1]))] : [];
+    return {cols: cols[1] > cols[0] ? cols : [0, xs.length], rows: chart.view.y || [0, chart.data.names.length]};
   },
   draw(chart, ctx, area) {
     const {cols, rows} = this.window(chart), xs = chart.xs, names = chart.data.names;
@@ -202,8 +204,8 @@ const HEATMAP = {
     return `${chart.data.names[r]}: ${chart.valueText(chart.source.values[r * k + i])}, ${stepText(chart, i)}`;
   },
   zoom(chart, area, xs, ys) {
-    const {cols, rows} = chart.scale;
-    const zoomed = {x: xs.map(px => this.stepOf(chart.xs, cols[0] + ((px - area.left) / area.width) * (cols[1] - cols[0])))};
+    const {cols, rows} = chart.scale, zoomed = {};
+    if (xs) zoomed.x = xs.map(px => this.stepOf(chart.xs, cols[0] + ((px - area.left) / area.width) * (cols[1] - cols[0])));
     if (ys) {  // whole rows, each named
       const [r0, r1] = ys.map(py => rows[0] + ((py - area.top) / area.height) * (rows[1] - rows[0]));
       zoomed.y = [Math.floor(r0), Math.max(Math.floor(r0) + 1, Math.ceil(r1))];
@@ -283,17 +285,20 @@ const GROUPS = {
       row.values.forEach((v, c) => {
         if (!Number.isFinite(v)) return;
         const left = area.left + (c - first + 0.1) * slot + n * width;
-        const zero = v === 0, top = zero && data.log ? axis.y(level(data.stub)) : Math.min(base, axis.y(level(v)));
-        const height = Math.abs(base - top);
+        const zero = v === 0, end = zero && data.log ? axis.y(level(data.stub)) : axis.y(level(v));
+        const top = Math.min(base, end), height = Math.abs(base - end);
         ctx.fillStyle = colour; ctx.globalAlpha = zero ? 0.45 : 1;
         ctx.fillRect(left, top, width * 0.95, height);
         ctx.globalAlpha = 1;
         if (!zero) return;
         chart.zeros.push([c, row.title, row.zero]);
-        ctx.strokeStyle = colour; ctx.lineWidth = 1;  // cross-hatched: a zero share, not a small one
+        ctx.save();  // cross-hatched, inside its own bar: a zero share, not a small one
+        ctx.beginPath(); ctx.rect(left, top, width * 0.95, height); ctx.clip();
+        ctx.strokeStyle = colour; ctx.lineWidth = 1;
         ctx.beginPath();
         for (let d = -height; d < width; d += 4) { ctx.moveTo(left + d, base); ctx.lineTo(left + d + height, top); }
         ctx.stroke();
+        ctx.restore();
         if (!row.zero) return;
         ctx.save(); ctx.translate(left + width * 0.475, top - 3); ctx.rotate(-Math.PI / 2);
         ctx.font = '10px ' + chart.font; ctx.fillStyle = INK; ctx.textAlign = 'left'; ctx.textBaseline = 'middle';
@@ -326,7 +331,9 @@ const KINDS = {lines: LINES, heatmap: HEATMAP, bars: BARS, groups: GROUPS};
 export default function ({data, parentElement, key, setStateValue}) {
   let root = parentElement.querySelector(':scope > .ael-cv');
   if (!root) root = new Chart(parentElement, key).root;
-  root.__ael.setState = setStateValue;
-  root.__ael.update(data);
-  return () => root.__ael.dispose();
+  const chart = root.__ael, call = (chart.calls = (chart.calls || 0) + 1);
+  chart.setState = setStateValue;
+  chart.update(data);
+  // Streamlit may run the cleanup of a call a newer one replaced: only the latest call's unmounts.
+  return () => { if (chart.calls === call) chart.dispose(); };
 }
