@@ -27,22 +27,29 @@ AT_STEP = ("bank", "copy_paste_prob", "cutmix_prob", "sampling_ratio")
 FREQUENCIES = ("freq_labeled", "freq_pseudo")
 
 
+def long_run_views(runs):
+    """What the five views of ``long-wide`` draw: palette, tail classes, the bank and IoU series, the
+    vectors at the last step and the pixel shares there."""
+    from ael.runs import open_run, tail_indices
+
+    run = open_run(runs, "long-wide")
+    bank, iou = run.class_vectors("bank"), run.class_vectors("iou_teacher")
+    step = int(bank.steps[-1])
+    at_step = {f"{n} (step {step})": run.class_vectors(n).values[-1] for n in AT_STEP}
+    shares = {f"{n} (step {step})": run.class_vectors(n).values[-1] for n in FREQUENCIES}
+    return run.palette, tail_indices(run.class_frequencies()), bank, iou, at_step, shares
+
+
 @st.cache_resource
 def five_figures(runs):
     import plotly.io as pio
 
-    from ael.runs import open_run, tail_indices
     from ael.viz.class_figures import class_bars_figure, grouped_bars_figure
     from ael.viz.figures import class_heatmap_figure, class_lines_figure
     from ael.viz.style import register_white_theme
 
     pio.templates.default = register_white_theme()
-    run = open_run(runs, "long-wide")
-    palette, tail = run.palette, tail_indices(run.class_frequencies())
-    bank, iou = run.class_vectors("bank"), run.class_vectors("iou_teacher")
-    step = int(bank.steps[-1])
-    at_step = {f"{n} (step {step})": run.class_vectors(n).values[-1] for n in AT_STEP}
-    shares = {f"{n} (step {step})": run.class_vectors(n).values[-1] for n in FREQUENCIES}
+    palette, tail, bank, iou, at_step, shares = long_run_views(runs)
     return [
         class_lines_figure(bank.steps, bank.values, bank.class_names, palette=palette, highlight=tail, y_title="Conf_c"),
         class_heatmap_figure(bank.steps, bank.values, bank.class_names, colorbar_title="Conf"),
@@ -96,14 +103,7 @@ def five_canvas_views(runs):
     """The five views' data for the dashboard's canvas chart, built as the confidence page builds it."""
     from ael_app.canvas_views import bar_rows_view, class_lines_view, grouped_bars_view, heatmap_view
 
-    from ael.runs import open_run, tail_indices
-
-    run = open_run(runs, "long-wide")
-    palette, tail = run.palette, tail_indices(run.class_frequencies())
-    bank, iou = run.class_vectors("bank"), run.class_vectors("iou_teacher")
-    step = int(bank.steps[-1])
-    at_step = {f"{n} (step {step})": run.class_vectors(n).values[-1] for n in AT_STEP}
-    shares = {f"{n} (step {step})": run.class_vectors(n).values[-1] for n in FREQUENCIES}
+    palette, tail, bank, iou, at_step, shares = long_run_views(runs)
     return [
         class_lines_view(bank.steps, bank.values, bank.class_names, palette=palette, highlight=tail, y_title="Conf_c",
                          view="bank"),
