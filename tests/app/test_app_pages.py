@@ -6,6 +6,7 @@ import base64
 import json
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,13 +185,13 @@ def test_query_param_cannot_escape_runs_folder(two_runs, app_factory):
 
 
 def test_a_link_to_a_run_newer_than_the_cached_listing_opens_that_run(runs_dir, app_factory):
-    from conftest import APP
     from streamlit.testing.v1 import AppTest
 
+    app = Path(__file__).resolve().parents[2] / "app" / "dashboard.py"
     write_run(runs_dir, "older", steps=30, seed=0)
     app_factory(runs_dir)  # lists the runs folder: the listing is cached for 2 s
     write_run(runs_dir, "newer", steps=30, seed=1)
-    at = AppTest.from_file(str(APP), default_timeout=60)  # a new tab, within the listing's 2 s
+    at = AppTest.from_file(str(app), default_timeout=60)  # a new tab, within the listing's 2 s
     at.query_params["run"] = "newer"
     at.run()
     assert not _problems(at)
