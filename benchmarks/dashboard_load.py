@@ -10,15 +10,17 @@ and server memory under live refresh.
    range), each first open on its own copy of the long run that the server never read:
 
    - *first open, fresh browser*: request -> drawn, in a new browser context (no cache: the
-     Streamlit front end and plotly.js are fetched and compiled);
+     Streamlit front end is fetched and compiled; no page of the dashboard loads plotly.js);
    - *another run opened from the sidebar*: on an open confidence page, a run chosen in the
      sidebar's run picker, click -> every chart drawn for it: how a user opens another run;
    - *loaded again*: the same page requested again (a full page load; the server's reader and
      figures are cached).
 4. Writes four more runs (``--compare-steps`` steps, ``--compare-classes`` classes, one comparison
    group: two methods x two seeds) and, while writers append to all four at ``--rate`` steps/s,
-   times request -> comparison page with the four selected fully drawn (every chart drawn and the
-   panel's "Last updated" line shown), first and again.
+   times request -> comparison page with the four selected fully drawn (its five charts drawn, the
+   group's two and the chosen runs' three, the per-class panels holding all four runs, and the
+   panel's "Last updated" line shown): first (the server reads the runs), again, and in a fresh
+   browser (a new context, no cache) ``--repeats`` times.
 5. Keeps the confidence page open on the long run, Live on (2 s refresh), while a writer appends
    records at ``--rate`` steps/s, for ``--minutes`` (10); samples the server's RSS every 15 s.
 
@@ -218,18 +220,23 @@ def pick_run_in_sidebar(page, run_id: str) -> float:
     return time.perf_counter() - start
 
 
-# Every chart on the page drawn, no spinner, and the live panel's "Last updated" line shown.
-COMPARE_DRAWN = ("(() => { const charts = [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')];"
-                 f" return charts.length >= 3 && charts.every({VISIBLE})"
+# The comparison page's five charts (the group's mean curves and IoU bars; the chosen runs' mIoU
+# curves, per-class panels and final IoU bars) drawn on canvas, the panels holding every run chosen,
+# no spinner, and the live panel's "Last updated" line shown.
+COMPARE_CHARTS = 5
+COMPARE_DRAWN = (f"runs => {{ const charts = {CANVAS_CHARTS};"
+                 " const panels = charts.find(r => r.__ael && r.__ael.data && r.__ael.data.view.startsWith('compare/panels/'));"
+                 f" return charts.length >= {COMPARE_CHARTS} && charts.every({CANVAS_CURRENT})"
+                 " && !!panels && panels.__ael.data.entries.length === runs"
                  " && document.querySelectorAll('.st-key-compare_panel_updated').length == 1"
-                 " && document.querySelectorAll('[data-testid=\"stSpinner\"]').length == 0; })()")
+                 " && document.querySelectorAll('[data-testid=\"stSpinner\"]').length == 0; }")
 
 
 def time_compare_page(page, url: str, run_ids: list[str]) -> float:
     query = f"run={run_ids[0]}" + "".join(f"&compare={r}" for r in run_ids[1:])
     start = time.perf_counter()
     page.goto(f"{url}/compare?{query}", wait_until="commit")
-    page.wait_for_function(COMPARE_DRAWN, timeout=180_000, polling=50)
+    page.wait_for_function(COMPARE_DRAWN, arg=len(run_ids), timeout=180_000, polling=50)
     return time.perf_counter() - start
 
 
@@ -296,10 +303,16 @@ def main(argv: list[str] | None = None) -> int:
                     ids = [run_id for run_id, _, _ in COMPARE_RUNS]
                     cold = [work.measure(lambda: time_compare_page(page, url, ids))]
                     warm = [work.measure(lambda: time_compare_page(page, url, ids)) for _ in range(args.repeats)]
+                    fresh_compare = []
+                    for _ in range(args.repeats):  # the page as a new visitor opens it: a browser with no cache
+                        context = browser.new_context(viewport=viewport)
+                        tab = context.new_page()
+                        fresh_compare.append(work.measure(lambda: time_compare_page(tab, url, ids)))  # noqa: B023
+                        context.close()
                 finally:
                     live.close()
                 print(f"comparison page, {len(ids)} runs written at {args.rate:g} steps/s each, request -> fully "
-                      f"drawn: first open {summary(cold)}; again {summary(warm)}")
+                      f"drawn: first open {summary(cold)}; again {summary(warm)}; fresh browser {summary(fresh_compare)}")
                 time_confidence_page(page, url)  # back on the long run for the memory figure
 
                 rng = np.random.default_rng(1)

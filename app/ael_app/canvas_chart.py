@@ -2,8 +2,9 @@
 
 Streamlit's plotly element loads and compiles plotly.js (0.7-1.1 s of a 2-core machine) before it
 draws anything, and mounts a new chart whenever a live refresh brings new data. This component
-draws the confidence page's views (per-class lines, heatmaps, bars) on a canvas with about 650
-lines of plain JavaScript (``canvas/``) in the page itself (Streamlit's components v2: no frame),
+draws the confidence and Compare pages' views (per-class lines, heatmaps, bars, curves of runs in
+panels on shared axes, bands over seeds) on a canvas with about 800 lines of plain JavaScript
+(``canvas/``) in the page itself (Streamlit's components v2: no frame),
 and stays mounted under its key: new data is drawn in place, keeping the user's drag-zoom and
 legend choices (kept per page, key and view for the tab's life, as :mod:`ael_app.keep_view` does
 for plotly charts). A drag zooms, a double click zooms out, a legend click hides an entry and a
@@ -51,9 +52,12 @@ _CSS = """
   padding-top: 2px; }
 """
 
+#: The chart's JavaScript, joined into one module in this order: the shell, the kinds, the entry.
+_SOURCES = ("core.js", "kinds.js", "curves.js", "entry.js")
+
 _component = st.components.v2.component(
     "ael_canvas_chart",
-    js=(_HERE / "core.js").read_text(encoding="utf-8") + "\n" + (_HERE / "kinds.js").read_text(encoding="utf-8"),
+    js="\n".join((_HERE / name).read_text(encoding="utf-8") for name in _SOURCES),
     css=_CSS,
     isolate_styles=False,
 )

@@ -34,21 +34,25 @@ from ael.viz.figures import (
 from ael.viz.series import reduce_steps
 from ael.viz.style import palette_colours, series_colour
 
-__all__ = ["bar_rows_view", "class_lines_view", "grouped_bars_view", "heatmap_view"]
+__all__ = ["bar_rows_view", "bucket_means", "class_lines_view", "encoded_floats", "grouped_bars_view", "heatmap_view",
+           "versioned", "zoom_detail"]
 
 
-def _floats(values: np.ndarray, dtype: str) -> dict:
-    """``values`` (any shape, row-major) as ``{"dtype": "f4" | "f8", "b64": ...}``."""
+def encoded_floats(values: np.ndarray, dtype: str) -> dict:
+    """``values`` (any shape, row-major) as ``{"dtype": "f4" | "f8", "b64": ...}``, the way every
+    canvas payload sends arrays."""
     array = np.ascontiguousarray(values, dtype="<" + dtype)
     return {"dtype": dtype, "b64": base64.b64encode(array.tobytes()).decode("ascii")}
 
 
-def _finish(payload: dict) -> dict:
+def versioned(payload: dict) -> dict:
+    """``payload`` with its ``version``: a digest of everything else in it (the browser redraws a
+    chart only when it changes)."""
     payload["version"] = hashlib.blake2b(json.dumps(payload, sort_keys=True).encode(), digest_size=8).hexdigest()
     return payload
 
 
-def _reduced(steps: np.ndarray, values: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray, dict]:
+def bucket_means(steps: np.ndarray, values: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray, dict]:
     """Bucket means of ``values`` (:func:`~ael.viz.series.reduce_steps`) and what a hover says of a
     point: ``reduced`` (a point is the mean of the records since the previous one) and the first
     step of the first bucket."""
@@ -58,7 +62,7 @@ def _reduced(steps: np.ndarray, values: np.ndarray, max_points: int) -> tuple[np
     return kept_steps, kept, {"reduced": len(kept_steps) < len(steps), "first_step": first}
 
 
-def _detail(steps: np.ndarray, values: np.ndarray, zoom: tuple[float, float] | None, max_points: int, field: str,
+def zoom_detail(steps: np.ndarray, values: np.ndarray, zoom: tuple[float, float] | None, max_points: int, field: str,
             reduced: bool) -> dict:
     """``{"detail": ...}``: the records of the zoomed range of steps (and one either side, so lines
     reach the edges), reduced to ``max_points`` again, when the whole run's points were buckets;
@@ -68,8 +72,8 @@ def _detail(steps: np.ndarray, values: np.ndarray, zoom: tuple[float, float] | N
     steps = np.asarray(steps)
     start = max(0, int(np.searchsorted(steps, zoom[0], side="left")) - 1)
     stop = min(len(steps), int(np.searchsorted(steps, zoom[1], side="right")) + 1)
-    kept_steps, kept, provenance = _reduced(steps[start:stop], values[start:stop], max_points)
-    return {"detail": {"range": list(zoom), "x": _floats(kept_steps, "f8"), field: _floats(kept.T, "f4"), **provenance}}
+    kept_steps, kept, provenance = bucket_means(steps[start:stop], values[start:stop], max_points)
+    return {"detail": {"range": list(zoom), "x": encoded_floats(kept_steps, "f8"), field: encoded_floats(kept.T, "f4"), **provenance}}
 
 
 def class_lines_view(
@@ -102,8 +106,8 @@ def class_lines_view(
     values = checked_matrix(values, len(class_names))
     per_class = max(100, min(max_points, max_total_points // max(1, len(class_names))))
     whole_steps, whole_values = steps, values
-    steps, values, provenance = _reduced(steps, values, per_class)
-    detail = _detail(whole_steps, whole_values, zoom, per_class, "y", provenance["reduced"])
+    steps, values, provenance = bucket_means(steps, values, per_class)
+    detail = zoom_detail(whole_steps, whole_values, zoom, per_class, "y", provenance["reduced"])
     colours = palette_colours(palette, len(class_names))
     roles = class_line_roles(len(class_names), highlight, visible)
     listed = sorted((role.rank, c) for c, role in enumerate(roles) if role.bundle is None)
@@ -122,8 +126,8 @@ def class_lines_view(
                         "width": style.width, "hidden": style.hidden})
         for c in members:
             series[c] = {"entry": len(entries) - 1, "colour": style.colour, "width": style.width, "alpha": style.opacity}
-    return _finish({"kind": "lines", "view": view, "height": height, "names": [str(n) for n in class_names],
-                    "x": _floats(steps, "f8"), "y": _floats(values.T, "f4"), "series": series, "entries": entries,
+    return versioned({"kind": "lines", "view": view, "height": height, "names": [str(n) for n in class_names],
+                    "x": encoded_floats(steps, "f8"), "y": encoded_floats(values.T, "f4"), "series": series, "entries": entries,
                     "x_title": "step", "y_title": y_title, "markers": markers, "zoomable": True, "zoom": list(zoom) if zoom else None, **provenance,
                     **detail})
 
@@ -146,11 +150,11 @@ def heatmap_view(
     ``zoom``, the zoomed range's records too (see :func:`class_lines_view`)."""
     values = checked_matrix(values, len(class_names))
     whole_steps, whole_values = steps, values
-    steps, values, provenance = _reduced(steps, values, max_columns)
-    detail = _detail(whole_steps, whole_values, zoom, max_columns, "z", provenance["reduced"])
+    steps, values, provenance = bucket_means(steps, values, max_columns)
+    detail = zoom_detail(whole_steps, whole_values, zoom, max_columns, "z", provenance["reduced"])
     rows = len(class_names)
-    return _finish({"kind": "heatmap", "view": view, "height": height or heatmap_height(rows),
-                    "names": [str(n) for n in class_names], "x": _floats(steps, "f8"), "z": _floats(values.T, "f4"),
+    return versioned({"kind": "heatmap", "view": view, "height": height or heatmap_height(rows),
+                    "names": [str(n) for n in class_names], "x": encoded_floats(steps, "f8"), "z": encoded_floats(values.T, "f4"),
                     "zmin": zmin, "zmax": zmax, "colour_title": colour_title, "x_title": "step", "zoomable": True,
                     "zoom": list(zoom) if zoom else None, **provenance, **detail})
 
@@ -166,9 +170,9 @@ def bar_rows_view(
 ) -> dict:
     """Per-class vectors at one step, a row each with its own y scale and the class colours,
     highlighted classes outlined (:func:`~ael.viz.class_figures.class_bars_figure`)."""
-    rows = [{"title": title, "values": _floats(vector, "f8")}
+    rows = [{"title": title, "values": encoded_floats(vector, "f8")}
             for title, vector in checked_vectors(vectors, len(class_names)).items()]
-    return _finish({"kind": "bars", "view": view, "height": bar_rows_height(len(rows), height_per_row),
+    return versioned({"kind": "bars", "view": view, "height": bar_rows_height(len(rows), height_per_row),
                     "names": [str(n) for n in class_names], "colours": palette_colours(palette, len(class_names)),
                     "outlined": sorted(int(c) for c in highlight), "rows": rows})
 
@@ -183,6 +187,8 @@ def grouped_bars_view(
     log_y: bool = False,
     percent: bool = False,
     zero_label: str | Mapping[str, str] | None = None,
+    errors: Mapping[str, np.ndarray] | None = None,
+    colours: Mapping[str, str] | None = None,
     height: int = 360,
 ) -> dict:
     """Per-class vectors side by side, one colour per group, a zero drawn as a hatched stub and
@@ -192,21 +198,29 @@ def grouped_bars_view(
     ``groups`` is keyed by what identifies a group (a legend click on it holds while that stays);
     ``labels`` gives the legend's words for some (e.g. the step shown); ``zero_label`` is keyed by
     group too. With ``percent`` the values are shares, read in percent on the axis and on hover.
+    ``errors`` (keyed by group, optional) are whisker half-lengths on a linear axis (the spread
+    over seeds); ``colours`` (keyed by group) overrides the series colours (a run's colour on its
+    page).
     """
     vectors = checked_vectors(groups, len(class_names))
-    labels = labels or {}
+    spreads = checked_vectors({key: errors[key] for key in vectors if key in errors}, len(class_names)) \
+        if errors else {}
+    labels, colours = labels or {}, colours or {}
     payload = {"kind": "groups", "view": view, "height": height, "names": [str(n) for n in class_names],
                "y_title": y_title, "log": log_y, "percent": percent,
-               "entries": [{"id": key, "name": labels.get(key, key), "colour": series_colour(n),
+               "entries": [{"id": key, "name": labels.get(key, key), "colour": colours.get(key, series_colour(n)),
                             "bar": True} for n, key in enumerate(vectors)],
-               "groups": [{"values": _floats(v, "f8"), "zero_label": zero_bar_label(zero_label, label, log_y=log_y)}
-                          for label, v in vectors.items()]}
+               "groups": [{"values": encoded_floats(v, "f8"), "zero_label": zero_bar_label(zero_label, key, log_y=log_y),
+                           **({"errors": encoded_floats(spreads[key], "f8")} if key in spreads else {})}
+                          for key, v in vectors.items()]}
     if log_y:
         axis = log_bar_axis(vectors.values(), percent=percent)
         payload.update(range=list(axis.range), stub=axis.stub,
                        ticks=[[float(np.log10(v)), t] for v, t in zip(axis.tickvals, axis.ticktext)])
     else:
-        finite = np.concatenate([v[np.isfinite(v)] for v in vectors.values()] or [np.zeros(0)])
+        # The axis holds every whisker too.
+        ends = [v + np.nan_to_num(spreads[key]) if key in spreads else v for key, v in vectors.items()]
+        finite = np.concatenate([v[np.isfinite(v)] for v in ends] or [np.zeros(0)])
         high = float(finite.max()) if finite.size else 1.0
         payload.update(range=[min(0.0, float(finite.min()) if finite.size else 0.0), (high * 1.1) or 1.0], ticks=None)
-    return _finish(payload)
+    return versioned(payload)

@@ -11,15 +11,21 @@ import time
 import numpy as np
 import streamlit as st
 from ael_app import state
-from ael_app.compare_figures import PANEL_POINTS, band_curves_figure, class_panels_figure, run_colours
+from ael_app.canvas_chart import LIGHT_POINTS, canvas_chart, zoom_of
+from ael_app.canvas_views import grouped_bars_view
 from ael_app.compare_table import diff_frame, filter_frame, model_evals, overview_details, runs_frame
-from ael_app.render import chart, latest_step, live_chart
+from ael_app.compare_views import (
+    PANEL_POINTS,
+    band_curves_view,
+    class_panels_view,
+    run_colours,
+    run_curves_view,
+)
+from ael_app.render import latest_step, live_chart
 
 from ael.runs import Run, RunStoreError, tail_indices
 from ael.runs.compare import evals_at, matched_step, overview_stamp, read_overview
 from ael.runs.groups import group_class_iou, group_curves, rows_of_runs, summarize_group
-from ael.viz.class_figures import grouped_bars_figure
-from ael.viz.figures import scalar_lines_figure
 
 # Runs compared (chosen or of the group shown) are opened through their cached tailers; the other
 # rows of the table read only their manifest and evaluations (cached until those files change), so
@@ -157,15 +163,16 @@ def _group() -> None:
     model = st.radio("Model", sorted({r.model for r in rows}), horizontal=True, key="cmp_group_model")
     curves = group_curves(members, name, model)
     st.markdown("**mIoU over evaluations (%)**: the mean over seeds, the band ± one standard deviation")
-    chart(band_curves_figure(curves, y_title="mIoU (%)", uirevision=f"compare/group/{name}/{model}"),
-          key="cmp_group_curves")
+    canvas_chart(band_curves_view(curves, view=f"compare/group/{name}/{model}", y_title="mIoU (%)"),
+                 key="cmp_group_curves")
     per_class = group_class_iou(rows, model)
     names = _marked(members[0], rows[0].class_names)
     steps = sorted({r.step for r in rows if r.model == model and r.which == "final"})
-    chart(grouped_bars_figure({f"{label} (mean over seeds)": 100 * mean for label, (mean, _) in per_class.items()},
-                              names, y_title="final IoU (%)",
-                              errors={f"{label} (mean over seeds)": 100 * std for label, (_, std) in per_class.items()}),
-          key="cmp_group_bars")
+    canvas_chart(grouped_bars_view({label: 100 * mean for label, (mean, _) in per_class.items()}, names,
+                                   view=f"compare/group-iou/{name}/{model}", y_title="final IoU (%)",
+                                   labels={label: f"{label} (mean over seeds)" for label in per_class},
+                                   errors={label: 100 * std for label, (_, std) in per_class.items()}),
+                 key="cmp_group_bars")
     st.caption("Bars: mean final IoU over the seeds of each method; whiskers: the standard deviation over seeds; "
                f"final evaluation step{'s' if len(steps) > 1 else ''} {', '.join(map(str, steps))}.")
 
@@ -212,12 +219,16 @@ def _class_panels(chosen_runs: dict[str, Run]) -> None:
             [values[:, vector.class_names.index(c)] if c in vector.class_names else np.full(len(values), np.nan)
              for c in picked], axis=1))
     version = tuple((r, len(s[0])) for r, s in series.items())
-    live_chart("cmp_panels", lambda: class_panels_figure(series, picked, colours=colours, tail=tail, y_title=name,
-                                                         uirevision=f"compare/panels/{name}"),
-               inputs=(tuple(chosen_runs), name, tuple(picked)), version=version,
-               points=sum(min(len(s[0]), PANEL_POINTS) * len(picked) for s in series.values()))
-    st.caption("One panel per class on shared axes, one line per run. Tail classes (under a quarter of the "
-               f"uniform pixel share in {first.run_id}) are marked and chosen first.")
+    zoom = zoom_of("cmp_panels")
+    live_chart("cmp_panels", lambda: class_panels_view(series, picked, view=f"compare/panels/{name}", colours=colours,
+                                                       tail=tail, y_title=name, zoom=zoom),
+               inputs=(tuple(chosen_runs), name, tuple(picked), zoom), version=version,
+               points=sum(min(len(s[0]), PANEL_POINTS) * len(picked) for s in series.values()),
+               draw=canvas_chart, light_points=LIGHT_POINTS)
+    st.caption("One panel per class on shared axes, one line per run (bucket means of long runs; a zoom shows "
+               "its range's records). Tail classes (under a quarter of the uniform pixel share in "
+               f"{first.run_id}) are marked and chosen first. Drag to zoom every panel, double-click to zoom out; "
+               "click a run in the legend to hide it (double click: it alone).")
 
 
 def _final_iou(chosen_runs: dict[str, Run]) -> None:
@@ -236,9 +247,11 @@ def _final_iou(chosen_runs: dict[str, Run]) -> None:
     same = {r: e for r, e in at.items() if chosen_runs[r].class_names == names}
     for run_id in set(at) - set(same):
         st.warning(f"{run_id} has other classes than the others; left out of the IoU bars.")
-    bars = {f"{r} (step {e.step}, mIoU {100 * e.miou:.2f})": 100 * e.iou for r, e in same.items()}
-    chart(grouped_bars_figure(bars, _marked(next(iter(chosen_runs.values())), names), y_title="IoU (%)"),
-          key="cmp_final_iou")
+    canvas_chart(grouped_bars_view({r: 100 * e.iou for r, e in same.items()},
+                                   _marked(next(iter(chosen_runs.values())), names), view="compare/final-iou",
+                                   labels={r: f"{r} (step {e.step}, mIoU {100 * e.miou:.2f})" for r, e in same.items()},
+                                   colours=colours, y_title="IoU (%)"),
+                 key="cmp_final_iou")
     if how == options[0] and step is not None:
         st.caption(f"Every run at step {step}, the last evaluation step they all have.")
     else:
@@ -262,10 +275,8 @@ def _panel() -> None:
             if evals:
                 series[run_id] = (np.array([e.step for e in evals]), np.array([100 * e.miou for e in evals]))
         if series:
-            fig = scalar_lines_figure(series, markers=True, mode="mean", uirevision="compare/miou")
-            for trace in fig.data:
-                trace.line.color = colours[trace.name]
-            chart(fig, key="cmp_miou")
+            canvas_chart(run_curves_view(series, view="compare/miou", colours=colours, y_title="mIoU (%)"),
+                         key="cmp_miou")
         else:
             st.info("None of these runs has an evaluation yet.")
         _class_panels(chosen_runs)

@@ -110,3 +110,19 @@ def wait_canvas(tab, key: str, condition: str, timeout_s: float = 60) -> None:
             return !!(c && c.data && root.dataset.drawn === c.data.version
                       && new Function("c", "return " + condition)(c));
         }""", arg=[key, condition], timeout=timeout_s * 1000)
+
+
+def js_number(value: float) -> str:
+    """``value`` to 4 significant digits as the chart writes it (JavaScript's ``toPrecision(4)``, trimmed)."""
+    return str(float(f"{value:.4g}")).removesuffix(".0")
+
+
+def hover_text(tab, key: str, x: float, y: float) -> str:
+    """The tooltip of the canvas chart ``key`` with the mouse at (x, y) of its canvas."""
+    chart = tab.locator(f".st-key-{key} canvas")
+    chart.scroll_into_view_if_needed()
+    box = chart.bounding_box()
+    tab.mouse.move(box["x"] + x, box["y"] + y)
+    tip = tab.locator(f".st-key-{key} .ael-cv-tip")
+    tip.wait_for(state="visible", timeout=10_000)
+    return tip.inner_text()

@@ -33,8 +33,9 @@ def class_rows(step: int, num_classes: int, rng: np.random.Generator) -> dict[st
 
 def write_run(runs_dir: Path, run_id: str, *, steps: int = 200, num_classes: int = 8, classes_every: int = 10,
               eval_every: int = 100, media_every: int = 100, finish: bool = True, seed: int = 0,
-              total_steps: int | None = None) -> RunWriter:
-    """Write a synthetic-dataset run: scalars every step, class vectors, evaluations and pseudo-label samples.
+              total_steps: int | None = None, method: str | None = None, group: str | None = None) -> RunWriter:
+    """Write a synthetic-dataset run: scalars every step, class vectors, evaluations and pseudo-label samples
+    (of ``method`` in comparison group ``group`` when given, as ``ael compare`` writes them).
 
     Returns the writer (closed when ``finish``; still open, for appending, otherwise).
     """
@@ -46,7 +47,8 @@ def write_run(runs_dir: Path, run_id: str, *, steps: int = 200, num_classes: int
     cfg = config_to_dict(Config())
     cfg["data"]["synthetic"]["num_classes"] = max(2, min(num_classes, 64))
     writer = RunWriter(runs_dir, run_id, class_names=names, palette=palette, config=cfg, dataset="synthetic",
-                       split="64 labeled", total_steps=total_steps or steps, heartbeat_s=0.2, media_queue=64)
+                       split="64 labeled", total_steps=total_steps or steps, heartbeat_s=0.2, media_queue=64,
+                       method=method, group=group)
     for step in range(steps):
         append_step(writer, step, rng, dataset=dataset, classes_every=classes_every, eval_every=eval_every,
                     media_every=media_every)

@@ -4,11 +4,11 @@ holds."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 import pytest
+from canvas_support import canvas_views
 from runs_factory import class_rows
 
 from ael.runs import DamagedRunWarning, RunWriter, open_run
@@ -53,17 +53,20 @@ def runs(tmp_path_factory):
     return path
 
 
-def _values(data) -> np.ndarray:
-    if isinstance(data, dict):  # plotly >= 6 writes typed arrays as base64
-        import base64
+def _lines(at, key: str) -> list[dict]:
+    """The curves of canvas chart ``key``: legend name, panel title, steps and values of each."""
+    view = canvas_views(at)[key]
+    assert view["kind"] == "curves"
+    return [{"name": view["entries"][s["entry"]]["name"], "panel": view["panels"][s["panel"]]["title"],
+             "x": s["x"], "y": s["y"], **({"spread": s["spread"], "count": s["count"]} if "spread" in s else {})}
+            for s in view["series"]]
 
-        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]).astype(float)
-    return np.array([np.nan if v is None else v for v in data], dtype=float)
 
-
-def _figure(at, key: str) -> dict:
-    return next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith(key)
-                or key in c.proto.id)
+def _bars(at, key: str) -> dict[str, np.ndarray]:
+    """Legend name -> the bars of canvas chart ``key``."""
+    view = canvas_views(at)[key]
+    assert view["kind"] == "groups"
+    return {entry["name"]: group["values"] for entry, group in zip(view["entries"], view["groups"])}
 
 
 def _problems(at) -> list[str]:
@@ -116,46 +119,39 @@ def test_chosen_runs_share_one_panel_per_class_and_a_config_diff(runs, app_facto
     assert list(diff.index) == ["method.name", "train.iterations"]
     assert diff.loc["method.name"].tolist() == ['"ael"', '"supervised"']
     assert diff.loc["train.iterations"].tolist() == ["310", "210"]
-    figure = _figure(at, "cmp_panels")
-    layout = figure["layout"]
-    # Default panels: the tail classes first (ring, disc), then the others; all on the same axes.
-    titles = [a["text"] for a in layout["annotations"]]
-    assert titles == ["background", "blob", "ring (tail)", "disc (tail)"]
-    for axis in ("x", "y"):
-        names = [f"{axis}axis" if i == 1 else f"{axis}axis{i}" for i in range(1, 5)]
-        shared = {layout[n].get("matches", n.replace("axis", "")) for n in names}
-        assert len(shared) == 1, shared
+    view = canvas_views(at)["cmp_panels"]
+    # Default panels: the tail classes first (ring, disc), then the others; one grid of shared axes.
+    assert [p["title"] for p in view["panels"]] == ["background", "blob", "ring (tail)", "disc (tail)"]
+    assert view["columns"] == 2 and view["y_title"] == "bank" and view["zoomable"]
+    assert [e["name"] for e in view["entries"]] == ["g-ael-s0", "g-supervised-s0"]
     compared = 0
-    for trace in figure["data"]:
-        panel = 0 if trace.get("xaxis", "x") == "x" else int(trace["xaxis"][1:]) - 1
-        run, _ = _stored(runs, trace["name"])
+    for line in _lines(at, "cmp_panels"):
+        run, _ = _stored(runs, line["name"])
         bank = run.class_vectors("bank")
-        assert np.array_equal(_values(trace["x"]), bank.steps)
-        assert np.allclose(_values(trace["y"]), bank.values[:, panel])
+        assert np.array_equal(line["x"], bank.steps)
+        assert np.allclose(line["y"], bank.values[:, CLASSES.index(line["panel"].removesuffix(" (tail)"))])
         compared += 1
     assert compared == 2 * 4
     at.multiselect(key="cmp_classes_bank").set_value(["disc"]).run()
-    figure = _figure(at, "cmp_panels")
-    assert [a["text"] for a in figure["layout"]["annotations"]] == ["disc (tail)"]
-    assert [t["name"] for t in figure["data"]] == ["g-ael-s0", "g-supervised-s0"]
+    lines = _lines(at, "cmp_panels")
+    assert [p["title"] for p in canvas_views(at)["cmp_panels"]["panels"]] == ["disc (tail)"]
+    assert [line["name"] for line in lines] == ["g-ael-s0", "g-supervised-s0"]
     run, _ = _stored(runs, "g-supervised-s0")
-    assert np.allclose(_values(figure["data"][1]["y"]), run.class_vectors("bank").values[:, 3])
+    assert np.allclose(lines[1]["y"], run.class_vectors("bank").values[:, 3])
 
 
 def test_final_iou_is_compared_at_the_step_all_runs_reached(runs, app_factory):
     at = _open(app_factory, runs)
-    figure = _figure(at, "cmp_final_iou")
-    bars = {trace["name"]: _values(trace["y"]) for trace in figure["data"]}
-    assert all(trace["x"] == ["background", "blob", "ring (tail)", "disc (tail)"] for trace in figure["data"])
+    bars = _bars(at, "cmp_final_iou")
+    assert canvas_views(at)["cmp_final_iou"]["names"] == ["background", "blob", "ring (tail)", "disc (tail)"]
     for run_id in ("g-ael-s0", "g-supervised-s0"):
         _, evals = _stored(runs, run_id)
         at_200 = next(e for e in evals if e.step == 200)
         assert np.allclose(bars[f"{run_id} (step 200, mIoU {100 * at_200.miou:.2f})"], 100 * at_200.iou)
     assert any("Every run at step 200" in c.value for c in at.caption)
     at.radio(key="cmp_final_how").set_value("each run's own final evaluation").run()
-    figure = _figure(at, "cmp_final_iou")
     _, evals = _stored(runs, "g-ael-s0")
-    names = [trace["name"] for trace in figure["data"]]
+    names = list(_bars(at, "cmp_final_iou"))
     assert names[0] == f"g-ael-s0 (step 300, mIoU {100 * evals[-1].miou:.2f})"
     assert any("g-ael-s0 at step 300, g-supervised-s0 at step 200 (different steps" in c.value for c in at.caption)
 
@@ -169,17 +165,14 @@ def test_a_group_draws_each_methods_mean_curve_with_its_seed_band(runs, app_fact
     assert "| ael | 2 |" in table and "| supervised | 2 |" in table
     expected = group_curves([open_run(runs, r) for r in ("g-ael-s0", "g-ael-s1", "g-supervised-s0",
                                                          "g-supervised-s1")], "g", "teacher")
-    figure = _figure(at, "cmp_group_curves")
-    traces = figure["data"]
-    assert len(traces) == 3 * len(expected)
-    for n, (label, (steps, mean, std, count)) in enumerate(expected.items()):
-        upper, lower, line = traces[3 * n: 3 * n + 3]
+    lines = _lines(at, "cmp_group_curves")
+    assert len(lines) == len(expected)
+    for line, (label, (steps, mean, std, count)) in zip(lines, expected.items()):
         assert line["name"] == f"{label} (mean of 2 seeds)"
-        assert np.array_equal(_values(line["x"]), steps)
-        assert np.allclose(_values(line["y"]), 100 * mean)
-        assert np.allclose(_values(upper["y"]), 100 * (mean + std))
-        assert np.allclose(_values(lower["y"]), 100 * (mean - std)) and lower["fill"] == "tonexty"
-        assert count.tolist() == [2] * len(steps)
+        assert np.array_equal(line["x"], steps)
+        assert np.allclose(line["y"], 100 * mean, rtol=0, atol=1e-12)
+        assert np.allclose(line["spread"], 100 * std, rtol=0, atol=1e-12) and np.all(line["spread"] > 0)
+        assert line["count"].tolist() == count.tolist() == [2] * len(steps)
     assert [len(expected["ael"][0]), len(expected["supervised"][0])] == [3, 2]
 
 
@@ -253,10 +246,9 @@ def test_a_live_run_is_followed_and_a_finished_one_kept(tmp_path, app_factory):
         time.sleep(2.1)
         at.run()
         assert any("**live**: running, step 79 of 500" in c.value for c in at.caption)
-        figure = _figure(at, "cmp_panels")
         bank = open_run(runs, "live").class_vectors("bank")
-        live = [t for t in figure["data"] if t["name"] == "live"]
-        assert np.array_equal(_values(live[0]["x"]), bank.steps) and bank.steps[-1] == 70
+        live = [line for line in _lines(at, "cmp_panels") if line["name"] == "live"]
+        assert np.array_equal(live[0]["x"], bank.steps) and bank.steps[-1] == 70
     finally:
         writer.close()
 
@@ -283,4 +275,7 @@ def test_damaged_and_foreign_runs_leave_the_page_working(tmp_path, app_factory):
     with pytest.warns(DamagedRunWarning, match="damaged line"):  # the reader reports the torn lines it skips
         torn = open_run(runs, "torn")
     assert table.loc["torn", "final mIoU"] == pytest.approx(100 * torn.evals()[-1].miou)
-    assert [t["name"] for t in _figure(at, "cmp_miou")["data"]] == ["good", "torn"]
+    assert [line["name"] for line in _lines(at, "cmp_miou")] == ["good", "torn"]
+    torn_line = _lines(at, "cmp_miou")[1]
+    assert np.allclose(torn_line["y"], [100 * e.miou for e in torn.evals()])
+    assert not at.get("plotly_chart")  # the page draws without plotly.js

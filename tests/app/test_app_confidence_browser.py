@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 import pytest
-from browser_support import browser_tab, canvas, served_dashboard, wait_canvas
+from browser_support import browser_tab, canvas, hover_text, js_number, served_dashboard, wait_canvas
 from runs_factory import append_step, class_rows, write_run
 
 from ael.runs import open_run, tail_indices
@@ -127,22 +127,6 @@ def test_zoom_legend_filter_and_step_survive_live_refreshes(live, page):
     assert canvas(page, "conf_lines", "c.snapshot().view.x") is None
 
 
-def _js_number(value: float) -> str:
-    """``value`` to 4 significant digits as the chart writes it (JavaScript's ``toPrecision(4)``, trimmed)."""
-    return str(float(f"{value:.4g}")).removesuffix(".0")
-
-
-def _hover(tab, key: str, x: float, y: float) -> str:
-    """The tooltip of the canvas chart ``key`` with the mouse at (x, y) of its canvas."""
-    chart = tab.locator(f".st-key-{key} canvas")
-    chart.scroll_into_view_if_needed()
-    box = chart.bounding_box()
-    tab.mouse.move(box["x"] + x, box["y"] + y)
-    tip = tab.locator(f".st-key-{key} .ael-cv-tip")
-    tip.wait_for(state="visible", timeout=10_000)
-    return tip.inner_text()
-
-
 def test_hover_names_the_class_its_value_and_the_step(live, page):
     url, runs = live
     write_run(runs, "still", steps=200, media_every=0)  # finished: nothing moves under the mouse
@@ -152,19 +136,19 @@ def test_hover_names_the_class_its_value_and_the_step(live, page):
     area = canvas(page, "conf_heatmap", "c.area()")
     columns, classes = canvas(page, "conf_heatmap", "c.xs.length"), len(bank.class_names)
     assert columns == len(bank.steps)  # fewer steps than columns: one a step
-    text = _hover(page, "conf_heatmap", area["left"] + 3.5 * area["width"] / columns,
+    text = hover_text(page, "conf_heatmap", area["left"] + 3.5 * area["width"] / columns,
                   area["top"] + 2.5 * area["height"] / classes)
-    assert text == f"{bank.class_names[2]}: {_js_number(np.float32(bank.values[3, 2]))}, at step {bank.steps[3]}"
+    assert text == f"{bank.class_names[2]}: {js_number(np.float32(bank.values[3, 2]))}, at step {bank.steps[3]}"
     # Bars: the middle of class 2's slot in the first row.
     area = canvas(page, "conf_bars", "c.area()")
     rows = canvas(page, "conf_bars", "c.snapshot().rows")
-    text = _hover(page, "conf_bars", area["left"] + 2.5 * area["width"] / classes, area["top"] + 60)
-    assert text == f"{bank.class_names[2]}: {_js_number(rows[0]['values'][2])} ({rows[0]['title']})"
+    text = hover_text(page, "conf_bars", area["left"] + 2.5 * area["width"] / classes, area["top"] + 60)
+    assert text == f"{bank.class_names[2]}: {js_number(rows[0]['values'][2])} ({rows[0]['title']})"
     # Pixel shares read in percent, as their axis: the first bar of class 0 is the labels' share.
     area = canvas(page, "conf_freq", "c.area()")
     share = canvas(page, "conf_freq", "c.snapshot().rows")[0]
-    text = _hover(page, "conf_freq", area["left"] + 0.2 * area["width"] / classes, area["top"] + area["height"] - 3)
-    assert text == f"{bank.class_names[0]}: {_js_number(100 * share['values'][0])} % ({share['title']})"
+    text = hover_text(page, "conf_freq", area["left"] + 0.2 * area["width"] / classes, area["top"] + area["height"] - 3)
+    assert text == f"{bank.class_names[0]}: {js_number(100 * share['values'][0])} % ({share['title']})"
 
 
 def _drag(tab, key: str, start: float, end: float) -> None:

@@ -93,8 +93,6 @@ def group_runs(tmp_path_factory):
 
 
 def test_the_compare_page_shows_a_group_as_mean_and_spread_over_seeds(group_runs, app_factory):
-    import json
-
     from ael.runs.groups import group_class_iou, group_rows
 
     at = app_factory(group_runs)
@@ -104,10 +102,10 @@ def test_the_compare_page_shows_a_group_as_mean_and_spread_over_seeds(group_runs
     table = "\n".join(m.value for m in at.markdown)
     assert "| ael | 2 |" in table and "| supervised | 2 |" in table and "±" in table
     expected = group_class_iou(group_rows(group_runs, "g"), "teacher")
-    figure = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
-                  if "final IoU" in json.dumps(json.loads(c.proto.spec).get("layout", {}).get("yaxis", {})))
-    bars = {trace["name"]: trace for trace in figure["data"]}
+    view = canvas_views(at)["cmp_group_bars"]
+    assert view["y_title"] == "final IoU (%)"
+    bars = {entry["name"]: group for entry, group in zip(view["entries"], view["groups"])}
     for label, (mean, std) in expected.items():
-        trace = bars[f"{label} (mean over seeds)"]
-        assert np.allclose(_values(trace["y"]), 100 * mean, equal_nan=True)
-        assert np.allclose(_values(trace["error_y"]["array"]), 100 * std, equal_nan=True)
+        group = bars[f"{label} (mean over seeds)"]
+        assert np.array_equal(group["values"], 100 * mean, equal_nan=True)
+        assert np.array_equal(group["errors"], 100 * std, equal_nan=True)

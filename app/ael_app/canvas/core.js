@@ -1,6 +1,7 @@
-// The canvas chart of the confidence page: shell, axes, zoom, legend and hover shared by every kind
-// (kinds.js draws each kind). ael_app/canvas_chart.py builds the data and joins the two files into
-// one module; Streamlit calls its default export at every rerun with the element's latest data.
+// The dashboard's canvas chart: shell, axes, zoom, legend and hover shared by every kind (kinds.js
+// and curves.js draw each kind). ael_app/canvas_chart.py joins the files into one module (core.js,
+// the kinds, entry.js); Streamlit calls entry.js's default export at every rerun with the element's
+// latest data.
 
 // What the user set on a chart (zoom, legend toggles), per page, chart key and view, kept for the
 // tab's life: a chart that is unmounted and drawn again (another page and back) keeps them too.
@@ -195,8 +196,9 @@ class Chart {
     return this.data.percent && Number.isFinite(value) ? formatValue(100 * value) + ' %' : formatValue(value);
   }
 
-  // Axis helpers for kinds: ticks and grid of a linear y axis over [lo, hi] in the area.
-  yAxis(ctx, area, lo, hi, {ticks = null, title = ''} = {}) {
+  // Axis helpers for kinds: ticks and grid of a linear y axis over [lo, hi] in the area (tick
+  // labels left out for panels that share the axis of a panel to their left).
+  yAxis(ctx, area, lo, hi, {ticks = null, title = '', labels = true} = {}) {
     const y = v => area.top + area.height * (1 - (v - lo) / (hi - lo || 1));
     const percent = !!this.data.percent, scale = percent ? 100 : 1;
     const marks = ticks || niceTicks(lo * scale, hi * scale, Math.max(2, Math.floor(area.height / 45))).values.map(
@@ -207,7 +209,7 @@ class Chart {
       const py = Math.round(y(value)) + 0.5;
       if (py < area.top - 1 || py > area.top + area.height + 1) continue;
       ctx.beginPath(); ctx.moveTo(area.left, py); ctx.lineTo(area.left + area.width, py); ctx.stroke();
-      ctx.fillText(label, area.left - 6, py);
+      if (labels) ctx.fillText(label, area.left - 6, py);
       drawn.push(label);
     }
     if (title) {

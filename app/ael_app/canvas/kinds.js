@@ -1,5 +1,6 @@
-// The kinds of canvas chart (core.js is the shell): per-class lines over steps, a classes x steps
-// heatmap, rows of per-class bars with their own y scale, and grouped bars on a linear or log axis.
+// The kinds of canvas chart (core.js is the shell; curves.js has the Compare page's curves): per-class
+// lines over steps, a classes x steps heatmap, rows of per-class bars with their own y scale, and
+// grouped bars on a linear or log axis (with whiskers of the spread over seeds).
 // Each kind prepares its data once per update, then draws, hovers and zooms in its own units.
 
 // Viridis at nine stops, interpolated to a 256-colour table.
@@ -265,7 +266,8 @@ const GROUPS = {
   zoomY: false,
   prepare(chart, data) {
     chart.rows = data.groups.map((group, g) => ({title: data.entries[g].name, values: Array.from(decode(group.values)),
-                                                 zero: group.zero_label}));
+                                                 zero: group.zero_label,
+                                                 errors: group.errors ? Array.from(decode(group.errors)) : null}));
   },
   // Room for the widest tick label (log ticks are given) and the axis title.
   margins: (chart, ctx) => ({left: 30 + (chart.data.ticks ? chart.labelWidth(ctx, chart.data.ticks.map(t => t[1])) : 36),
@@ -290,6 +292,14 @@ const GROUPS = {
         ctx.fillStyle = colour; ctx.globalAlpha = zero ? 0.45 : 1;
         ctx.fillRect(left, top, width * 0.95, height);
         ctx.globalAlpha = 1;
+        const error = row.errors && row.errors[c];
+        if (error > 0 && !data.log) {  // a whisker: the spread over seeds, both ways
+          const mid = left + width * 0.475, cap = Math.min(6, width * 0.3), y0 = axis.y(v - error), y1 = axis.y(v + error);
+          ctx.strokeStyle = INK; ctx.lineWidth = 1.2;
+          ctx.beginPath(); ctx.moveTo(mid, y0); ctx.lineTo(mid, y1);
+          ctx.moveTo(mid - cap, y0); ctx.lineTo(mid + cap, y0); ctx.moveTo(mid - cap, y1); ctx.lineTo(mid + cap, y1);
+          ctx.stroke();
+        }
         if (!zero) return;
         chart.zeros.push([c, row.title, row.zero]);
         ctx.save();  // cross-hatched, inside its own bar: a zero share, not a small one
@@ -313,8 +323,9 @@ const GROUPS = {
     const {first, slot, width, shown} = chart.scale, position = first + (px - area.left) / slot;
     const c = Math.floor(position), n = Math.floor(((position - c - 0.1) * slot) / width);
     if (c < 0 || c >= chart.data.names.length || n < 0 || n >= shown.length) return null;
-    const [row] = shown[n];
-    return `${chart.data.names[c]}: ${chart.valueText(row.values[c])} (${row.title})`;
+    const [row] = shown[n], error = row.errors ? row.errors[c] : NaN;
+    const spread = Number.isFinite(error) ? ` ± ${chart.valueText(error)}` : '';
+    return `${chart.data.names[c]}: ${chart.valueText(row.values[c])}${spread} (${row.title})`;
   },
   zoom: (chart, area, xs) => zoomClasses(chart, area, xs),
 };
@@ -324,16 +335,4 @@ function stepText(chart, i) {
   const {xs, reduced, first_step: first} = chart.source;
   if (!reduced) return `at step ${xs[i]}`;
   return `mean of steps ${i ? xs[i - 1] + 1 : first}–${xs[i]}`;
-}
-
-const KINDS = {lines: LINES, heatmap: HEATMAP, bars: BARS, groups: GROUPS};
-
-export default function ({data, parentElement, key, setStateValue}) {
-  let root = parentElement.querySelector(':scope > .ael-cv');
-  if (!root) root = new Chart(parentElement, key).root;
-  const chart = root.__ael, call = (chart.calls = (chart.calls || 0) + 1);
-  chart.setState = setStateValue;
-  chart.update(data);
-  // Streamlit may run the cleanup of a call a newer one replaced: only the latest call's unmounts.
-  return () => { if (chart.calls === call) chart.dispose(); };
 }

@@ -1,0 +1,165 @@
+// Curves over steps in a grid of panels on shared axes (the Compare page): each series has its own
+// steps (runs evaluate and log at their own steps), a legend entry (a run, a method) shared across
+// panels, and optionally a band of ± its spread (the standard deviation over seeds) with the seed
+// count. One panel without a title is a plain line chart (mIoU over evaluations).
+
+const PANEL_TITLE_PX = 18, PANEL_GAP_X = 18, PANEL_GAP_Y = 34;
+
+// A series as sent (the whole run, or the detail of a zoomed range).
+function curvePart(part) {
+  return {xs: decode(part.x), ys: decode(part.y), spread: part.spread ? decode(part.spread) : null,
+          count: part.count ? decode(part.count) : null, reduced: part.reduced, first_step: part.first_step,
+          range: part.range || null};
+}
+
+const CURVES = {
+  zoomY: true,
+  prepare(chart, data) {
+    chart.curves = data.series.map(s => ({entry: s.entry, panel: s.panel, coarse: curvePart(s),
+                                          detail: s.detail ? curvePart(s.detail) : null}));
+    chart.ticks = [];
+  },
+  margins: (chart) => ({left: 58, right: 12, top: chart.data.panels.length > 1 ? 2 : 10, bottom: 42}),
+  // The part of a curve to draw: the detail of the zoomed range once the server sent it.
+  part(chart, curve) {
+    const x = chart.view.x, detail = curve.detail;
+    return detail && x && detail.range[0] <= x[0] && x[1] <= detail.range[1] ? detail : curve.coarse;
+  },
+  visible(chart) {
+    return chart.curves.filter(curve => !chart.hidden(chart.data.entries[curve.entry]));
+  },
+  // The plot rectangle of each panel, row by row.
+  layout(chart, area) {
+    const count = chart.data.panels.length, columns = Math.max(1, Math.min(chart.data.columns, count));
+    const rows = Math.ceil(count / columns), titled = count > 1 ? PANEL_TITLE_PX : 0;
+    const width = (area.width - PANEL_GAP_X * (columns - 1)) / columns;
+    const height = (area.height - PANEL_GAP_Y * (rows - 1)) / rows;
+    return chart.data.panels.map((panel, p) => {
+      const column = p % columns, row = Math.floor(p / columns);
+      return {left: area.left + column * (width + PANEL_GAP_X), top: area.top + row * (height + PANEL_GAP_Y) + titled,
+              width, height: Math.max(10, height - titled), column, row,
+              bottom: p + columns >= count};  // no panel under it: the steps' title goes here
+    });
+  },
+  // The shared x and y ranges: the view's zoom, else every shown point (bands included).
+  domain(chart, shown) {
+    let x0 = Infinity, x1 = -Infinity, lo = Infinity, hi = -Infinity;
+    for (const curve of shown) {
+      const {xs, ys, spread} = this.part(chart, curve);
+      if (xs.length) { x0 = Math.min(x0, xs[0]); x1 = Math.max(x1, xs[xs.length - 1]); }
+      for (let i = 0; i < ys.length; i++) {
+        const v = ys[i], s = spread && Number.isFinite(spread[i]) ? spread[i] : 0;
+        if (!Number.isFinite(v)) continue;
+        lo = Math.min(lo, v - s); hi = Math.max(hi, v + s);
+      }
+    }
+    if (!(x1 >= x0)) { x0 = 0; x1 = 1; }
+    if (x1 === x0) { x0 -= 1; x1 += 1; }
+    if (!(hi >= lo)) { lo = 0; hi = 1; }
+    const pad = (hi - lo || Math.abs(hi) || 1) * 0.05;
+    return {x: chart.view.x || [x0, x1], y: chart.view.y || [lo - pad, hi + pad]};
+  },
+  draw(chart, ctx, area) {
+    const data = chart.data, shown = this.visible(chart), {x, y} = this.domain(chart, shown);
+    const plots = this.layout(chart, area);
+    if (!shown.length) chart.message(ctx, area, 'Nothing shown: click the legend');
+    chart.ticks = [];
+    plots.forEach((plot, p) => {
+      const at = v => plot.left + ((v - x[0]) / (x[1] - x[0])) * plot.width;
+      const axis = chart.yAxis(ctx, plot, y[0], y[1], {labels: plot.column === 0});
+      if (p === 0) chart.ticks = axis.ticks;
+      chart.xAxis(ctx, plot, x[0], x[1], at, plot.bottom ? data.x_title : '');
+      plot.at = at; plot.y = axis.y;
+      if (data.panels[p].title) {
+        ctx.save(); ctx.fillStyle = INK; ctx.textAlign = 'center'; ctx.textBaseline = 'bottom';
+        ctx.fillText(data.panels[p].title, plot.left + plot.width / 2, plot.top - 3, plot.width); ctx.restore();
+      }
+      ctx.save();
+      ctx.beginPath(); ctx.rect(plot.left, plot.top, plot.width, plot.height); ctx.clip();
+      ctx.lineJoin = 'round';
+      for (const curve of shown) if (curve.panel === p) this.drawCurve(chart, ctx, curve, plot);
+      ctx.restore();
+    });
+    if (data.y_title) {
+      ctx.save(); ctx.translate(14, area.top + area.height / 2); ctx.rotate(-Math.PI / 2);
+      ctx.textAlign = 'center'; ctx.fillStyle = INK; ctx.fillText(data.y_title, 0, 0); ctx.restore();
+    }
+    chart.scale = {plots, x, yRange: y};
+  },
+  drawCurve(chart, ctx, curve, plot) {
+    const entry = chart.data.entries[curve.entry], {xs, ys, spread} = this.part(chart, curve), k = xs.length;
+    ctx.strokeStyle = entry.colour; ctx.fillStyle = entry.colour;
+    // Runs of finite points, each drawn (and banded) on its own.
+    const runs = [];
+    for (let i = 0, start = -1; i <= k; i++) {
+      const finite = i < k && Number.isFinite(ys[i]);
+      if (finite && start < 0) start = i;
+      if (!finite && start >= 0) { runs.push([start, i]); start = -1; }
+    }
+    if (spread) {
+      ctx.globalAlpha = 0.2;
+      for (const [a, b] of runs) {
+        ctx.beginPath();
+        for (let i = a; i < b; i++) ctx.lineTo(plot.at(xs[i]), plot.y(ys[i] + (spread[i] || 0)));
+        for (let i = b - 1; i >= a; i--) ctx.lineTo(plot.at(xs[i]), plot.y(ys[i] - (spread[i] || 0)));
+        ctx.closePath(); ctx.fill();
+      }
+      ctx.globalAlpha = 1;
+    }
+    ctx.lineWidth = entry.width || 2;
+    for (const [a, b] of runs) {
+      ctx.beginPath();
+      for (let i = a; i < b; i++) ctx.lineTo(plot.at(xs[i]), plot.y(ys[i]));
+      ctx.stroke();
+    }
+    if (chart.data.markers) for (const [a, b] of runs) for (let i = a; i < b; i++) {
+      ctx.beginPath(); ctx.arc(plot.at(xs[i]), plot.y(ys[i]), 3, 0, 2 * Math.PI); ctx.fill();
+    }
+  },
+  // The panel whose plot holds pixel (px, py), or null.
+  plotAt(chart, px, py) {
+    const plots = chart.scale ? chart.scale.plots : [];
+    const p = plots.findIndex(r => px >= r.left && px <= r.left + r.width && py >= r.top && py <= r.top + r.height);
+    return p < 0 ? null : [p, plots[p]];
+  },
+  hover(chart, area, px, py) {
+    const found = this.plotAt(chart, px, py);
+    if (!found) return null;
+    const [p, plot] = found, {x} = chart.scale, step = x[0] + ((px - plot.left) / plot.width) * (x[1] - x[0]);
+    let best = null, distance = 20;
+    for (const curve of this.visible(chart)) {
+      if (curve.panel !== p) continue;
+      const part = this.part(chart, curve);
+      if (!part.xs.length) continue;
+      const i = nearest(part.xs, step), v = part.ys[i];
+      if (!Number.isFinite(v)) continue;
+      const d = Math.hypot(plot.at(part.xs[i]) - px, plot.y(v) - py);
+      if (d < distance) { distance = d; best = [curve, part, i]; }
+    }
+    if (!best) return null;
+    const [curve, part, i] = best, entry = chart.data.entries[curve.entry];
+    const spread = part.spread && Number.isFinite(part.spread[i]) ? ` ± ${formatValue(part.spread[i])}` : '';
+    const seeds = part.count ? ` (${part.count[i]} seed${part.count[i] === 1 ? '' : 's'})` : '';
+    const when = part.reduced ? `mean of steps ${i ? part.xs[i - 1] + 1 : part.first_step}–${part.xs[i]}`
+      : `at step ${part.xs[i]}`;
+    const panel = chart.data.panels[p].title ? ` · ${chart.data.panels[p].title}` : '';
+    return `${entry.name}: ${chart.valueText(part.ys[i])}${spread}${seeds}, ${when}${panel}`;
+  },
+  // Panels share their axes, so a drag maps through any panel of its column (x) and row (y).
+  zoom(chart, area, xs, ys) {
+    if (!chart.scale) return {};
+    const {plots, x, yRange} = chart.scale, zoomed = {};
+    const within = (v, lo, size) => Math.min(1, Math.max(0, (v - lo) / size));
+    if (xs) {
+      const mid = (xs[0] + xs[1]) / 2;
+      const plot = plots.find(r => mid >= r.left && mid <= r.left + r.width + PANEL_GAP_X) || plots[0];
+      zoomed.x = xs.map(px => x[0] + within(px, plot.left, plot.width) * (x[1] - x[0]));
+    }
+    if (ys) {
+      const mid = (ys[0] + ys[1]) / 2;
+      const plot = plots.find(r => mid >= r.top - PANEL_TITLE_PX && mid <= r.top + r.height + PANEL_GAP_Y) || plots[0];
+      zoomed.y = ys.map(py => yRange[0] + (1 - within(py, plot.top, plot.height)) * (yRange[1] - yRange[0])).reverse();
+    }
+    return zoomed;
+  },
+};
