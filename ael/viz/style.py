@@ -13,8 +13,9 @@ from types import ModuleType
 
 import numpy as np
 
-__all__ = ["LEGEND_TOP", "MIN_DELTA_E", "SERIES_COLOURS", "WHITE_THEME", "delta_e", "label_margin", "legend_right",
-           "palette_colours", "plotly_go", "register_white_theme", "rgb_css", "series_colour"]
+__all__ = ["LEGEND_TOP", "METHOD_COLOURS", "MIN_DELTA_E", "SERIES_COLOURS", "WHITE_THEME", "delta_e", "label_margin",
+           "legend_right", "method_colour", "palette_colours", "plotly_go", "register_white_theme", "rgb_css",
+           "series_colour"]
 
 #: Trace colours of series that are not classes (plotly's default cycle).
 SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -27,9 +28,19 @@ SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564
 MIN_DELTA_E = 20.0
 
 
+#: Colours of methods pooled over seeds (a comparison group), darker than :data:`SERIES_COLOURS`, so
+#: a method does not read as one of the runs drawn in series colours beside it.
+METHOD_COLOURS = ("#1b2a6b", "#b2182b", "#1b7837", "#6a3d9a", "#b35806", "#01665e", "#4d4d4d")
+
+
 def series_colour(n: int) -> str:
     """The colour of the ``n``-th series that is not a class (a run, a group of bars)."""
     return SERIES_COLOURS[n % len(SERIES_COLOURS)]
+
+
+def method_colour(n: int) -> str:
+    """The colour of the ``n``-th method of a comparison group (its mean over seeds)."""
+    return METHOD_COLOURS[n % len(METHOD_COLOURS)]
 
 
 def plotly_go() -> ModuleType:

@@ -41,9 +41,10 @@ _CSS = """
   border: 1px solid rgba(70, 110, 200, 0.6); pointer-events: none; }
 .ael-cv-tip { position: absolute; display: none; pointer-events: none; white-space: nowrap; padding: 3px 7px;
   background: rgba(255, 255, 255, 0.95); border: 1px solid #c8d0da; border-radius: 3px; font-size: 12px; }
-.ael-cv-legend { flex: 0 0 auto; max-width: 220px; max-height: 100%; overflow-y: auto; padding-top: 8px; }
+.ael-cv-legend { flex: 0 0 auto; max-width: 280px; max-height: 100%; overflow-y: auto; padding-top: 8px; }
 .ael-cv-item { display: flex; align-items: center; gap: 6px; cursor: pointer; user-select: none; padding: 1px 0;
-  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+  white-space: nowrap; }
+.ael-cv-name { min-width: 0; overflow: hidden; text-overflow: ellipsis; }
 .ael-cv-item.ael-cv-off { opacity: 0.4; }
 .ael-cv-swatch { display: inline-block; width: 18px; flex: 0 0 18px; border-radius: 1px; }
 .ael-cv-under .ael-cv-body { flex-direction: column; align-items: stretch; }

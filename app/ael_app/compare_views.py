@@ -2,8 +2,9 @@
 mIoU over evaluations, one panel per class with every run on shared axes, and a comparison group's
 curves pooled over seeds (the mean line in a band of ± one standard deviation).
 
-Runs keep one colour across every chart of the page (:func:`run_colours`), so a run reads the same
-in the per-class panels, the mIoU curves and the IoU bars. Every series carries its own steps: runs
+Runs keep one colour across every chart of the page and as other runs are chosen or dropped
+(:func:`run_colours`), so a run reads the same in the per-class panels, the mIoU curves and the IoU
+bars; a group's methods have colours of their own (:func:`~ael.viz.style.method_colour`). Every series carries its own steps: runs
 evaluate and log at steps of their own. Payloads are built as :mod:`ael_app.canvas_views` builds
 the confidence page's (arrays as base64 floats, a ``view`` the user's zoom and legend choices
 belong to, a content ``version``).
@@ -16,10 +17,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ael.viz.style import series_colour
+from ael.viz.style import SERIES_COLOURS, method_colour, series_colour
 from ael_app.canvas_views import bucket_means, encoded_floats, versioned, zoom_detail
 
-__all__ = ["PANEL_POINTS", "band_curves_view", "class_panels_view", "panel_grid", "run_colours", "run_curves_view"]
+__all__ = ["PANEL_POINTS", "band_curves_view", "class_panels_view", "panel_grid", "run_colours", "run_curves_view",
+           "seeds_label"]
 
 #: Points kept per line of a per-class panel (bucket means): about one per two pixels of a panel a
 #: third of the page wide; a 40 000-step run draws as fast as a 2 000-step one. A zoom brings the
@@ -33,9 +35,23 @@ EVAL_POINTS = 1500
 PANEL_ROW_PX = 230
 
 
-def run_colours(run_ids: Sequence[str]) -> dict[str, str]:
-    """Run id -> its colour on the page, in the order given."""
-    return {run_id: series_colour(i) for i, run_id in enumerate(run_ids)}
+def run_colours(run_ids: Sequence[str], listed: Sequence[str] = ()) -> dict[str, str]:
+    """Run id -> its colour on the page: each run the series colour of its place in ``listed`` (every
+    run of the folder, oldest first, so choosing or dropping a run leaves the others' colours alone),
+    the next free one when another chosen run has it, so chosen runs differ (up to ten of them)."""
+    place = {run_id: n for n, run_id in enumerate(listed)}
+    colours: dict[str, str] = {}
+    for n, run_id in enumerate(run_ids):
+        start = place.get(run_id, len(listed) + n)
+        free = [series_colour(start + k) for k in range(len(SERIES_COLOURS))
+                if series_colour(start + k) not in colours.values()]
+        colours[run_id] = free[0] if free else series_colour(start)
+    return colours
+
+
+def seeds_label(method: str, seeds: int) -> str:
+    """A method's legend name in a comparison group: ``"ael (mean of 3 seeds)"``, ``"ael (1 seed)"``."""
+    return f"{method} (mean of {seeds} seeds)" if seeds != 1 else f"{method} (1 seed)"
 
 
 def panel_grid(count: int, columns: int = 3) -> tuple[int, int]:
@@ -135,26 +151,30 @@ def band_curves_view(
     view: str,
     y_title: str = "",
     scale: float = 100.0,
+    colours: Mapping[str, str] | None = None,
     height: int = 340,
 ) -> dict:
-    """Each label's mean curve over seeds in a band of ± one standard deviation; hover gives the
-    mean, the spread and the number of seeds at that step.
+    """Each label's mean curve over seeds in a band of ± one standard deviation, in the methods'
+    colours; hover gives the mean, the spread and the number of seeds at that step (no spread where
+    one seed is all there is).
 
     Args:
         curves: label -> ``(steps, mean, std, count)`` (:func:`ael.runs.groups.group_curves`).
         view: what zoom and legend choices belong to.
         y_title: the y axis label.
         scale: multiplies the values (100: fractions drawn as %).
+        colours: label -> colour; by default the methods' colours in the order given.
         height: pixels.
     """
     drawn, names = [], {}
     for entry, (label, (steps, mean, std, count)) in enumerate(curves.items()):
         count = np.asarray(count, dtype=np.float64)
-        names[label] = f"{label} (mean of {int(np.max(count)) if len(count) else 0} seeds)"
+        names[label] = seeds_label(label, int(np.max(count)) if len(count) else 0)
+        spread = np.where(count >= 2, scale * np.asarray(std, dtype=np.float64), np.nan)
         drawn.append({"entry": entry, "panel": 0, "x": encoded_floats(np.asarray(steps), "f8"),
                       "y": encoded_floats(scale * np.asarray(mean, dtype=np.float64), "f8"),
-                      "spread": encoded_floats(scale * np.nan_to_num(np.asarray(std, dtype=np.float64)), "f8"),
-                      "count": encoded_floats(count, "f8"), "reduced": False, "first_step": 0})
-    colours = {label: series_colour(n) for n, label in enumerate(curves)}
+                      "spread": encoded_floats(spread, "f8"), "count": encoded_floats(count, "f8"),
+                      "reduced": False, "first_step": 0})
+    colours = colours or {label: method_colour(n) for n, label in enumerate(curves)}
     return _curves(view=view, panels=[""], columns=1, entries=_entries(list(curves), colours, 2.0, names),
                    series=drawn, height=height, y_title=y_title, markers=True)

@@ -20,12 +20,14 @@ from ael_app.compare_views import (
     class_panels_view,
     run_colours,
     run_curves_view,
+    seeds_label,
 )
 from ael_app.render import latest_step, live_chart
 
 from ael.runs import Run, RunStoreError, tail_indices
 from ael.runs.compare import evals_at, matched_step, overview_stamp, read_overview
 from ael.runs.groups import group_class_iou, group_curves, rows_of_runs, summarize_group
+from ael.viz.style import method_colour
 
 # Runs compared (chosen or of the group shown) are opened through their cached tailers; the other
 # rows of the table read only their manifest and evaluations (cached until those files change), so
@@ -144,10 +146,22 @@ if len(compared) >= 2:
             st.dataframe(diff, width="stretch")
 
 
+def _reference(some_runs) -> Run:
+    """The run whose pixel frequencies name the tail classes: the first that has them (a run that
+    logged none yet marks nothing), else the first."""
+    some_runs = list(some_runs)
+    return next((r for r in some_runs if r.class_frequencies() is not None), some_runs[0])
+
+
+def _tail(run: Run) -> set[str]:
+    """The names of ``run``'s tail classes (:func:`~ael.runs.tail_indices` of its pixel frequencies)."""
+    return {str(run.class_names[i]) for i in tail_indices(run.class_frequencies()) if i < len(run.class_names)}
+
+
 def _marked(run: Run, class_names) -> list[str]:
     """The class names with the tail classes (of ``run``'s pixel frequencies) marked."""
-    tail = set(tail_indices(run.class_frequencies()))
-    return [f"{n} (tail)" if c in tail else str(n) for c, n in enumerate(class_names)]
+    tail = _tail(run)
+    return [f"{n} (tail)" if str(n) in tail else str(n) for n in class_names]
 
 
 # ------------------------------------------------------------------ a comparison group
@@ -162,16 +176,20 @@ def _group() -> None:
     st.markdown(summarize_group(rows, methods=sorted({r.method for r in rows})))
     model = st.radio("Model", sorted({r.model for r in rows}), horizontal=True, key="cmp_group_model")
     curves = group_curves(members, name, model)
+    # Each method one colour in both charts (darker than the runs' own colours further down).
+    method_colours = {m: method_colour(n) for n, m in enumerate(sorted({r.method for r in rows}))}
     st.markdown("**mIoU over evaluations (%)**: the mean over seeds, the band ± one standard deviation")
-    canvas_chart(band_curves_view(curves, view=f"compare/group/{name}/{model}", y_title="mIoU (%)"),
-                 key="cmp_group_curves")
+    canvas_chart(band_curves_view(curves, view=f"compare/group/{name}/{model}", y_title="mIoU (%)",
+                                  colours=method_colours), key="cmp_group_curves")
     per_class = group_class_iou(rows, model)
-    names = _marked(members[0], rows[0].class_names)
-    steps = sorted({r.step for r in rows if r.model == model and r.which == "final"})
+    names = _marked(_reference(members), rows[0].class_names)
+    finals = [r for r in rows if r.model == model and r.which == "final"]
+    steps = sorted({r.step for r in finals})
     canvas_chart(grouped_bars_view({label: 100 * mean for label, (mean, _) in per_class.items()}, names,
                                    view=f"compare/group-iou/{name}/{model}", y_title="final IoU (%)",
-                                   labels={label: f"{label} (mean over seeds)" for label in per_class},
-                                   errors={label: 100 * std for label, (_, std) in per_class.items()}),
+                                   labels={m: seeds_label(m, sum(r.method == m for r in finals)) for m in per_class},
+                                   errors={label: 100 * std for label, (_, std) in per_class.items()},
+                                   colours=method_colours),
                  key="cmp_group_bars")
     st.caption("Bars: mean final IoU over the seeds of each method; whiskers: the standard deviation over seeds; "
                f"final evaluation step{'s' if len(steps) > 1 else ''} {', '.join(map(str, steps))}.")
@@ -186,30 +204,36 @@ if len(compared) < 2:
             "**Compare with** in the sidebar), for example AEL against a mean-teacher baseline.")
     st.stop()
 panel_tailers = [tailers[r] for r in compared]
-colours = run_colours(compared)
+colours = run_colours(compared, listed=[s.run_id for s in reversed(sel.summaries)])  # the oldest first
 
 
 def _class_panels(chosen_runs: dict[str, Run]) -> None:
     st.subheader("Per-class curves")
-    vectors = sorted(set.intersection(*(set(r.class_vector_names()) for r in chosen_runs.values())))
+    logged = {run_id: set(r.class_vector_names()) for run_id, r in chosen_runs.items()}
+    vectors = sorted(set.intersection(*logged.values()))
+    missing = {run_id: sorted(set.union(*logged.values()) - names) for run_id, names in logged.items()}
+    if any(missing.values()):
+        st.caption("Only the vectors every chosen run logged can be compared; "
+                   + "; ".join(f"{run_id} has no {', '.join(names)}" for run_id, names in missing.items() if names)
+                   + ".")
     if not vectors:
         st.info("These runs have no per-class series in common.")
         return
     left, right = st.columns([1, 2])
     default = "bank" if "bank" in vectors else vectors[0]
-    first = next(iter(chosen_runs.values()))
+    first = _reference(chosen_runs.values())
     name = left.selectbox("Vector", vectors, index=vectors.index(default), key="cmp_series",
                           format_func=lambda v: f"{v}: {first.vector_description(v)}" if first.vector_description(v)
                           else v)
     classes = [c for c in first.class_names if all(c in r.class_names for r in chosen_runs.values())]
-    tail = sorted({first.class_names[i] for i in tail_indices(first.class_frequencies())} & set(classes),
-                  key=classes.index)
+    tail = sorted(_tail(first) & set(classes), key=classes.index)
     default_classes = (tail + [c for c in classes if c not in tail])[:DEFAULT_PANELS]
     picked = right.multiselect("Classes", classes, default=sorted(default_classes, key=classes.index),
                                key=f"cmp_classes_{name}", format_func=lambda c: f"{c} (tail)" if c in tail else c)
     if not picked:
         st.info("Pick classes to draw.")
         return
+    picked = sorted(picked, key=classes.index)  # panels in class order, however they were picked
     series = {}
     for run_id, run in chosen_runs.items():
         vector = run.class_vectors(name)
@@ -243,12 +267,23 @@ def _final_iou(chosen_runs: dict[str, Run]) -> None:
     if not at:
         st.info("No evaluations to compare yet.")
         return
-    names = next(iter(chosen_runs.values())).class_names
-    same = {r: e for r, e in at.items() if chosen_runs[r].class_names == names}
+    # Runs with other class lists are compared on the classes they all have, each by its own index.
+    class_lists = {r: [str(n) for n in chosen_runs[r].class_names] for r in at}
+    same = {r: e for r, e in at.items() if len(e.iou) == len(class_lists[r])}
     for run_id in set(at) - set(same):
-        st.warning(f"{run_id} has other classes than the others; left out of the IoU bars.")
-    canvas_chart(grouped_bars_view({r: 100 * e.iou for r, e in same.items()},
-                                   _marked(next(iter(chosen_runs.values())), names), view="compare/final-iou",
+        st.warning(f"{run_id}'s evaluation at step {at[run_id].step} has {len(at[run_id].iou)} IoUs for "
+                   f"{len(class_lists[run_id])} classes; left out of the IoU bars.")
+    if not same:
+        return
+    names = [c for c in next(iter(class_lists.values())) if all(c in class_lists[r] for r in same)]
+    if not names:
+        st.info("These runs have no class in common.")
+        return
+    if any(len(class_lists[r]) != len(names) for r in same):
+        st.caption(f"The {len(names)} classes every run has are compared (the runs' class lists differ).")
+    bars = {r: 100 * np.asarray(e.iou, dtype=np.float64)[[class_lists[r].index(c) for c in names]]
+            for r, e in same.items()}
+    canvas_chart(grouped_bars_view(bars, _marked(_reference(chosen_runs.values()), names), view="compare/final-iou",
                                    labels={r: f"{r} (step {e.step}, mIoU {100 * e.miou:.2f})" for r, e in same.items()},
                                    colours=colours, y_title="IoU (%)"),
                  key="cmp_final_iou")
@@ -277,6 +312,8 @@ def _panel() -> None:
         if series:
             canvas_chart(run_curves_view(series, view="compare/miou", colours=colours, y_title="mIoU (%)"),
                          key="cmp_miou")
+            if len(series) < len(chosen_runs):
+                st.caption("No evaluation yet: " + ", ".join(r for r in chosen_runs if r not in series) + ".")
         else:
             st.info("None of these runs has an evaluation yet.")
         _class_panels(chosen_runs)

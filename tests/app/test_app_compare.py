@@ -26,17 +26,20 @@ def _config(method: str, seed: int, iterations: int) -> dict:
             "train": {"iterations": iterations, "seed": seed, "eval": {"every": 100}}, "run": {"name": "x"}}
 
 
-def _write(runs, run_id: str, *, method: str, seed: int, steps: int, group: str | None = None) -> None:
+def _write(runs, run_id: str, *, method: str, seed: int, steps: int, group: str | None = None,
+           classes: list[str] = CLASSES, frequencies: list[float] | None = FREQUENCIES, vectors: bool = True) -> None:
     rng = np.random.default_rng(seed)
-    writer = RunWriter(runs, run_id, class_names=CLASSES, palette=PALETTE, config=_config(method, seed, steps),
-                       dataset="synthetic", split="16 labeled", total_steps=steps, method=method, group=group,
-                       extra={"class_frequencies": FREQUENCIES})
+    writer = RunWriter(runs, run_id, class_names=classes, palette=PALETTE + [[9, 9, 9]] * (len(classes) - 4),
+                       config=_config(method, seed, steps), dataset="synthetic", split="16 labeled",
+                       total_steps=steps, method=method, group=group,
+                       extra={"class_frequencies": frequencies} if frequencies else None)
     for step in range(steps):
         writer.log_scalars(step, {"loss/total": 1.0 / (1 + step)})
-        if step % 10 == 0:
-            writer.log_classes(step, {"bank": class_rows(step + 100 * seed, len(CLASSES), rng)["bank"]})
+        if vectors and step % 10 == 0:
+            writer.log_classes(step, {"bank": class_rows(step + 100 * seed, len(classes), rng)["bank"]})
         if step and step % 100 == 0:
-            iou = np.clip(0.2 + step / 1000 + 0.05 * seed + np.array([0.3, 0.2, 0.1, 0.0]) + 0.01 * rng.random(4), 0, 1)
+            iou = np.clip(0.2 + step / 1000 + 0.05 * seed + np.linspace(0.3, 0.0, len(classes))
+                          + 0.01 * rng.random(len(classes)), 0, 1)
             writer.log_eval(step, miou=float(iou.mean()), iou=iou, model="teacher")
     writer.finish()
 
@@ -279,3 +282,39 @@ def test_damaged_and_foreign_runs_leave_the_page_working(tmp_path, app_factory):
     torn_line = _lines(at, "cmp_miou")[1]
     assert np.allclose(torn_line["y"], [100 * e.miou for e in torn.evals()])
     assert not at.get("plotly_chart")  # the page draws without plotly.js
+
+
+def test_runs_of_other_classes_and_without_vectors_are_compared_on_what_they_share(tmp_path, app_factory):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    # Listed first, it has no pixel frequencies and no class vectors; the second has one class more.
+    _write(runs, "novec", method="ael", seed=0, steps=210, frequencies=None, vectors=False)
+    _write(runs, "five", method="ael", seed=1, steps=210, classes=["extra", *CLASSES], frequencies=[0, *FREQUENCIES])
+    _write(runs, "four", method="supervised", seed=2, steps=210)
+    at = _open(app_factory, runs, compare=("five", "novec"), run="four")
+    assert any(c.value == "Only the vectors every chosen run logged can be compared; novec has no bank."
+               for c in at.caption)
+    at = _open(app_factory, runs, compare=("five",), run="novec")
+    # The tail comes from the first run that has pixel frequencies (five's), not from novec's missing ones.
+    view = canvas_views(at)["cmp_final_iou"]
+    assert view["names"] == ["background", "blob", "ring (tail)", "disc (tail)"]
+    assert any("The 4 classes every run has are compared" in c.value for c in at.caption)
+    bars = {entry["id"]: group["values"] for entry, group in zip(view["entries"], view["groups"])}
+    for run_id, columns in (("novec", [0, 1, 2, 3]), ("five", [1, 2, 3, 4])):
+        evals = open_run(runs, run_id).evals("teacher")
+        at_200 = next(e for e in evals if e.step == 200)
+        np.testing.assert_array_equal(bars[run_id], 100 * at_200.iou[columns])
+    assert not _problems(at)
+
+
+def test_panels_follow_the_class_order_and_runs_keep_their_colours(runs, app_factory):
+    at = _open(app_factory, runs, compare=("g-supervised-s0", "g-ael-s1"))
+    colours = {e["id"]: e["colour"] for e in canvas_views(at)["cmp_panels"]["entries"]}
+    at.multiselect(key="cmp_classes_bank").set_value(["disc", "background"]).run()
+    assert [p["title"] for p in canvas_views(at)["cmp_panels"]["panels"]] == ["background", "disc (tail)"]
+    # Another run dropped: the others keep their colours, in every chart of the page.
+    at.sidebar.multiselect(key="compare").set_value(["g-ael-s1"]).run()
+    views = canvas_views(at)
+    for key in ("cmp_panels", "cmp_miou", "cmp_final_iou"):
+        assert {e["id"]: e["colour"] for e in views[key]["entries"]} == {r: colours[r] for r in ("g-ael-s0", "g-ael-s1")}
+

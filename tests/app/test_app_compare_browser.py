@@ -42,6 +42,7 @@ def served(tmp_path_factory):
     for run_id, method, seed, steps in (("g-ael-s0", "ael", 0, 500), ("g-ael-s1", "ael", 1, 500),
                                         ("g-supervised-s0", "supervised", 0, 300)):
         write_run(runs, run_id, steps=steps, seed=seed, classes_every=1, media_every=0, method=method, group="g")
+    write_run(runs, "fresh", steps=1, media_every=0, total_steps=100, finish=False).close()  # one record so far
     with served_dashboard(runs) as url:
         yield url, runs
 
@@ -116,12 +117,27 @@ def test_a_group_band_hover_and_a_panel_zoom_with_its_records(served):
         steps, mean, std, count = curves["ael"]
         assert std[-1] > 0 and count[-1] == 2
         text = hover_text(tab, "cmp_group_curves", *_point(tab, "cmp_group_curves", 0, len(steps) - 1))
-        assert text == (f"ael (mean of 2 seeds): {js_number(100 * mean[-1])} ± {js_number(100 * std[-1])} (2 seeds), "
+        # The spread to the value's decimals (4 significant digits of the value).
+        decimals = max(0, 3 - int(np.floor(np.log10(abs(100 * mean[-1])))))
+        assert text == (f"ael (mean of 2 seeds): {js_number(100 * mean[-1])} ± {100 * std[-1]:.{decimals}f} (2 seeds), "
                         f"at step {steps[-1]}")
 
         wait_canvas(tab, "cmp_panels", "c.snapshot().legend.length === 2")
         names = canvas(tab, "cmp_panels", "c.data.series.map(s => c.data.entries[s.entry].name)")
         assert canvas(tab, "cmp_panels", "c.data.series.every(s => s.reduced)")  # 500 and 300 records: buckets
+        whole = canvas(tab, "cmp_panels", "c.scale.yRange")
+        # A drag from one panel into the next stays in the first: it zooms from where it started to its edge.
+        start, end = _plot(tab, "cmp_panels", 0), _plot(tab, "cmp_panels", 1)
+        y = start["top"] + start["height"] / 2
+        tab.mouse.move(start["left"] + 0.8 * start["width"], y)
+        tab.mouse.down()
+        tab.mouse.move(end["left"] + 0.3 * end["width"], y + 2, steps=4)
+        tab.mouse.up()
+        wait_canvas(tab, "cmp_panels", "c.view.x && c.data.series.every(s => s.detail)")
+        assert canvas(tab, "cmp_panels", "c.view.x") == pytest.approx([0.8 * 499, 499], abs=499 / start["width"] * 2)
+        plot = _plot(tab, "cmp_panels", 0)
+        tab.mouse.dblclick(plot["left"] + plot["width"] / 2, plot["top"] + plot["height"] / 2)
+        wait_canvas(tab, "cmp_panels", "c.view.x === null && c.data.series.every(s => !s.detail)")
         # A flat drag across the second panel zooms the steps of every panel, and brings each run's records.
         plot = _plot(tab, "cmp_panels", 1)
         y = plot["top"] + plot["height"] / 2
@@ -134,6 +150,9 @@ def test_a_group_band_hover_and_a_panel_zoom_with_its_records(served):
         zoom = canvas(tab, "cmp_panels", "c.view.x")
         assert zoom == pytest.approx([0.25 * 499, 0.5 * 499], abs=499 / plot["width"] * 2)
         assert canvas(tab, "cmp_panels", "c.view.y") is None
+        # The values axis fits the zoomed steps' values, a narrower range than the whole runs'.
+        zoomed = canvas(tab, "cmp_panels", "c.scale.yRange")
+        assert whole[0] <= zoomed[0] and zoomed[1] <= whole[1] and zoomed[1] - zoomed[0] < whole[1] - whole[0]
         details = canvas(tab, "cmp_panels", """c.data.series.map((s, n) => ({title: c.data.panels[s.panel].title,
             x: Array.from(c.curves[n].detail.xs), y: Array.from(c.curves[n].detail.ys)}))""")
         for name, detail in zip(names, details):
@@ -162,8 +181,36 @@ def test_a_group_band_hover_and_a_panel_zoom_with_its_records(served):
         wait_canvas(tab, "cmp_panels", "c.snapshot().legend.length === 2 && c.data.series.every(s => s.detail)")
         assert canvas(tab, "cmp_panels", "c.snapshot().view.x") == zoom
         assert canvas(tab, "cmp_panels", "c.snapshot().legend") == [["g-ael-s0", True], ["g-supervised-s0", False]]
+        # Another run chosen in the table: the run hidden stays hidden, the new one is shown.
+        order = [s.run_id for s in list_runs(runs)]
+        _click_row(tab, order.index("r1"))
+        wait_canvas(tab, "cmp_panels", "c.snapshot().legend.length === 3")
+        assert canvas(tab, "cmp_panels", "c.snapshot().legend") == [
+            ["g-ael-s0", True], ["g-supervised-s0", False], ["r1", True]]
         # A double click zooms out: the whole runs again, the detail dropped.
         plot = _plot(tab, "cmp_panels", 0)
         tab.mouse.dblclick(plot["left"] + plot["width"] / 2, plot["top"] + plot["height"] / 2)
         wait_canvas(tab, "cmp_panels", "c.view.x === null && c.data.zoom === null && c.data.series.every(s => !s.detail)")
+
+
+def _pixel(tab, key: str, x: float, y: float) -> list[int]:
+    """RGBA of the chart's canvas at CSS pixel (x, y)."""
+    return canvas(tab, key, f"""(() => {{ const r = window.devicePixelRatio || 1;
+        return Array.from(c.canvas.getContext('2d').getImageData(Math.round({x} * r), Math.round({y} * r), 1, 1).data); }})()""")
+
+
+def test_a_run_with_one_record_is_drawn_as_a_dot_and_one_without_evaluations_is_named(served):
+    url, _ = served
+    with browser_tab(height=2600) as tab:
+        tab.goto(f"{url}/compare?run=fresh&compare=r1")
+        wait_canvas(tab, "cmp_panels", "c.snapshot().legend.length === 2")
+        tab.get_by_text("No evaluation yet: fresh.").wait_for(timeout=30_000)
+        series = canvas(tab, "cmp_panels", "c.data.series.findIndex(s => c.data.entries[s.entry].name === 'fresh')")
+        colour = canvas(tab, "cmp_panels", "c.data.entries.find(e => e.name === 'fresh').colour")
+        assert canvas(tab, "cmp_panels", f"c.curves[{series}].coarse.xs.length") == 1
+        tab.locator(".st-key-cmp_panels .ael-cv-item", has_text="r1").click()  # r1's line starts there too
+        wait_canvas(tab, "cmp_panels", "c.snapshot().legend.find(e => e[0] === 'r1')[1] === false")
+        x, y = _point(tab, "cmp_panels", series, 0)
+        rgba = _pixel(tab, "cmp_panels", x, y)
+        assert rgba[:3] == [int(colour[i:i + 2], 16) for i in (1, 3, 5)] and rgba[3] == 255
 

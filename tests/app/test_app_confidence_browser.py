@@ -143,12 +143,12 @@ def test_hover_names_the_class_its_value_and_the_step(live, page):
     area = canvas(page, "conf_bars", "c.area()")
     rows = canvas(page, "conf_bars", "c.snapshot().rows")
     text = hover_text(page, "conf_bars", area["left"] + 2.5 * area["width"] / classes, area["top"] + 60)
-    assert text == f"{bank.class_names[2]}: {js_number(rows[0]['values'][2])} ({rows[0]['title']})"
+    assert text == f"{bank.class_names[2]}: {js_number(rows[0]['values'][2])} · {rows[0]['title']}"
     # Pixel shares read in percent, as their axis: the first bar of class 0 is the labels' share.
     area = canvas(page, "conf_freq", "c.area()")
     share = canvas(page, "conf_freq", "c.snapshot().rows")[0]
     text = hover_text(page, "conf_freq", area["left"] + 0.2 * area["width"] / classes, area["top"] + area["height"] - 3)
-    assert text == f"{bank.class_names[0]}: {js_number(100 * share['values'][0])} % ({share['title']})"
+    assert text == f"{bank.class_names[0]}: {js_number(100 * share['values'][0])} % · {share['title']}"
 
 
 def _drag(tab, key: str, start: float, end: float) -> None:

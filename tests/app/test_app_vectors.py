@@ -106,6 +106,6 @@ def test_the_compare_page_shows_a_group_as_mean_and_spread_over_seeds(group_runs
     assert view["y_title"] == "final IoU (%)"
     bars = {entry["name"]: group for entry, group in zip(view["entries"], view["groups"])}
     for label, (mean, std) in expected.items():
-        group = bars[f"{label} (mean over seeds)"]
+        group = bars[f"{label} (mean of 2 seeds)"]
         assert np.array_equal(group["values"], 100 * mean, equal_nan=True)
         assert np.array_equal(group["errors"], 100 * std, equal_nan=True)

@@ -22,7 +22,7 @@ from ael_app.compare_views import (
     run_curves_view,
 )
 
-from ael.viz.style import SERIES_COLOURS
+from ael.viz.style import METHOD_COLOURS, SERIES_COLOURS
 
 
 @pytest.mark.parametrize(("count", "grid"), [(1, (1, 1)), (2, (2, 1)), (3, (3, 1)), (4, (2, 2)), (5, (3, 2)),
@@ -31,8 +31,15 @@ def test_panels_fill_their_grid(count, grid):
     assert panel_grid(count) == grid
 
 
-def test_runs_keep_one_colour_in_the_order_chosen():
-    ids = [f"r{i}" for i in range(len(SERIES_COLOURS) + 1)]
+def test_a_run_keeps_its_colour_as_others_are_chosen_or_dropped():
+    listed = [f"r{i}" for i in range(12)]  # oldest first
+    assert run_colours(["r3", "r1"], listed) == {"r3": SERIES_COLOURS[3], "r1": SERIES_COLOURS[1]}
+    assert run_colours(["r0", "r1", "r3"], listed)["r3"] == SERIES_COLOURS[3]  # r0 chosen too: r3 unchanged
+    # r1 and r11 would share a colour: the one chosen later takes the next free one.
+    assert run_colours(["r1", "r11", "r2"], listed) == {"r1": SERIES_COLOURS[1], "r11": SERIES_COLOURS[2],
+                                                        "r2": SERIES_COLOURS[3]}
+    # Without a listing, in the order given; past ten runs colours repeat.
+    ids = [f"x{i}" for i in range(len(SERIES_COLOURS) + 1)]
     colours = run_colours(ids)
     assert list(colours.values())[:len(SERIES_COLOURS)] == list(SERIES_COLOURS)
     assert colours[ids[-1]] == SERIES_COLOURS[0]
@@ -105,11 +112,16 @@ def test_band_curves_carry_the_mean_the_spread_and_the_seed_count():
     view = decoded(band_curves_view(curves, view="compare/group/g/teacher", y_title="mIoU (%)"))
     assert [e["name"] for e in view["entries"]] == ["ael (mean of 3 seeds)", "supervised (mean of 2 seeds)"]
     assert [e["id"] for e in view["entries"]] == ["ael", "supervised"]
-    assert [e["colour"] for e in view["entries"]] == list(SERIES_COLOURS[:2])
+    assert [e["colour"] for e in view["entries"]] == list(METHOD_COLOURS[:2])  # not the runs' colours
+    assert not set(METHOD_COLOURS) & set(SERIES_COLOURS)
     ael = view["series"][0]
     np.testing.assert_array_equal(ael["y"], [40.0, 50.0])
-    np.testing.assert_array_equal(ael["spread"], [1.0, 0.0])  # one seed: no spread, not a hole
+    np.testing.assert_array_equal(ael["spread"], [1.0, np.nan])  # one seed: no spread to give
     np.testing.assert_array_equal(ael["count"], [3, 1])
+    one = decoded(band_curves_view({"ael": (np.array([100]), np.array([0.4]), np.array([0.0]), np.array([1]))},
+                                   view="v", colours={"ael": "#123456"}))
+    assert [(e["name"], e["colour"]) for e in one["entries"]] == [("ael (1 seed)", "#123456")]
+    assert np.isnan(one["series"][0]["spread"]).all()
     np.testing.assert_array_equal(view["series"][1]["spread"], [2.0])
 
 

@@ -7,6 +7,7 @@
 // tab's life: a chart that is unmounted and drawn again (another page and back) keeps them too.
 const VIEWS = (window.__aelCanvasViews = window.__aelCanvasViews || new Map());
 const GRID = '#e8ecf2', INK = '#2a3f5f', MUTED = '#5f6b7a';
+const LEGEND_PX = 280;  // the widest a legend beside its chart gets (canvas_chart.py's CSS says the same)
 
 function el(tag, cls, parent) {
   const node = document.createElement(tag);
@@ -42,6 +43,13 @@ function tickLabel(value, step) {
 function formatValue(value) {
   if (!Number.isFinite(value)) return 'no value';
   return Math.abs(value) >= 1000 ? String(Math.round(value)) : Number(value.toPrecision(4)).toString();
+}
+
+// A spread (± one std) to the decimals its value is written with: "73.92 ± 0.08", not "± 0.07602".
+function formatSpread(spread, value) {
+  if (!Number.isFinite(spread)) return '';
+  const digits = Math.max(0, Math.min(6, 3 - Math.floor(Math.log10(Math.abs(value) || 1))));
+  return Math.abs(value) >= 1000 ? String(Math.round(spread)) : spread.toFixed(digits);
 }
 
 // The index of the element of sorted `xs` nearest to x.
@@ -88,11 +96,14 @@ class Chart {
     const key = holder ? [...holder.classList].find(c => c.startsWith('st-key-')).slice(7) : this.key;
     const id = location.pathname + '|' + key + '|' + data.view;
     let view = VIEWS.get(id);
-    if (!view) { view = {x: null, y: null, hidden: {}, base: null}; VIEWS.set(id, view); }
-    // Legend choices hold while the data declares the same entries, hidden alike: a class filter
-    // changed on the page starts from what the page asks.
-    const base = JSON.stringify((data.entries || []).map(e => [e.id, !!e.hidden]));
-    if (view.base !== base) { view.hidden = {}; view.base = base; }
+    if (!view) { view = {x: null, y: null, hidden: {}, declared: {}}; VIEWS.set(id, view); }
+    // A legend choice holds while its entry is there and declared as before: an entry the page now
+    // hides or shows otherwise (a class filter changed) starts from what the page asks, and an entry
+    // that left (a run no longer chosen) is forgotten. Entries that stay keep the user's choice.
+    const declared = {};
+    for (const e of data.entries || []) declared[e.id] = !!e.hidden;
+    for (const id of Object.keys(view.hidden)) if (view.declared[id] !== declared[id]) delete view.hidden[id];
+    view.declared = declared;
     this.view = view;
     this.data = data;
     this.kind = KINDS[data.kind];
@@ -137,8 +148,8 @@ class Chart {
       const swatch = el('span', 'ael-cv-swatch', item);
       swatch.style.background = entry.colour;
       swatch.style.height = entry.bar ? '10px' : Math.max(2, entry.width || 2) + 'px';
-      el('span', null, item).textContent = entry.name;
-      item.title = 'click: hide or show; double-click: this one alone';
+      el('span', 'ael-cv-name', item).textContent = entry.name;
+      item.title = entry.name + '\nclick: hide or show; double-click: this one alone';
       item.addEventListener('click', () => {
         this.view.hidden[entry.id] = !this.hidden(entry);
         this.drawLegend(); this.draw();
@@ -164,7 +175,7 @@ class Chart {
     // The legend goes under the plot when beside it the plot would be narrow.
     const room = this.root.clientWidth;
     if (!room) return;
-    const beside = !this.legend.childElementCount || room - Math.min(220, this.legend.scrollWidth) >= Math.max(360, 0.6 * room);
+    const beside = !this.legend.childElementCount || room - Math.min(LEGEND_PX, this.legend.scrollWidth) >= Math.max(360, 0.6 * room);
     this.root.classList.toggle('ael-cv-under', !beside);
     const width = this.box.clientWidth;
     if (!width) return;
@@ -237,7 +248,8 @@ class Chart {
   classLabels(ctx, area, names, first, count) {
     const slot = area.width / count, every = Math.max(1, Math.ceil(13 / slot));
     ctx.save(); ctx.font = '11px ' + this.font; ctx.fillStyle = MUTED; ctx.textAlign = 'right'; ctx.textBaseline = 'middle';
-    ctx.beginPath(); ctx.rect(area.left - 1, area.top + area.height, area.width + 2, this.height); ctx.clip();
+    // The first and last names may reach half a glyph past the plot; a name cut by a zoom stays cut.
+    ctx.beginPath(); ctx.rect(area.left - 8, area.top + area.height, area.width + 16, this.height); ctx.clip();
     for (let i = Math.max(0, Math.floor(first)); i < Math.min(names.length, first + count); i += 1) {
       if (i % every || i + 0.5 < first) continue;
       ctx.save(); ctx.translate(area.left + (i - first + 0.5) * slot, area.top + area.height + 5); ctx.rotate(-Math.PI / 2);
@@ -277,8 +289,10 @@ class Chart {
   // y only for an upright one.
   pressed(event) {
     if (event.button !== 0 || !this.data) return;
-    const area = this.area(), [x0, y0] = this.position(event);
-    if (x0 < area.left || x0 > area.left + area.width || y0 < area.top || y0 > area.top + area.height) return;
+    const [x0, y0] = this.position(event), whole = this.area();
+    // The rectangle a drag stays in: the plot area, or the panel pressed in (kinds with panels).
+    const area = this.kind.dragArea ? this.kind.dragArea(this, whole, x0, y0) : whole;
+    if (!area || x0 < area.left || x0 > area.left + area.width || y0 < area.top || y0 > area.top + area.height) return;
     const clamp = (v, lo, size) => Math.min(lo + size, Math.max(lo, v));
     let x1 = x0, y1 = y0;
     const spans = () => [Math.abs(x1 - x0) >= 4, !!this.kind.zoomY && Math.abs(y1 - y0) >= 8];

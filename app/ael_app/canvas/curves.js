@@ -41,23 +41,24 @@ const CURVES = {
               bottom: p + columns >= count};  // no panel under it: the steps' title goes here
     });
   },
-  // The shared x and y ranges: the view's zoom, else every shown point (bands included).
+  // The shared x and y ranges: the view's zoom, else every shown point (bands included); values fit
+  // the points of the zoomed steps. Charts with markers leave room for the first and last.
   domain(chart, shown) {
     let x0 = Infinity, x1 = -Infinity, lo = Infinity, hi = -Infinity;
     for (const curve of shown) {
-      const {xs, ys, spread} = this.part(chart, curve);
+      const {xs, ys, spread} = this.part(chart, curve), [from, to] = stepWindow(xs, chart.view.x);
       if (xs.length) { x0 = Math.min(x0, xs[0]); x1 = Math.max(x1, xs[xs.length - 1]); }
-      for (let i = 0; i < ys.length; i++) {
+      for (let i = from; i < to; i++) {
         const v = ys[i], s = spread && Number.isFinite(spread[i]) ? spread[i] : 0;
         if (!Number.isFinite(v)) continue;
         lo = Math.min(lo, v - s); hi = Math.max(hi, v + s);
       }
     }
     if (!(x1 >= x0)) { x0 = 0; x1 = 1; }
-    if (x1 === x0) { x0 -= 1; x1 += 1; }
+    const margin = x1 > x0 ? (chart.data.markers ? 0.03 * (x1 - x0) : 0) : 1;
     if (!(hi >= lo)) { lo = 0; hi = 1; }
     const pad = (hi - lo || Math.abs(hi) || 1) * 0.05;
-    return {x: chart.view.x || [x0, x1], y: chart.view.y || [lo - pad, hi + pad]};
+    return {x: chart.view.x || [x0 - margin, x1 + margin], y: chart.view.y || [lo - pad, hi + pad]};
   },
   draw(chart, ctx, area) {
     const data = chart.data, shown = this.visible(chart), {x, y} = this.domain(chart, shown);
@@ -112,8 +113,10 @@ const CURVES = {
       for (let i = a; i < b; i++) ctx.lineTo(plot.at(xs[i]), plot.y(ys[i]));
       ctx.stroke();
     }
-    if (chart.data.markers) for (const [a, b] of runs) for (let i = a; i < b; i++) {
-      ctx.beginPath(); ctx.arc(plot.at(xs[i]), plot.y(ys[i]), 3, 0, 2 * Math.PI); ctx.fill();
+    // Markers, or a dot where a point has no neighbour to join (a run that logged once so far).
+    for (const [a, b] of runs) for (let i = a; i < b; i++) {
+      if (!chart.data.markers && b - a > 1) break;
+      ctx.beginPath(); ctx.arc(plot.at(xs[i]), plot.y(ys[i]), chart.data.markers ? 3 : 2, 0, 2 * Math.PI); ctx.fill();
     }
   },
   // The panel whose plot holds pixel (px, py), or null.
@@ -138,28 +141,25 @@ const CURVES = {
     }
     if (!best) return null;
     const [curve, part, i] = best, entry = chart.data.entries[curve.entry];
-    const spread = part.spread && Number.isFinite(part.spread[i]) ? ` ± ${formatValue(part.spread[i])}` : '';
+    // A spread is sent where there are seeds to spread over (two or more).
+    const spread = part.spread && Number.isFinite(part.spread[i]) ? ` ± ${formatSpread(part.spread[i], part.ys[i])}` : '';
     const seeds = part.count ? ` (${part.count[i]} seed${part.count[i] === 1 ? '' : 's'})` : '';
     const when = part.reduced ? `mean of steps ${i ? part.xs[i - 1] + 1 : part.first_step}–${part.xs[i]}`
       : `at step ${part.xs[i]}`;
     const panel = chart.data.panels[p].title ? ` · ${chart.data.panels[p].title}` : '';
     return `${entry.name}: ${chart.valueText(part.ys[i])}${spread}${seeds}, ${when}${panel}`;
   },
-  // Panels share their axes, so a drag maps through any panel of its column (x) and row (y).
-  zoom(chart, area, xs, ys) {
+  // A drag stays in the panel it starts in (null: pressed between panels).
+  dragArea(chart, area, px, py) {
+    const found = this.plotAt(chart, px, py);
+    return found && found[1];
+  },
+  // `plot` is the panel dragged in; panels share their axes, so its ranges are every panel's.
+  zoom(chart, plot, xs, ys) {
     if (!chart.scale) return {};
-    const {plots, x, yRange} = chart.scale, zoomed = {};
-    const within = (v, lo, size) => Math.min(1, Math.max(0, (v - lo) / size));
-    if (xs) {
-      const mid = (xs[0] + xs[1]) / 2;
-      const plot = plots.find(r => mid >= r.left && mid <= r.left + r.width + PANEL_GAP_X) || plots[0];
-      zoomed.x = xs.map(px => x[0] + within(px, plot.left, plot.width) * (x[1] - x[0]));
-    }
-    if (ys) {
-      const mid = (ys[0] + ys[1]) / 2;
-      const plot = plots.find(r => mid >= r.top - PANEL_TITLE_PX && mid <= r.top + r.height + PANEL_GAP_Y) || plots[0];
-      zoomed.y = ys.map(py => yRange[0] + (1 - within(py, plot.top, plot.height)) * (yRange[1] - yRange[0])).reverse();
-    }
+    const {x, yRange} = chart.scale, zoomed = {};
+    if (xs) zoomed.x = xs.map(px => x[0] + ((px - plot.left) / plot.width) * (x[1] - x[0]));
+    if (ys) zoomed.y = ys.map(py => yRange[0] + (1 - (py - plot.top) / plot.height) * (yRange[1] - yRange[0])).reverse();
     return zoomed;
   },
 };

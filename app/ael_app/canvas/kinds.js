@@ -33,6 +33,16 @@ function series(part, values) {
           range: part.range || null};
 }
 
+// Indices [from, to) of sorted steps `xs` a zoom to steps `x` shows, with one point either side (lines
+// run to the edges): the values the y axis fits. No zoom: all of them.
+function stepWindow(xs, x) {
+  if (!x || !xs.length) return [0, xs.length];
+  let from = 0, to = xs.length;
+  while (from < xs.length && xs[from] < x[0]) from++;
+  while (to > 0 && xs[to - 1] > x[1]) to--;
+  return [Math.max(0, from - 1), Math.min(xs.length, to + 1)];
+}
+
 // The series to draw: the detail of the zoomed range once the server sent it, else the whole run's.
 function source(chart) {
   const detail = chart.detail, x = chart.view.x;
@@ -56,9 +66,9 @@ const LINES = {
   },
   domain(chart, shown) {
     chart.ys = source(chart).values;
-    const xs = chart.xs, k = xs.length;
+    const xs = chart.xs, k = xs.length, [from, to] = stepWindow(xs, chart.view.x);
     let lo = Infinity, hi = -Infinity;
-    for (const [, c] of shown) for (let i = 0; i < k; i++) {
+    for (const [, c] of shown) for (let i = from; i < to; i++) {
       const v = chart.ys[c * k + i];
       if (!Number.isFinite(v)) continue;
       if (v < lo) lo = v;
@@ -223,7 +233,7 @@ const BARS = {
     chart.rows = data.rows.map(row => ({title: row.title, values: Array.from(decode(row.values))}));
     chart.outlined = new Set(data.outlined);
   },
-  margins: (chart, ctx) => ({left: 58, right: 12, top: 4, bottom: chart.labelWidth(ctx, chart.data.names) + 12}),
+  margins: (chart, ctx) => ({left: 58, right: 12, top: 4, bottom: chart.labelWidth(ctx, chart.data.names) + 16}),
   draw(chart, ctx, area) {
     const names = chart.data.names, {first, count} = classWindow(chart, names.length), slot = area.width / count;
     const band = area.height / Math.max(1, chart.rows.length);
@@ -257,7 +267,7 @@ const BARS = {
     const {first, slot, band} = chart.scale, c = Math.floor(first + (px - area.left) / slot);
     const row = chart.rows[Math.floor((py - area.top) / band)];
     if (!row || c < 0 || c >= chart.data.names.length) return null;
-    return `${chart.data.names[c]}: ${chart.valueText(row.values[c])} (${row.title})`;
+    return `${chart.data.names[c]}: ${chart.valueText(row.values[c])} · ${row.title}`;
   },
   zoom: (chart, area, xs) => zoomClasses(chart, area, xs),
 };
@@ -271,7 +281,7 @@ const GROUPS = {
   },
   // Room for the widest tick label (log ticks are given) and the axis title.
   margins: (chart, ctx) => ({left: 30 + (chart.data.ticks ? chart.labelWidth(ctx, chart.data.ticks.map(t => t[1])) : 36),
-                             right: 12, top: 10, bottom: chart.labelWidth(ctx, chart.data.names) + 12}),
+                             right: 12, top: 10, bottom: chart.labelWidth(ctx, chart.data.names) + 16}),
   draw(chart, ctx, area) {
     const data = chart.data, names = data.names, {first, count} = classWindow(chart, names.length);
     const slot = area.width / count, shown = chart.rows.map((row, g) => [row, g]).filter(([, g]) => !chart.hidden(data.entries[g]));
@@ -323,9 +333,10 @@ const GROUPS = {
     const {first, slot, width, shown} = chart.scale, position = first + (px - area.left) / slot;
     const c = Math.floor(position), n = Math.floor(((position - c - 0.1) * slot) / width);
     if (c < 0 || c >= chart.data.names.length || n < 0 || n >= shown.length) return null;
-    const [row] = shown[n], error = row.errors ? row.errors[c] : NaN;
-    const spread = Number.isFinite(error) ? ` ± ${chart.valueText(error)}` : '';
-    return `${chart.data.names[c]}: ${chart.valueText(row.values[c])}${spread} (${row.title})`;
+    const [row] = shown[n], value = row.values[c], error = row.errors ? row.errors[c] : NaN;
+    const scale = chart.data.percent ? 100 : 1, unit = chart.data.percent ? ' %' : '';
+    const spread = Number.isFinite(error) ? ` ± ${formatSpread(scale * error, scale * value)}${unit}` : '';
+    return `${chart.data.names[c]}: ${chart.valueText(value)}${spread} · ${row.title}`;
   },
   zoom: (chart, area, xs) => zoomClasses(chart, area, xs),
 };
