@@ -15,6 +15,7 @@ if str(_HERE) not in sys.path:  # `streamlit run` adds it; AppTest and other hos
 
 import streamlit as st  # noqa: E402
 from ael_app import state  # noqa: E402
+from ael_app.canvas_chart import preload as preload_canvas_chart  # noqa: E402
 from ael_app.keep_view import keep_chart_views  # noqa: E402
 
 st.set_page_config(page_title="AEL dashboard", page_icon=":material/monitoring:", layout="wide")
@@ -40,6 +41,8 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+with st.sidebar:
+    preload_canvas_chart()
 st.session_state["_ael_selection"] = state.sidebar(state.runs_dir_from_args(sys.argv[1:]))
 keep_chart_views()
 page.run()

@@ -33,6 +33,7 @@ _HERE = Path(__file__).with_name("canvas")
 LIGHT_POINTS = 50_000
 
 _CSS = """
+.st-key-ael_canvas_preload { display: none; }
 .ael-cv { font-size: 12px; color: #2a3f5f; }
 .ael-cv-body { display: flex; align-items: flex-start; gap: 8px; }
 .ael-cv-box { position: relative; flex: 1 1 auto; min-width: 0; }
@@ -68,6 +69,17 @@ def canvas_chart(payload: dict, *, key: str) -> None:
     """Draw a payload of :mod:`ael_app.canvas_views` full width, under Streamlit key ``key`` (which
     keeps the chart mounted across reruns). A chart over steps reports its x zoom (:func:`zoom_of`)."""
     _component(key=key, data=payload, height="content", default={"zoom": None}, on_zoom_change=_rerun_only)
+
+
+#: The Streamlit key of the empty chart :func:`preload` draws.
+PRELOAD_KEY = "ael_canvas_preload"
+
+
+def preload() -> None:
+    """An empty, hidden canvas chart, drawn as early as the page can: the browser fetches Streamlit's
+    component code and this chart's module while the server still reads the run and builds the
+    charts' data, instead of after the data has arrived."""
+    _component(key=PRELOAD_KEY, data=None, height="content")
 
 
 def _rerun_only() -> None:

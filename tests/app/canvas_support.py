@@ -19,14 +19,20 @@ def decoded(value):
     return value
 
 
-def canvas_views(at) -> dict[str, dict]:
-    """Streamlit key -> the data (arrays decoded) of every canvas chart on the page of ``at``."""
+def canvas_elements(at) -> dict[str, dict | None]:
+    """Streamlit key -> the data (arrays decoded) of every canvas chart element on the page of ``at``,
+    in page order, the empty preload (``canvas_chart.preload``: None) included."""
     views = {}
     for element in at.get("bidi_component"):
         proto = element.proto
         if proto.component_name == "ael_canvas_chart":
-            views[proto.id.rsplit("-", 1)[-1]] = decoded(json.loads(proto.json))
+            views[proto.id.rsplit("-", 1)[-1]] = decoded(json.loads(proto.json)) if proto.json else None
     return views
+
+
+def canvas_views(at) -> dict[str, dict]:
+    """Streamlit key -> the data (arrays decoded) of every canvas chart drawn on the page of ``at``."""
+    return {key: data for key, data in canvas_elements(at).items() if data is not None}
 
 
 def bar_rows(at) -> list[dict]:

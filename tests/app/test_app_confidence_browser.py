@@ -81,6 +81,10 @@ def test_zoom_legend_filter_and_step_survive_live_refreshes(live, page):
     tail = tail_indices(open_run(runs, "live").class_frequencies())
     assert 0 < len(tail) < 8
 
+    # The sidebar's preload of the chart's code is hidden and draws nothing.
+    preload = page.locator(".st-key-ael_canvas_preload")
+    assert preload.count() == 1 and not preload.is_visible() and preload.locator(".ael-cv").count() == 0
+
     # The "tail" filter: the other classes stay in the legend only.
     page.locator(".st-key-conf_show button", has_text="tail").click()
     wait_canvas(page, "conf_lines", f"c.snapshot().legend.filter(e => e[1]).length === {len(tail)}")

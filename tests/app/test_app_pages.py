@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from canvas_support import bar_rows, canvas_views
+from canvas_support import bar_rows, canvas_elements, canvas_views
 from runs_factory import append_step, damage_run, make_unknown_schema, write_run, write_trainer_run
 
 from ael.runs import list_runs, open_run
@@ -78,6 +78,9 @@ def test_every_page_draws(two_runs, app_factory):
         at.switch_page(page).run()
         assert not _problems(at), page
         assert _charts(at) >= expected_charts[page], page
+        # Every page draws the canvas chart's empty preload in the sidebar (its code loads early).
+        assert canvas_elements(at)["ael_canvas_preload"] is None, page
+        assert [e.proto.id.rsplit("-", 1)[-1] for e in at.sidebar.get("bidi_component")] == ["ael_canvas_preload"]
     at.switch_page("views/pseudo_labels.py").run()
     assert _images(at) == 5  # image, gt, pseudo, confidence, error
     at.switch_page("views/lab.py").run()

@@ -154,12 +154,6 @@ const CURVES = {
     const found = this.plotAt(chart, px, py);
     return found && found[1];
   },
-  // `plot` is the panel dragged in; panels share their axes, so its ranges are every panel's.
-  zoom(chart, plot, xs, ys) {
-    if (!chart.scale) return {};
-    const {x, yRange} = chart.scale, zoomed = {};
-    if (xs) zoomed.x = xs.map(px => x[0] + ((px - plot.left) / plot.width) * (x[1] - x[0]));
-    if (ys) zoomed.y = ys.map(py => yRange[0] + (1 - (py - plot.top) / plot.height) * (yRange[1] - yRange[0])).reverse();
-    return zoomed;
-  },
+  // The area given is the panel dragged in; panels share their axes, so its ranges are every panel's.
+  zoom: (chart, plot, xs, ys) => zoomLinear(chart, plot, xs, ys),
 };

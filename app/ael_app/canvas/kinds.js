@@ -52,6 +52,15 @@ function source(chart) {
   return chart.source;
 }
 
+// The zoom of a drag over `area` on linear axes (chart.scale's x and yRange): pixels to data units.
+function zoomLinear(chart, area, xs, ys) {
+  if (!chart.scale) return {};
+  const {x, yRange} = chart.scale, zoomed = {};
+  if (xs) zoomed.x = xs.map(px => x[0] + ((px - area.left) / area.width) * (x[1] - x[0]));
+  if (ys) zoomed.y = ys.map(py => yRange[0] + (1 - (py - area.top) / area.height) * (yRange[1] - yRange[0])).reverse();
+  return zoomed;
+}
+
 const LINES = {
   zoomY: true,
   prepare(chart, data) {
@@ -122,13 +131,7 @@ const LINES = {
     }
     return best && `${chart.data.names[best[0]]}: ${chart.valueText(best[1])}, ${stepText(chart, i)}`;
   },
-  zoom(chart, area, xs, ys) {
-    if (!chart.scale) return {};
-    const {x, yRange} = chart.scale, zoomed = {};
-    if (xs) zoomed.x = xs.map(px => x[0] + ((px - area.left) / area.width) * (x[1] - x[0]));
-    if (ys) zoomed.y = ys.map(py => yRange[0] + (1 - (py - area.top) / area.height) * (yRange[1] - yRange[0])).reverse();
-    return zoomed;
-  },
+  zoom: (chart, area, xs, ys) => zoomLinear(chart, area, xs, ys),
 };
 
 const HEATMAP = {
