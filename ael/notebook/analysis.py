@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ael.runs import Run, best_evaluation, list_runs, open_run, tail_boundary, tail_indices
-from ael.runs.groups import group_class_iou, group_rows, summarize_group
+from ael.runs.groups import group_class_iou, group_rows, seeds_legend, summarize_group
 from ael.viz.class_figures import grouped_bars_figure, iou_frequency_figure
 from ael.viz.figures import class_heatmap_figure, class_lines_figure, scalar_lines_figure
+from ael.viz.style import method_colour
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -278,10 +279,13 @@ class RunAnalysis:
         rows = group_rows(self.runs_dir, group)
         stats = group_class_iou(rows, self.model) or group_class_iou(rows, rows[0].model if rows else self.model)
         names = list(rows[0].class_names) if rows else self.class_names
-        seeds = {label: len({r.seed for r in rows if r.method == label}) for label in stats}
-        means = {f"{label} ({seeds[label]} seed{'s' * (seeds[label] != 1)})": 100 * m for label, (m, _) in stats.items()}
-        errors = {f"{label} ({seeds[label]} seed{'s' * (seeds[label] != 1)})": 100 * e for label, (_, e) in stats.items()}
-        return grouped_bars_figure(means, names, errors=errors, y_title="IoU (%)",
+        # The methods' names and colours as the dashboard's Compare page has them.
+        legend = {label: seeds_legend(label, len({r.seed for r in rows if r.method == label})) for label in stats}
+        colours = {legend[label]: method_colour(n) for n, label in enumerate(sorted({r.method for r in rows}))
+                   if label in legend}
+        means = {legend[label]: 100 * m for label, (m, _) in stats.items()}
+        errors = {legend[label]: 100 * e for label, (_, e) in stats.items()}
+        return grouped_bars_figure(means, names, errors=errors, y_title="IoU (%)", colours=colours,
                                    title=f"Group {group}: final per-class IoU, mean ± std over seeds")
 
     def group_summaries(self) -> dict[str, str]:

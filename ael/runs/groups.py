@@ -29,8 +29,8 @@ from ael.runs.listing import list_runs
 from ael.runs.reader import Run, open_run
 from ael.runs.records import best_evaluation
 
-__all__ = ["GroupRow", "group_class_iou", "group_curves", "group_rows", "rows_of_runs", "summarize_group",
-           "write_group_csv"]
+__all__ = ["GroupRow", "group_class_iou", "group_curves", "group_rows", "rows_of_runs", "seeds_legend",
+           "summarize_group", "write_group_csv"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,11 @@ class GroupRow:
     tail_miou: float
     iou: np.ndarray
     class_names: tuple[str, ...]
+
+
+def seeds_legend(method: str, seeds: int) -> str:
+    """A method's name in a group's charts: ``"ael (mean of 3 seeds)"``, or ``"ael (1 seed)"``."""
+    return f"{method} (mean of {seeds} seeds)" if seeds != 1 else f"{method} (1 seed)"
 
 
 def _label(run: Run, group: str, labels: Mapping[str, str] | None) -> str:

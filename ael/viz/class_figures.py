@@ -142,6 +142,7 @@ def grouped_bars_figure(
     percent: bool = False,
     zero_label: str | Mapping[str, str] | None = None,
     uirevision: str | None = None,
+    colours: Mapping[str, str] | None = None,
 ) -> go.Figure:
     """Per-class vectors side by side (e.g. pixel frequency in labels vs pseudo-labels, or the
     final per-class IoU of several runs), one bar colour per group.
@@ -163,8 +164,11 @@ def grouped_bars_figure(
         zero_label: text over a zero bar, one for all groups or per group name (e.g.
             :data:`ZERO_LABEL` for pseudo-labels); None: ``0`` on a log axis, nothing on a linear one.
         uirevision: keeps zoom and legend toggles across redraws while it stays the same.
+        colours: legend name -> bar colour (e.g. :func:`~ael.viz.style.method_colour` for the
+            methods of a comparison group); the series colours otherwise.
     """
     go = plotly_go()
+    colours = colours or {}
     names = [str(n) for n in class_names]
     vectors = checked_vectors(groups, len(names))
     axis = log_bar_axis(vectors.values(), percent=percent) if log_y else None
@@ -175,7 +179,7 @@ def grouped_bars_figure(
         label_zero = zero_bar_label(zero_label, label, log_y=log_y)
         trace = {"type": "bar", "x": names, "y": np.where(zero, stub, vector) if log_y else vector, "name": label,
                  "customdata": vector, "textposition": "outside", "cliponaxis": False, "textfont": {"size": 10},
-                 "marker": {"color": series_colour(n),
+                 "marker": {"color": colours.get(label, series_colour(n)),
                             "pattern": {"shape": ["x" if z else "" for z in zero], "solidity": 0.4}},
                  "text": [label_zero if z else "" for z in zero],
                  "hovertemplate": "%{x}: %{customdata:.4g}<extra>" + label + "</extra>"}

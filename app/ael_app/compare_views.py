@@ -17,11 +17,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ael.runs.groups import seeds_legend
 from ael.viz.style import SERIES_COLOURS, method_colour, series_colour
 from ael_app.canvas_views import bucket_means, encoded_floats, versioned, zoom_detail
 
-__all__ = ["PANEL_POINTS", "band_curves_view", "class_panels_view", "panel_grid", "run_colours", "run_curves_view",
-           "seeds_label"]
+__all__ = ["PANEL_POINTS", "band_curves_view", "class_panels_view", "panel_grid", "run_colours", "run_curves_view"]
 
 #: Points kept per line of a per-class panel (bucket means): about one per two pixels of a panel a
 #: third of the page wide; a 40 000-step run draws as fast as a 2 000-step one. A zoom brings the
@@ -47,11 +47,6 @@ def run_colours(run_ids: Sequence[str], listed: Sequence[str] = ()) -> dict[str,
                 if series_colour(start + k) not in colours.values()]
         colours[run_id] = free[0] if free else series_colour(start)
     return colours
-
-
-def seeds_label(method: str, seeds: int) -> str:
-    """A method's legend name in a comparison group: ``"ael (mean of 3 seeds)"``, ``"ael (1 seed)"``."""
-    return f"{method} (mean of {seeds} seeds)" if seeds != 1 else f"{method} (1 seed)"
 
 
 def panel_grid(count: int, columns: int = 3) -> tuple[int, int]:
@@ -169,7 +164,7 @@ def band_curves_view(
     drawn, names = [], {}
     for entry, (label, (steps, mean, std, count)) in enumerate(curves.items()):
         count = np.asarray(count, dtype=np.float64)
-        names[label] = seeds_label(label, int(np.max(count)) if len(count) else 0)
+        names[label] = seeds_legend(label, int(np.max(count)) if len(count) else 0)
         spread = np.where(count >= 2, scale * np.asarray(std, dtype=np.float64), np.nan)
         drawn.append({"entry": entry, "panel": 0, "x": encoded_floats(np.asarray(steps), "f8"),
                       "y": encoded_floats(scale * np.asarray(mean, dtype=np.float64), "f8"),

@@ -20,13 +20,12 @@ from ael_app.compare_views import (
     class_panels_view,
     run_colours,
     run_curves_view,
-    seeds_label,
 )
 from ael_app.render import latest_step, live_chart
 
 from ael.runs import Run, RunStoreError, tail_indices
 from ael.runs.compare import evals_at, matched_step, overview_stamp, read_overview
-from ael.runs.groups import group_class_iou, group_curves, rows_of_runs, summarize_group
+from ael.runs.groups import group_class_iou, group_curves, rows_of_runs, seeds_legend, summarize_group
 from ael.viz.style import method_colour
 
 # Runs compared (chosen or of the group shown) are opened through their cached tailers; the other
@@ -187,7 +186,7 @@ def _group() -> None:
     steps = sorted({r.step for r in finals})
     canvas_chart(grouped_bars_view({label: 100 * mean for label, (mean, _) in per_class.items()}, names,
                                    view=f"compare/group-iou/{name}/{model}", y_title="final IoU (%)",
-                                   labels={m: seeds_label(m, sum(r.method == m for r in finals)) for m in per_class},
+                                   labels={m: seeds_legend(m, sum(r.method == m for r in finals)) for m in per_class},
                                    errors={label: 100 * std for label, (_, std) in per_class.items()},
                                    colours=method_colours),
                  key="cmp_group_bars")

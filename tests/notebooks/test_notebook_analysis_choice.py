@@ -11,6 +11,7 @@ from nb_helpers import write_run
 from ael.config import load_yaml
 from ael.notebook import ABLATIONS_DIR, LiveMonitor, RunAnalysis, default_runs, tail_mask
 from ael.runs import open_run, tail_indices
+from ael.viz.style import method_colour
 
 NAMES5 = ["background", "road", "car", "pole", "rider"]
 NAMES8 = [f"c{i}" for i in range(8)]
@@ -68,10 +69,12 @@ def test_default_is_the_newest_comparison_group_pooled_over_seeds(runs_dir):
     assert analysis.groups() == ["g"]
     fig = analysis.group_figure("g")
     bars = {t.name: (np.array(t.y), np.array(t.error_y.array)) for t in fig.data if t.type == "bar"}
-    assert sorted(bars) == ["ael (2 seeds)", "supervised (2 seeds)"]
+    # Named and coloured as the dashboard's Compare page names and colours a group's methods.
+    assert sorted(bars) == ["ael (mean of 2 seeds)", "supervised (mean of 2 seeds)"]
+    assert [t.marker.color for t in fig.data if t.type == "bar"] == [method_colour(0), method_colour(1)]
     for overlay in ("ael", "supervised"):
         stack = 100 * np.array([ious[(overlay, 0)], ious[(overlay, 1)]])
-        mean, spread = bars[f"{overlay} (2 seeds)"]
+        mean, spread = bars[f"{overlay} (mean of 2 seeds)"]
         assert mean == pytest.approx(stack.mean(axis=0)) and spread == pytest.approx(stack.std(axis=0, ddof=1))
     assert "group_g" in analysis.figures()
 
