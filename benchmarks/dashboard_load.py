@@ -10,7 +10,7 @@ and server memory under live refresh.
    range), each first open on its own copy of the long run that the server never read:
 
    - *first open, fresh browser*: request -> drawn, in a new browser context (no cache: the
-     Streamlit front end is fetched and compiled; no page of the dashboard loads plotly.js);
+     Streamlit front end is fetched and compiled; neither this page nor Compare loads plotly.js);
    - *another run opened from the sidebar*: on an open confidence page, a run chosen in the
      sidebar's run picker, click -> every chart drawn for it: how a user opens another run;
    - *loaded again*: the same page requested again (a full page load; the server's reader and

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ael.runs import Run, best_evaluation, list_runs, open_run, tail_boundary, tail_indices
-from ael.runs.groups import group_class_iou, group_rows, seeds_legend, summarize_group
+from ael.runs.groups import group_class_iou, group_rows, runs_pooled, seeds_legend, summarize_group
 from ael.viz.class_figures import grouped_bars_figure, iou_frequency_figure
 from ael.viz.figures import class_heatmap_figure, class_lines_figure, scalar_lines_figure
 from ael.viz.style import method_colour
@@ -277,10 +277,12 @@ class RunAnalysis:
     def group_figure(self, group: str) -> go.Figure:
         """A group's final per-class IoU per method: the mean over its seeds, whiskers one std."""
         rows = group_rows(self.runs_dir, group)
-        stats = group_class_iou(rows, self.model) or group_class_iou(rows, rows[0].model if rows else self.model)
+        model = self.model if group_class_iou(rows, self.model) else (rows[0].model if rows else self.model)
+        stats = group_class_iou(rows, model)
         names = list(rows[0].class_names) if rows else self.class_names
         # The methods' names and colours as the dashboard's Compare page has them.
-        legend = {label: seeds_legend(label, len({r.seed for r in rows if r.method == label})) for label in stats}
+        pooled = runs_pooled(rows, model)
+        legend = {label: seeds_legend(label, pooled[label]) for label in stats}
         colours = {legend[label]: method_colour(n) for n, label in enumerate(sorted({r.method for r in rows}))
                    if label in legend}
         means = {legend[label]: 100 * m for label, (m, _) in stats.items()}

@@ -29,7 +29,7 @@ from ael.runs.listing import list_runs
 from ael.runs.reader import Run, open_run
 from ael.runs.records import best_evaluation
 
-__all__ = ["GroupRow", "group_class_iou", "group_curves", "group_rows", "rows_of_runs", "seeds_legend",
+__all__ = ["GroupRow", "group_class_iou", "group_curves", "group_rows", "rows_of_runs", "runs_pooled", "seeds_legend",
            "summarize_group", "write_group_csv"]
 
 
@@ -58,6 +58,16 @@ class GroupRow:
     tail_miou: float
     iou: np.ndarray
     class_names: tuple[str, ...]
+
+
+def runs_pooled(rows: Sequence[GroupRow], model: str) -> dict[str, int]:
+    """Label -> how many runs (seeds) of it have evaluations of ``model``: what its mean pools over,
+    in its curve (:func:`group_curves`) and its bars (:func:`group_class_iou`) alike."""
+    pooled: dict[str, set[str]] = {}
+    for row in rows:
+        if row.model == model:
+            pooled.setdefault(row.method, set()).add(row.run_id)
+    return {label: len(runs) for label, runs in sorted(pooled.items())}
 
 
 def seeds_legend(method: str, seeds: int) -> str:

@@ -62,8 +62,8 @@ def bucket_means(steps: np.ndarray, values: np.ndarray, max_points: int) -> tupl
     return kept_steps, kept, {"reduced": len(kept_steps) < len(steps), "first_step": first}
 
 
-def zoom_detail(steps: np.ndarray, values: np.ndarray, zoom: tuple[float, float] | None, max_points: int, field: str,
-            reduced: bool) -> dict:
+def zoom_detail(steps: np.ndarray, values: np.ndarray, zoom: tuple[float, float] | None, max_points: int,
+                field: str, reduced: bool) -> dict:
     """``{"detail": ...}``: the records of the zoomed range of steps (and one either side, so lines
     reach the edges), reduced to ``max_points`` again, when the whole run's points were buckets;
     else nothing (every record is already drawn)."""
@@ -127,9 +127,9 @@ def class_lines_view(
         for c in members:
             series[c] = {"entry": len(entries) - 1, "colour": style.colour, "width": style.width, "alpha": style.opacity}
     return versioned({"kind": "lines", "view": view, "height": height, "names": [str(n) for n in class_names],
-                    "x": encoded_floats(steps, "f8"), "y": encoded_floats(values.T, "f4"), "series": series, "entries": entries,
-                    "x_title": "step", "y_title": y_title, "markers": markers, "zoomable": True, "zoom": list(zoom) if zoom else None, **provenance,
-                    **detail})
+                      "x": encoded_floats(steps, "f8"), "y": encoded_floats(values.T, "f4"), "series": series,
+                      "entries": entries, "x_title": "step", "y_title": y_title, "markers": markers, "zoomable": True,
+                      "zoom": list(zoom) if zoom else None, **provenance, **detail})
 
 
 def heatmap_view(
@@ -154,9 +154,9 @@ def heatmap_view(
     detail = zoom_detail(whole_steps, whole_values, zoom, max_columns, "z", provenance["reduced"])
     rows = len(class_names)
     return versioned({"kind": "heatmap", "view": view, "height": height or heatmap_height(rows),
-                    "names": [str(n) for n in class_names], "x": encoded_floats(steps, "f8"), "z": encoded_floats(values.T, "f4"),
-                    "zmin": zmin, "zmax": zmax, "colour_title": colour_title, "x_title": "step", "zoomable": True,
-                    "zoom": list(zoom) if zoom else None, **provenance, **detail})
+                      "names": [str(n) for n in class_names], "x": encoded_floats(steps, "f8"),
+                      "z": encoded_floats(values.T, "f4"), "zmin": zmin, "zmax": zmax, "colour_title": colour_title,
+                      "x_title": "step", "zoomable": True, "zoom": list(zoom) if zoom else None, **provenance, **detail})
 
 
 def bar_rows_view(
@@ -173,8 +173,8 @@ def bar_rows_view(
     rows = [{"title": title, "values": encoded_floats(vector, "f8")}
             for title, vector in checked_vectors(vectors, len(class_names)).items()]
     return versioned({"kind": "bars", "view": view, "height": bar_rows_height(len(rows), height_per_row),
-                    "names": [str(n) for n in class_names], "colours": palette_colours(palette, len(class_names)),
-                    "outlined": sorted(int(c) for c in highlight), "rows": rows})
+                      "names": [str(n) for n in class_names], "colours": palette_colours(palette, len(class_names)),
+                      "outlined": sorted(int(c) for c in highlight), "rows": rows})
 
 
 def grouped_bars_view(
@@ -203,8 +203,13 @@ def grouped_bars_view(
     page).
     """
     vectors = checked_vectors(groups, len(class_names))
-    spreads = checked_vectors({key: errors[key] for key in vectors if key in errors}, len(class_names)) \
-        if errors else {}
+    if errors and log_y:
+        raise ValueError("errors (whiskers) are drawn on a linear axis only, not with log_y")
+    unknown = sorted(set(errors or ()) - set(vectors))
+    if unknown:
+        raise ValueError(f"errors given for {', '.join(map(repr, unknown))}, which are not among the groups "
+                         f"{', '.join(map(repr, vectors))}")
+    spreads = checked_vectors(dict(errors), len(class_names)) if errors else {}
     labels, colours = labels or {}, colours or {}
     payload = {"kind": "groups", "view": view, "height": height, "names": [str(n) for n in class_names],
                "y_title": y_title, "log": log_y, "percent": percent,

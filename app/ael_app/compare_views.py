@@ -36,17 +36,22 @@ PANEL_ROW_PX = 230
 
 
 def run_colours(run_ids: Sequence[str], listed: Sequence[str] = ()) -> dict[str, str]:
-    """Run id -> its colour on the page: each run the series colour of its place in ``listed`` (every
-    run of the folder, oldest first, so choosing or dropping a run leaves the others' colours alone),
-    the next free one when another chosen run has it, so chosen runs differ (up to ten of them)."""
-    place = {run_id: n for n, run_id in enumerate(listed)}
-    colours: dict[str, str] = {}
-    for n, run_id in enumerate(run_ids):
-        start = place.get(run_id, len(listed) + n)
+    """Run id -> its colour on the page, in the order of ``run_ids``.
+
+    Each run takes the series colour of its place in ``listed`` (every run of the folder, oldest
+    first), so choosing or dropping a run leaves the others' colours alone, except where two chosen
+    runs compete for one colour (places ten apart): the older keeps it, the newer takes the next
+    free one, so chosen runs differ (up to ten of them). Runs not in ``listed`` come after it.
+    """
+    place = {run_id: place for place, run_id in enumerate(listed)}
+    slots = {run_id: place.get(run_id, len(listed) + n) for n, run_id in enumerate(run_ids)}
+    taken: dict[str, str] = {}
+    for run_id in sorted(run_ids, key=slots.__getitem__):  # the older run first
+        start = slots[run_id]
         free = [series_colour(start + k) for k in range(len(SERIES_COLOURS))
-                if series_colour(start + k) not in colours.values()]
-        colours[run_id] = free[0] if free else series_colour(start)
-    return colours
+                if series_colour(start + k) not in taken.values()]
+        taken[run_id] = free[0] if free else series_colour(start)
+    return {run_id: taken[run_id] for run_id in run_ids}
 
 
 def panel_grid(count: int, columns: int = 3) -> tuple[int, int]:
@@ -59,7 +64,19 @@ def panel_grid(count: int, columns: int = 3) -> tuple[int, int]:
 def _entries(ids: Sequence[str], colours: Mapping[str, str], width: float, names: Mapping[str, str] | None = None
              ) -> list[dict]:
     names = names or {}
+    missing = [key for key in ids if key not in colours]
+    if missing:
+        raise ValueError(f"no colour given for {', '.join(map(repr, missing))}")
     return [{"id": key, "name": names.get(key, key), "colour": colours[key], "width": width} for key in ids]
+
+
+def _series_of(owner: str, steps, *arrays) -> list[np.ndarray]:
+    """``steps`` and ``arrays`` as 1-D float arrays of one length, or a ValueError naming ``owner``."""
+    out = [np.asarray(a, dtype=np.float64) for a in (steps, *arrays)]
+    if any(a.ndim != 1 or len(a) != len(out[0]) for a in out):
+        raise ValueError(f"{owner}: steps and values must be 1-D of one length, got shapes "
+                         f"{', '.join(str(a.shape) for a in out)}")
+    return out
 
 
 def _curves(*, view: str, panels: Sequence[str], columns: int, entries: list[dict], series: list[dict], height: int,
@@ -131,9 +148,9 @@ def run_curves_view(
         view, colours, y_title, markers, height: as :func:`class_panels_view`; markers on each point.
     """
     drawn = []
-    for entry, (steps, values) in enumerate(series.values()):
-        kept_steps, kept, provenance = bucket_means(np.asarray(steps), np.asarray(values, dtype=np.float64),
-                                                    EVAL_POINTS)
+    for entry, (run_id, (steps, values)) in enumerate(series.items()):
+        steps, values = _series_of(f"run {run_id!r}", steps, values)
+        kept_steps, kept, provenance = bucket_means(steps, values, EVAL_POINTS)
         drawn.append({"entry": entry, "panel": 0, "x": encoded_floats(kept_steps, "f8"),
                       "y": encoded_floats(kept, "f8"), **provenance})
     return _curves(view=view, panels=[""], columns=1, entries=_entries(list(series), colours, 2.0), series=drawn,
@@ -147,6 +164,7 @@ def band_curves_view(
     y_title: str = "",
     scale: float = 100.0,
     colours: Mapping[str, str] | None = None,
+    seeds: Mapping[str, int] | None = None,
     height: int = 340,
 ) -> dict:
     """Each label's mean curve over seeds in a band of ± one standard deviation, in the methods'
@@ -159,15 +177,17 @@ def band_curves_view(
         y_title: the y axis label.
         scale: multiplies the values (100: fractions drawn as %).
         colours: label -> colour; by default the methods' colours in the order given.
+        seeds: label -> runs its mean pools (:func:`ael.runs.groups.runs_pooled`), for the legend;
+            by default the most seeds at one step.
         height: pixels.
     """
-    drawn, names = [], {}
+    drawn, names, seeds = [], {}, seeds or {}
     for entry, (label, (steps, mean, std, count)) in enumerate(curves.items()):
-        count = np.asarray(count, dtype=np.float64)
-        names[label] = seeds_legend(label, int(np.max(count)) if len(count) else 0)
-        spread = np.where(count >= 2, scale * np.asarray(std, dtype=np.float64), np.nan)
-        drawn.append({"entry": entry, "panel": 0, "x": encoded_floats(np.asarray(steps), "f8"),
-                      "y": encoded_floats(scale * np.asarray(mean, dtype=np.float64), "f8"),
+        steps, mean, std, count = _series_of(f"{label!r}", steps, mean, std, count)
+        names[label] = seeds_legend(label, seeds.get(label, int(np.max(count)) if len(count) else 0))
+        spread = np.where(count >= 2, scale * std, np.nan)
+        drawn.append({"entry": entry, "panel": 0, "x": encoded_floats(steps, "f8"),
+                      "y": encoded_floats(scale * mean, "f8"),
                       "spread": encoded_floats(spread, "f8"), "count": encoded_floats(count, "f8"),
                       "reduced": False, "first_step": 0})
     colours = colours or {label: method_colour(n) for n, label in enumerate(curves)}

@@ -25,7 +25,14 @@ from ael_app.render import latest_step, live_chart
 
 from ael.runs import Run, RunStoreError, tail_indices
 from ael.runs.compare import evals_at, matched_step, overview_stamp, read_overview
-from ael.runs.groups import group_class_iou, group_curves, rows_of_runs, seeds_legend, summarize_group
+from ael.runs.groups import (
+    group_class_iou,
+    group_curves,
+    rows_of_runs,
+    runs_pooled,
+    seeds_legend,
+    summarize_group,
+)
 from ael.viz.style import method_colour
 
 # Runs compared (chosen or of the group shown) are opened through their cached tailers; the other
@@ -175,19 +182,26 @@ def _group() -> None:
     st.markdown(summarize_group(rows, methods=sorted({r.method for r in rows})))
     model = st.radio("Model", sorted({r.model for r in rows}), horizontal=True, key="cmp_group_model")
     curves = group_curves(members, name, model)
+    seeds = runs_pooled(rows, model)  # what each method's mean pools, in both charts
     # Each method one colour in both charts (darker than the runs' own colours further down).
     method_colours = {m: method_colour(n) for n, m in enumerate(sorted({r.method for r in rows}))}
     st.markdown("**mIoU over evaluations (%)**: the mean over seeds, the band ± one standard deviation")
     canvas_chart(band_curves_view(curves, view=f"compare/group/{name}/{model}", y_title="mIoU (%)",
-                                  colours=method_colours), key="cmp_group_curves")
+                                  colours=method_colours, seeds=seeds), key="cmp_group_curves")
+    staggered = [m for m, (_, _, _, count) in curves.items() if seeds.get(m, 0) > 1 and len(count)
+                 and count.max() < seeds[m]]
+    if staggered:
+        st.caption(f"{', '.join(staggered)}: no evaluation step is shared by all seeds, so each point pools the "
+                   "seeds evaluated at that step (hover gives how many).")
     per_class = group_class_iou(rows, model)
     names = _marked(_reference(members), rows[0].class_names)
-    finals = [r for r in rows if r.model == model and r.which == "final"]
-    steps = sorted({r.step for r in finals})
+    steps = sorted({r.step for r in rows if r.model == model and r.which == "final"})
+    # A method of one seed has no spread to draw: no whisker, not a whisker of zero.
     canvas_chart(grouped_bars_view({label: 100 * mean for label, (mean, _) in per_class.items()}, names,
                                    view=f"compare/group-iou/{name}/{model}", y_title="final IoU (%)",
-                                   labels={m: seeds_legend(m, sum(r.method == m for r in finals)) for m in per_class},
-                                   errors={label: 100 * std for label, (_, std) in per_class.items()},
+                                   labels={m: seeds_legend(m, seeds[m]) for m in per_class},
+                                   errors={m: 100 * std if seeds[m] > 1 else np.full(len(std), np.nan)
+                                           for m, (_, std) in per_class.items()},
                                    colours=method_colours),
                  key="cmp_group_bars")
     st.caption("Bars: mean final IoU over the seeds of each method; whiskers: the standard deviation over seeds; "
@@ -245,7 +259,8 @@ def _class_panels(chosen_runs: dict[str, Run]) -> None:
     zoom = zoom_of("cmp_panels")
     live_chart("cmp_panels", lambda: class_panels_view(series, picked, view=f"compare/panels/{name}", colours=colours,
                                                        tail=tail, y_title=name, zoom=zoom),
-               inputs=(tuple(chosen_runs), name, tuple(picked), zoom), version=version,
+               inputs=(tuple(chosen_runs), name, tuple(picked), zoom, tuple(colours.items()), tuple(tail)),
+               version=version,
                points=sum(min(len(s[0]), PANEL_POINTS) * len(picked) for s in series.values()),
                draw=canvas_chart, light_points=LIGHT_POINTS)
     st.caption("One panel per class on shared axes, one line per run (bucket means of long runs; a zoom shows "
@@ -274,7 +289,7 @@ def _final_iou(chosen_runs: dict[str, Run]) -> None:
                    f"{len(class_lists[run_id])} classes; left out of the IoU bars.")
     if not same:
         return
-    names = [c for c in next(iter(class_lists.values())) if all(c in class_lists[r] for r in same)]
+    names = [c for c in class_lists[next(iter(same))] if all(c in class_lists[r] for r in same)]
     if not names:
         st.info("These runs have no class in common.")
         return

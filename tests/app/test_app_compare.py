@@ -27,7 +27,8 @@ def _config(method: str, seed: int, iterations: int) -> dict:
 
 
 def _write(runs, run_id: str, *, method: str, seed: int, steps: int, group: str | None = None,
-           classes: list[str] = CLASSES, frequencies: list[float] | None = FREQUENCIES, vectors: bool = True) -> None:
+           classes: list[str] = CLASSES, frequencies: list[float] | None = FREQUENCIES, vectors: bool = True,
+           eval_offset: int = 0) -> None:
     rng = np.random.default_rng(seed)
     writer = RunWriter(runs, run_id, class_names=classes, palette=PALETTE + [[9, 9, 9]] * (len(classes) - 4),
                        config=_config(method, seed, steps), dataset="synthetic", split="16 labeled",
@@ -37,7 +38,7 @@ def _write(runs, run_id: str, *, method: str, seed: int, steps: int, group: str 
         writer.log_scalars(step, {"loss/total": 1.0 / (1 + step)})
         if vectors and step % 10 == 0:
             writer.log_classes(step, {"bank": class_rows(step + 100 * seed, len(classes), rng)["bank"]})
-        if step and step % 100 == 0:
+        if step > eval_offset and (step - eval_offset) % 100 == 0:
             iou = np.clip(0.2 + step / 1000 + 0.05 * seed + np.linspace(0.3, 0.0, len(classes))
                           + 0.01 * rng.random(len(classes)), 0, 1)
             writer.log_eval(step, miou=float(iou.mean()), iou=iou, model="teacher")
@@ -317,4 +318,30 @@ def test_panels_follow_the_class_order_and_runs_keep_their_colours(runs, app_fac
     views = canvas_views(at)
     for key in ("cmp_panels", "cmp_miou", "cmp_final_iou"):
         assert {e["id"]: e["colour"] for e in views[key]["entries"]} == {r: colours[r] for r in ("g-ael-s0", "g-ael-s1")}
+
+
+def test_a_group_of_single_seeds_draws_no_spread_and_staggered_seeds_are_named(tmp_path, app_factory):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    _write(runs, "one-ael-s0", method="ael", seed=0, steps=210, group="one")
+    _write(runs, "one-supervised-s0", method="supervised", seed=0, steps=210, group="one")
+    at = app_factory(runs)
+    at.switch_page("views/compare.py").run()
+    assert not _problems(at)
+    view = canvas_views(at)["cmp_group_bars"]
+    assert [e["name"] for e in view["entries"]] == ["ael (1 seed)", "supervised (1 seed)"]
+    assert all(np.isnan(group["errors"]).all() for group in view["groups"])  # no whisker of zero
+    assert [line["name"] for line in _lines(at, "cmp_group_curves")] == ["ael (1 seed)", "supervised (1 seed)"]
+
+    # Two seeds that never evaluate at the same step: named as two, and the page says why no band.
+    _write(runs, "st-ael-s0", method="ael", seed=0, steps=210, group="st")
+    _write(runs, "st-ael-s1", method="ael", seed=1, steps=260, group="st", eval_offset=50)
+    at = app_factory(runs)
+    at.switch_page("views/compare.py").run()
+    at.selectbox(key="cmp_group").set_value("st").run()
+    assert not _problems(at)
+    line, = _lines(at, "cmp_group_curves")
+    assert line["name"] == "ael (mean of 2 seeds)" and line["count"].tolist() == [1, 1, 1, 1]
+    assert np.array_equal(line["x"], [100, 150, 200, 250])
+    assert any(c.value.startswith("ael: no evaluation step is shared by all seeds") for c in at.caption)
 

@@ -35,9 +35,13 @@ def test_a_run_keeps_its_colour_as_others_are_chosen_or_dropped():
     listed = [f"r{i}" for i in range(12)]  # oldest first
     assert run_colours(["r3", "r1"], listed) == {"r3": SERIES_COLOURS[3], "r1": SERIES_COLOURS[1]}
     assert run_colours(["r0", "r1", "r3"], listed)["r3"] == SERIES_COLOURS[3]  # r0 chosen too: r3 unchanged
-    # r1 and r11 would share a colour: the one chosen later takes the next free one.
-    assert run_colours(["r1", "r11", "r2"], listed) == {"r1": SERIES_COLOURS[1], "r11": SERIES_COLOURS[2],
-                                                        "r2": SERIES_COLOURS[3]}
+    # r1 and r11 would share a colour: the newer takes the next free one (r2 keeps its own).
+    assert run_colours(["r1", "r11", "r2"], listed) == {"r1": SERIES_COLOURS[1], "r11": SERIES_COLOURS[3],
+                                                        "r2": SERIES_COLOURS[2]}
+    # Two runs ten places apart compete for one colour: the older keeps it, whatever the order chosen.
+    listed = [f"r{i:02d}" for i in range(12)]
+    assert run_colours(["r10", "r00"], listed) == {"r10": SERIES_COLOURS[1], "r00": SERIES_COLOURS[0]}
+    assert list(run_colours(["r10", "r00"], listed)) == ["r10", "r00"]  # in the order given
     # Without a listing, in the order given; past ten runs colours repeat.
     ids = [f"x{i}" for i in range(len(SERIES_COLOURS) + 1)]
     colours = run_colours(ids)
@@ -136,3 +140,27 @@ def test_grouped_bars_take_whiskers_and_run_colours_and_fit_the_whiskers():
     assert view["range"] == [0.0, pytest.approx(55.0 * 1.1)]  # the highest whisker, with room above
     with pytest.raises(ValueError):
         grouped_bars_view(bars, ["a", "b"], view="v", errors={"r1": np.array([1.0, 2.0, 3.0])})
+
+
+def test_bad_inputs_name_the_run_label_or_key_at_fault():
+    with pytest.raises(ValueError, match=r"no colour given for 'b'"):
+        run_curves_view({"a": (np.arange(2), np.ones(2)), "b": (np.arange(2), np.ones(2))}, view="v",
+                        colours={"a": "#000000"})
+    with pytest.raises(ValueError, match=r"run 'a': steps and values must be 1-D of one length.*\(3,\), \(2,\)"):
+        run_curves_view({"a": (np.arange(3), np.ones(2))}, view="v", colours={"a": "#000000"})
+    with pytest.raises(ValueError, match=r"'ael': steps and values must be 1-D"):
+        band_curves_view({"ael": (np.arange(2), np.ones((2, 2)), np.ones(2), np.ones(2))}, view="v")
+    bars = {"r1": np.array([50.0, 20.0])}
+    with pytest.raises(ValueError, match="linear axis only"):
+        grouped_bars_view(bars, ["a", "b"], view="v", log_y=True, errors={"r1": np.ones(2)})
+    with pytest.raises(ValueError, match=r"errors given for 'r9', which are not among the groups 'r1'"):
+        grouped_bars_view(bars, ["a", "b"], view="v", errors={"r9": np.ones(2)})
+
+
+def test_a_group_legend_names_the_seeds_pooled_even_when_they_share_no_step():
+    # Three seeds evaluated at staggered steps: each step holds one of them.
+    curves = {"ael": (np.array([100, 120, 150]), np.array([0.4, 0.5, 0.6]), np.zeros(3), np.array([1, 1, 1]))}
+    view = decoded(band_curves_view(curves, view="v", seeds={"ael": 3}))
+    assert view["entries"][0]["name"] == "ael (mean of 3 seeds)"
+    assert np.isnan(view["series"][0]["spread"]).all()  # one seed a step: no spread drawn
+

@@ -7,7 +7,15 @@ import numpy as np
 from runs_helpers import CLASS_NAMES
 
 from ael.runs import open_run
-from ael.runs.groups import group_class_iou, group_curves, group_rows, rows_of_runs, summarize_group
+from ael.runs.groups import (
+    group_class_iou,
+    group_curves,
+    group_rows,
+    rows_of_runs,
+    runs_pooled,
+    seeds_legend,
+    summarize_group,
+)
 
 # Classes 2 and 3 are tail: under 0.25 / 4 of the labeled pixels.
 FREQUENCIES = [0.6, 0.3, 0.06, 0.04]
@@ -69,6 +77,15 @@ def test_group_curves_pool_each_methods_seeds(runs_dir, make_writer):
     steps, mean, std, count = curves["supervised"]
     assert count.tolist() == [1, 1] and std.tolist() == [0.0, 0.0]
     assert group_curves(opened, "g", "student") == {}
+
+
+def test_a_methods_legend_names_the_runs_its_mean_pools(runs_dir, make_writer):
+    _write(make_writer)
+    rows = group_rows(runs_dir, "g")
+    assert runs_pooled(rows, "teacher") == {"ael": 2, "supervised": 1}
+    assert runs_pooled(rows, "student") == {}
+    assert [seeds_legend(m, n) for m, n in runs_pooled(rows, "teacher").items()] == [
+        "ael (mean of 2 seeds)", "supervised (1 seed)"]
 
 
 def _pct(values) -> str:

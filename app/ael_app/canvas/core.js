@@ -102,7 +102,9 @@ class Chart {
     // that left (a run no longer chosen) is forgotten. Entries that stay keep the user's choice.
     const declared = {};
     for (const e of data.entries || []) declared[e.id] = !!e.hidden;
-    for (const id of Object.keys(view.hidden)) if (view.declared[id] !== declared[id]) delete view.hidden[id];
+    for (const entryId of Object.keys(view.hidden)) {
+      if (view.declared[entryId] !== declared[entryId]) delete view.hidden[entryId];
+    }
     view.declared = declared;
     this.view = view;
     this.data = data;
