@@ -225,11 +225,15 @@ class Chart {
       if (labels) ctx.fillText(label, area.left - 6, py);
       drawn.push(label);
     }
-    if (title) {
-      ctx.save(); ctx.translate(14, area.top + area.height / 2); ctx.rotate(-Math.PI / 2);
-      ctx.textAlign = 'center'; ctx.fillStyle = INK; ctx.fillText(title, 0, 0); ctx.restore();
-    }
+    this.yTitle(ctx, area, title);
     return {y, ticks: drawn};
+  }
+
+  // A y axis title, upright, at the left edge beside the middle of `area`.
+  yTitle(ctx, area, title) {
+    if (!title) return;
+    ctx.save(); ctx.translate(14, area.top + area.height / 2); ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = 'center'; ctx.fillStyle = INK; ctx.fillText(title, 0, 0); ctx.restore();
   }
 
   // A linear x axis over [lo, hi] (data units) below the area; `at` maps a value to pixels.

@@ -21,10 +21,7 @@ const CURVES = {
   },
   margins: (chart) => ({left: 58, right: 12, top: chart.data.panels.length > 1 ? 2 : 10, bottom: 42}),
   // The part of a curve to draw: the detail of the zoomed range once the server sent it.
-  part(chart, curve) {
-    const x = chart.view.x, detail = curve.detail;
-    return detail && x && detail.range[0] <= x[0] && x[1] <= detail.range[1] ? detail : curve.coarse;
-  },
+  part: (chart, curve) => zoomedPart(curve.coarse, curve.detail, chart.view.x),
   visible(chart) {
     return chart.curves.filter(curve => !chart.hidden(chart.data.entries[curve.entry]));
   },
@@ -81,10 +78,7 @@ const CURVES = {
       for (const curve of shown) if (curve.panel === p) this.drawCurve(chart, ctx, curve, plot);
       ctx.restore();
     });
-    if (data.y_title) {
-      ctx.save(); ctx.translate(14, area.top + area.height / 2); ctx.rotate(-Math.PI / 2);
-      ctx.textAlign = 'center'; ctx.fillStyle = INK; ctx.fillText(data.y_title, 0, 0); ctx.restore();
-    }
+    chart.yTitle(ctx, area, data.y_title);  // once, beside the whole grid
     chart.scale = {plots, x, yRange: y};
   },
   drawCurve(chart, ctx, curve, plot) {
@@ -144,8 +138,7 @@ const CURVES = {
     // A spread is sent where there are seeds to spread over (two or more).
     const spread = part.spread && Number.isFinite(part.spread[i]) ? ` ± ${formatSpread(part.spread[i], part.ys[i])}` : '';
     const seeds = part.count ? ` (${part.count[i]} seed${part.count[i] === 1 ? '' : 's'})` : '';
-    const when = part.reduced ? `mean of steps ${i ? part.xs[i - 1] + 1 : part.first_step}–${part.xs[i]}`
-      : `at step ${part.xs[i]}`;
+    const when = stepText(part, i);
     const panel = chart.data.panels[p].title ? ` · ${chart.data.panels[p].title}` : '';
     return `${entry.name}: ${chart.valueText(part.ys[i])}${spread}${seeds}, ${when}${panel}`;
   },

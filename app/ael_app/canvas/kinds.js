@@ -43,11 +43,15 @@ function stepWindow(xs, x) {
   return [Math.max(0, from - 1), Math.min(xs.length, to + 1)];
 }
 
-// The series to draw: the detail of the zoomed range once the server sent it, else the whole run's.
+// What to draw of a series over steps: the detail of the zoomed steps `x` once the server sent it
+// (it covers them), else the whole run's.
+function zoomedPart(coarse, detail, x) {
+  return detail && x && detail.range[0] <= x[0] && x[1] <= detail.range[1] ? detail : coarse;
+}
+
+// The series a chart draws (zoomedPart of its whole run and detail), kept as chart.source.
 function source(chart) {
-  const detail = chart.detail, x = chart.view.x;
-  const fits = detail && x && detail.range[0] <= x[0] && x[1] <= detail.range[1];
-  chart.source = fits ? detail : chart.coarse;
+  chart.source = zoomedPart(chart.coarse, chart.detail, chart.view.x);
   chart.xs = chart.source.xs;
   return chart.source;
 }
@@ -129,7 +133,7 @@ const LINES = {
       const d = Math.abs(chart.scale.y(v) - py);
       if (d < distance) { distance = d; best = [c, v]; }
     }
-    return best && `${chart.data.names[best[0]]}: ${chart.valueText(best[1])}, ${stepText(chart, i)}`;
+    return best && `${chart.data.names[best[0]]}: ${chart.valueText(best[1])}, ${stepText(chart.source, i)}`;
   },
   zoom: (chart, area, xs, ys) => zoomLinear(chart, area, xs, ys),
 };
@@ -215,7 +219,7 @@ const HEATMAP = {
     const i = Math.floor(cols[0] + ((px - area.left) / area.width) * (cols[1] - cols[0]));
     const r = Math.floor(rows[0] + ((py - area.top) / area.height) * (rows[1] - rows[0]));
     if (i < 0 || i >= k || r < 0 || r >= chart.data.names.length) return null;
-    return `${chart.data.names[r]}: ${chart.valueText(chart.source.values[r * k + i])}, ${stepText(chart, i)}`;
+    return `${chart.data.names[r]}: ${chart.valueText(chart.source.values[r * k + i])}, ${stepText(chart.source, i)}`;
   },
   zoom(chart, area, xs, ys) {
     const {cols, rows} = chart.scale, zoomed = {};
@@ -344,9 +348,10 @@ const GROUPS = {
   zoom: (chart, area, xs) => zoomClasses(chart, area, xs),
 };
 
-// Where a point's value comes from: one record, or the mean of the records of a bucket of steps.
-function stepText(chart, i) {
-  const {xs, reduced, first_step: first} = chart.source;
+// Where point i of a series (its steps `xs`, whether `reduced` to bucket means, its `first_step`)
+// comes from: one record, or the mean of the records of a bucket of steps.
+function stepText(part, i) {
+  const {xs, reduced, first_step: first} = part;
   if (!reduced) return `at step ${xs[i]}`;
   return `mean of steps ${i ? xs[i - 1] + 1 : first}–${xs[i]}`;
 }
